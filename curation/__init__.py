@@ -1,0 +1,1 @@
+"""Curation stage: raw corpora -> scored, deduplicated documents -> versioned shards."""

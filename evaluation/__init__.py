@@ -1,0 +1,1 @@
+"""Evaluation stage: lm-eval suites, perplexities, the stability-gap monitor, plots."""

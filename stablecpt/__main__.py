@@ -1,0 +1,5 @@
+import sys
+
+from stablecpt.cli import main
+
+sys.exit(main())

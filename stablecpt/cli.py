@@ -1,0 +1,45 @@
+"""`stablecpt`: one command, a subcommand per stage. Each stage package registers its own parsers.
+
+Handlers import their heavy dependencies lazily so `--help` stays fast. A UserError (bad config,
+missing file, bad record) is printed as one line on stderr with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from stablecpt import __version__
+from stablecpt.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from curation.cli import register as register_curation
+    from stablecpt.demo import register as register_demo
+
+    parser = argparse.ArgumentParser(
+        prog="stablecpt",
+        description="Continual pre-training that mitigates the stability gap: curate corpora, build "
+        "versioned shards, train, evaluate, audit.",
+    )
+    parser.add_argument("--version", action="version", version=f"stablecpt {__version__}")
+    stages = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
+    register_curation(stages)
+    register_demo(stages)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as err:
+        print(f"stablecpt: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stablecpt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

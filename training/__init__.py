@@ -1,0 +1,1 @@
+"""Training stage: continual pre-training from a shard version. Never imports curation."""
