@@ -1,0 +1,62 @@
+"""Run every benchmarks/bench_*.py and collect their one-line JSON results into one file.
+
+Usage: python benchmarks/run_all.py [--only NAME ...] [--out benchmarks/results.jsonl]
+Each benchmark prints one JSON line last (its figures and the machine); anything else it prints is
+shown but not collected. A benchmark that fails is recorded with its exit status, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def last_json_line(stdout: str) -> dict | None:
+    for line in reversed(stdout.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                return None
+    return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="benchmark names, e.g. bench_loader")
+    parser.add_argument("--out", type=Path, default=HERE / "results.jsonl")
+    args = parser.parse_args()
+    scripts = sorted(HERE.glob("bench_*.py"))
+    if args.only:
+        scripts = [s for s in scripts if s.stem in args.only]
+    results = []
+    for script in scripts:
+        print(f"== {script.stem}", flush=True)
+        started = time.time()
+        proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=HERE.parent)
+        sys.stdout.write(proc.stdout[-2000:])
+        record = {"benchmark": script.stem, "exit_status": proc.returncode,
+                  "wall_s": round(time.time() - started, 1), "result": last_json_line(proc.stdout)}
+        if proc.returncode != 0:
+            record["stderr_tail"] = proc.stderr[-1000:]
+            print(f"   failed with exit status {proc.returncode}", flush=True)
+        results.append(record)
+    header = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in [header, *results]))
+    tmp.replace(args.out)
+    print(f"wrote {args.out}")
+    return 0 if all(r["exit_status"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
