@@ -34,7 +34,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check stablecpt curation training evaluation tests benchmarks
+	$(VENV)/bin/ruff check stablecpt curation training evaluation audit tests benchmarks
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

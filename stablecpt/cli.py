@@ -14,6 +14,7 @@ from stablecpt.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from audit.cli import register as register_audit
     from curation.cli import register as register_curation
     from stablecpt.demo import register as register_demo
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     stages = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
     register_curation(stages)
     register_demo(stages)
+    register_audit(stages)
     return parser
 
 

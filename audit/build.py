@@ -1,0 +1,190 @@
+"""Assemble the report for each kind of folder from its tables and charts (meanings: docs/audit.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from audit import charts
+from audit.compare import Comparison
+from audit.curation_tables import CurationTables, curation_tables
+from audit.lineage import trace
+from audit.mixture import load_target
+from audit.readers import Audited, CurationRun, EvalResult, ShardVersion, TrainingRun, first_present, read_json
+from audit.report import Chart, Report, Section, Table
+from audit.tables import LOG_SCALE, VersionTables, pool_of, version_tables
+from audit.training import resolve_version, run_info, training_tables
+
+
+def score_section(scores: pl.DataFrame, histograms: dict[str, pl.DataFrame], selection: pl.DataFrame | None,
+                  prefix: str) -> Section:
+    tables = [Table("score distribution", "Per domain and source: documents, how many carry the score, and its "
+                    "quantiles. KenLM perplexity: lower is more domain-like; fastText: P(domain).", scores)]
+    if selection is not None:
+        tables.append(Table("selection boundary", "Per domain, the worst score among selected documents (largest "
+                            "perplexity, smallest fastText probability), and the manifest's recorded threshold "
+                            "where it names one.", selection))
+    empty = pl.DataFrame(schema={"score": pl.String})
+    chart_list = [Chart(f"{prefix}_{score}.png", f"{score} distribution with the selection edge marked",
+                        charts.score_histogram(hist, selection if selection is not None else empty, score,
+                                               LOG_SCALE[score]))
+                  for score, hist in histograms.items()]
+    return Section("Relevance scores", tables, chart_list)
+
+
+def version_sections(t: VersionTables) -> list[Section]:
+    mixture_by = t.mixture["by"][0] if t.mixture.height else "category"
+    return [
+        Section("Composition per epoch", [
+            Table("tokens and documents per epoch", "One row per epoch and source: plan rows (documents, repeats "
+                  "counted), distinct documents, tokens, and the source's share of the epoch's tokens.",
+                  t.composition),
+            Table("stored documents", "documents.parquet: each selected document once, with its tokens.", t.stored),
+        ], [Chart("tokens_per_epoch.png", "tokens per epoch by source",
+                  charts.stacked_bars(t.composition, "epoch", "source", "tokens", "tokens per epoch by source",
+                                      "tokens"))]),
+        Section("Target against realised mixture", [
+            Table(f"mixture by {mixture_by}", "Per epoch: realised share of the epoch's tokens, the target share "
+                  "and the difference (realised - target). Target null: the version records none.", t.mixture),
+        ], [Chart("mixture.png", f"realised mixture by {mixture_by}; black ticks: target",
+                  charts.mixture_bars(t.mixture, f"realised mixture by {mixture_by} (ticks: target)"))]),
+        Section("Repetition across epochs", [
+            Table("repetition summary", "Per source: stored documents, those in no epoch plan, mean and largest "
+                  "number of times a document is consumed over all epochs, how many recur within one epoch, and "
+                  "the most epochs one document appears in.", t.repetition_summary),
+            Table("documents by number of occurrences", "How many documents (and their unique tokens) are "
+                  "consumed exactly `occurrences` times over all epochs.", t.repetition),
+        ], [Chart("repetition.png", "documents by occurrences over all epochs",
+                  charts.stacked_bars(t.repetition, "occurrences", "source", "documents",
+                                      "documents by number of occurrences over all epochs", "documents"))]),
+    ]
+
+
+def curation_sections(t: CurationTables, prefix: str = "curation") -> list[Section]:
+    return [
+        Section("Curation accounting", [
+            Table("input, kept and dropped per source", "From the attribute table (one row per input document); "
+                  "input = kept + dropped.", t.accounting),
+            Table("kept per source, domain, category", "Input and kept documents, kept words and characters.",
+                  t.composition),
+        ]),
+        Section("Dropped documents", [
+            Table("dropped by reason", "Every dropped or set-aside input document, by source and drop_reason.",
+                  t.dropped),
+            Table("near-duplicate clusters removed", "Per source and dedup reason: documents removed, the clusters "
+                  "they belong to, and the source of the copy kept (empty: no kept member recorded).", t.dedup),
+            Table("contamination hits", "Documents dropped as contaminated (sharing an n-gram with evaluation "
+                  "items), their n-gram hits, and kept documents with hits (should be 0).", t.contamination),
+        ], [Chart(f"{prefix}_dropped.png", "dropped documents by reason",
+                  charts.stacked_bars(t.dropped.with_columns(pl.col("drop_reason").fill_null("(no reason)")),
+                                      "drop_reason", "source", "documents", "dropped documents by reason",
+                                      "documents", horizontal=True))]),
+        score_section(t.scores, t.histograms, None, prefix),
+    ]
+
+
+def audit_version(version: ShardVersion, target: str | Path | None, search: list[Path]) -> Report:
+    curation_dir = first_present(version.manifest, "lineage.curation_run")
+    curation_path = Path(curation_dir) if isinstance(curation_dir, str) else None
+    if curation_path is not None and not curation_path.is_absolute() and not curation_path.exists():
+        curation_path = version.path / curation_path
+    tables = version_tables(version, load_target(version.manifest, version.path / "manifest.json", target),
+                            pool=pool_of(curation_path))
+    sections = version_sections(tables)
+    sections.insert(3, score_section(tables.scores, tables.histograms, tables.selection, "version"))
+    findings = list(tables.findings)
+    if curation_path is not None and (curation_path / "manifest.json").is_file():
+        run = CurationRun(curation_path, read_json(curation_path / "manifest.json"))
+        recorded = first_present(version.manifest, "lineage.curation_fingerprint")
+        if recorded and recorded != run.fingerprint:
+            findings.append(f"lineage.curation_run {curation_path} has fingerprint {run.fingerprint[:12]}, the "
+                            f"manifest records {str(recorded)[:12]}; its tables are not shown")
+        else:
+            curated = curation_tables(run)
+            sections += [Section(f"From the curation run: {s.title}", s.tables, s.charts)
+                         for s in curation_sections(curated)[:2]]
+            findings += curated.findings
+    elif curation_path is not None:
+        findings.append(f"lineage.curation_run {curation_path} not found: curation tables not shown")
+    subject = {"kind": "shard version", "path": str(version.path), "fingerprint": version.fingerprint,
+               "created_at": str(version.manifest.get("created_at", ""))}
+    return Report(f"Audit of shard version {version.label}", subject, sections, findings)
+
+
+def audit_curation(run: CurationRun) -> Report:
+    tables = curation_tables(run)
+    subject = {"kind": "curation run", "path": str(run.path), "fingerprint": run.fingerprint,
+               "created_at": str(run.manifest.get("created_at", ""))}
+    sections = curation_sections(tables)
+    if isinstance(run.manifest.get("config"), dict):
+        sections.append(Section("Curation config", code=yaml.safe_dump(run.manifest["config"], sort_keys=False)))
+    return Report(f"Audit of curation run {run.label}", subject, sections, tables.findings)
+
+
+def audit_training(run: TrainingRun, shards: str | Path | None, target: str | Path | None,
+                   search: list[Path]) -> Report:
+    version = resolve_version(run, shards)
+    t = training_tables(run, version)
+    sections = [Section("Tokens consumed against the plan", [
+        Table("position at the last checkpoint", "Where the run stood, from trainer_state.json's loader_state.",
+              t.position),
+        Table("per source", "Tokens per source recomputed from the epoch plans: planned over the run's budget, "
+              "consumed up to the last checkpoint, their shares, the fraction of the plan consumed, and the count "
+              "metrics.jsonl logged at or before that step (compared, never trusted).", t.consumption),
+        Table("per epoch and source", "The same, per epoch.", t.by_epoch),
+        Table("epoch streams", "Per epoch: tokens in the plan, tokens in full sequences of seq_len, the dropped "
+              "tail, and the token limits consumed and planned.", t.epochs),
+    ], [Chart("consumption.png", "tokens per source: planned and consumed",
+              charts.planned_vs_consumed(t.consumption))])]
+    version_report = audit_version(version, target, search)
+    sections += [Section(f"Shard version: {s.title}", s.tables, s.charts) for s in version_report.sections]
+    subject = {"kind": "training run", "path": str(run.path), "shard version": str(version.path),
+               "fingerprint": version.fingerprint}
+    subject.update({k: str(v) for k, v in run_info(run).items()})
+    return Report(f"Audit of training run {run.label}", subject, sections, t.findings + version_report.findings)
+
+
+def audit_result(result: EvalResult, search: list[Path]) -> Report:
+    t = trace(result, search)
+    sections = [Section("Lineage", [
+        Table("links", "From the result back to its inputs; each link is accepted by fingerprint.", t.links),
+        Table("curation inputs", "Each source of the curation run: its uri, the input fingerprint recorded when "
+              "it was curated, and how many files the uri matches now (local paths only).", t.inputs),
+    ], code=yaml.safe_dump(t.curation_config, sort_keys=False) if t.curation_config else "")]
+    subject = {"kind": "evaluation result", "path": str(result.path), "fingerprint": result.fingerprint}
+    return Report(f"Lineage of {result.label}", subject, sections, t.findings)
+
+
+def audit(item: Audited, target: str | Path | None = None, shards: str | Path | None = None,
+          search: list[Path] | None = None) -> Report:
+    search = search or []
+    if isinstance(item, ShardVersion):
+        return audit_version(item, target, search)
+    if isinstance(item, CurationRun):
+        return audit_curation(item)
+    if isinstance(item, TrainingRun):
+        return audit_training(item, shards, target, search)
+    return audit_result(item, search)
+
+
+def comparison_report(a: Audited, b: Audited, c: Comparison) -> Report:
+    sections = [
+        Section("Summary", [Table("versions", "The two sides: a and b.", c.summary)]),
+        Section("Documents", [Table("documents by id", "Per source: documents in both, only in a, only in b.",
+                                    c.documents)]),
+        Section("Tokens", [Table("tokens per epoch and source" if isinstance(a, ShardVersion)
+                                 else "documents per source and drop reason",
+                                 "a, b and the difference (b - a).", c.tokens)]),
+        Section("Mixture", [Table("share per epoch and category", "Share of each epoch's tokens; difference = "
+                                  "b - a.", c.mixture)],
+                [Chart("compare_mixture.png", "mixture difference b - a",
+                       charts.grouped_bars(c.mixture, "category", "epoch", "difference",
+                                           "share difference (b - a) per category", "share"))]
+                if c.mixture.height else []),
+        Section("Config", [Table("config keys that differ", "Flattened config keys whose values differ.",
+                                 c.config)]),
+    ]
+    subject = {"a": str(a.path), "b": str(b.path)}
+    return Report(f"Comparison of {a.label} and {b.label}", subject, sections)

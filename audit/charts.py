@@ -1,0 +1,118 @@
+"""matplotlib charts over the small aggregated tables (never over raw rows, so they cost nothing at scale)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import polars as pl
+
+Draw = Callable[[Any], None]
+
+
+def stacked_bars(frame: pl.DataFrame, x: str, stack: str, value: str, title: str, ylabel: str,
+                 horizontal: bool = False) -> Draw:
+    def draw(figure: Any) -> None:
+        if frame.height == 0:
+            return
+        ax = figure.add_subplot()
+        xs = sorted(frame[x].unique().to_list(), key=str)
+        labels = [str(v) for v in xs]
+        base = [0.0] * len(xs)
+        for key in sorted(frame[stack].unique().to_list(), key=str):
+            part = dict(frame.filter(pl.col(stack) == key).select(x, value).iter_rows())
+            heights = [float(part.get(v, 0) or 0) for v in xs]
+            if horizontal:
+                ax.barh(labels, heights, left=base, label=str(key))
+            else:
+                ax.bar(labels, heights, bottom=base, label=str(key))
+            base = [b + h for b, h in zip(base, heights, strict=True)]
+        ax.set_title(title)
+        (ax.set_xlabel if horizontal else ax.set_ylabel)(ylabel)
+        ax.legend(fontsize="small", title=stack)
+    return draw
+
+
+def grouped_bars(frame: pl.DataFrame, x: str, group: str, value: str, title: str, ylabel: str) -> Draw:
+    def draw(figure: Any) -> None:
+        if frame.height == 0:
+            return
+        ax = figure.add_subplot()
+        xs = sorted(frame[x].unique().to_list(), key=str)
+        groups = sorted(frame[group].unique().to_list(), key=str)
+        width = 0.8 / len(groups)
+        for j, key in enumerate(groups):
+            part = dict(frame.filter(pl.col(group) == key).select(x, value).iter_rows())
+            ax.bar([i + (j - (len(groups) - 1) / 2) * width for i in range(len(xs))],
+                   [float(part.get(v, 0) or 0) for v in xs], width, label=f"{group} {key}")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize="small")
+    return draw
+
+
+def mixture_bars(mixture: pl.DataFrame, title: str) -> Draw:
+    """Realised share per key and epoch as bars; the target as a black tick on each bar."""
+    def draw(figure: Any) -> None:
+        if mixture.height == 0:
+            return
+        ax = figure.add_subplot()
+        keys = sorted(mixture["key"].unique().to_list())
+        epochs = sorted(mixture["epoch"].unique().to_list())
+        width = 0.8 / len(epochs)
+        for j, epoch in enumerate(epochs):
+            part = {r["key"]: r for r in mixture.filter(pl.col("epoch") == epoch).iter_rows(named=True)}
+            xs = [i + (j - (len(epochs) - 1) / 2) * width for i in range(len(keys))]
+            ax.bar(xs, [part.get(k, {}).get("realised") or 0 for k in keys], width, label=f"epoch {epoch}")
+            targets = [part.get(k, {}).get("target") for k in keys]
+            if any(t is not None for t in targets):
+                ax.scatter(xs, [t if t is not None else float("nan") for t in targets], marker="_", s=300,
+                           color="black", zorder=3, label="target" if j == 0 else None)
+        ax.set_xticks(range(len(keys)), keys)
+        ax.set_ylabel("share of the epoch's tokens")
+        ax.set_title(title)
+        ax.legend(fontsize="small")
+    return draw
+
+
+def score_histogram(hist: pl.DataFrame, boundaries: pl.DataFrame, score: str, log: bool) -> Draw:
+    """Per group and domain a step histogram; each domain's selection boundary as a dashed line."""
+    def draw(figure: Any) -> None:
+        if hist.height == 0:
+            return
+        ax = figure.add_subplot()
+        for (group, domain), part in hist.group_by("group", "domain", maintain_order=True):
+            part = part.sort("lo")
+            edges = part["lo"].to_list() + [part["hi"][-1]]
+            ax.stairs(part["count"].to_list(), edges, label=f"{group}: {domain}")
+        rows = boundaries.filter(pl.col("score") == score) if boundaries.height else boundaries
+        for row in rows.iter_rows(named=True):
+            value = row.get("recorded_threshold") or row["selected_boundary"]
+            ax.axvline(value, linestyle="--", color="black", linewidth=1)
+            ax.annotate(f"selection edge {row['domain']}: {value:.4g}", (value, ax.get_ylim()[1] * 0.9),
+                        fontsize="small", rotation=90, ha="right", va="top")
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(score)
+        ax.set_ylabel("documents")
+        ax.set_title(f"{score} distribution")
+        ax.legend(fontsize="small")
+    return draw
+
+
+def planned_vs_consumed(consumption: pl.DataFrame) -> Draw:
+    def draw(figure: Any) -> None:
+        if consumption.height == 0:
+            return
+        ax = figure.add_subplot()
+        sources = consumption["source"].to_list()
+        xs = range(len(sources))
+        ax.bar([x - 0.2 for x in xs], consumption["planned_tokens"].to_list(), 0.4, label="planned")
+        ax.bar([x + 0.2 for x in xs], consumption["consumed_tokens"].to_list(), 0.4, label="consumed (last checkpoint)")
+        ax.set_xticks(list(xs), sources)
+        ax.set_ylabel("tokens")
+        ax.set_title("tokens per source: plan against consumed")
+        ax.legend(fontsize="small")
+    return draw
