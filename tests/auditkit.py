@@ -59,10 +59,12 @@ def documents_frame(docs: list[Doc]) -> pl.DataFrame:
 def write_shard_version(folder: Path, docs: pl.DataFrame | list[Doc], epochs: list[Any], *,
                         target: dict[str, Any] | None = None, selection: dict[str, Any] | None = None,
                         lineage: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                        sparse_tokens: bool = False, name: str = "synthetic", version: int = 1) -> dict[str, Any]:
+                        sparse_tokens: bool = False, token_runs: list[list[int]] | None = None,
+                        name: str = "synthetic", version: int = 1) -> dict[str, Any]:
     """A format_version 1 version. `docs`: id/source/domain/category/scores/token_length; `epochs`: doc_index lists.
 
-    Token runs are real (ids then the separator) unless `sparse_tokens`, where the .ds file only has its size.
+    Token runs are `token_runs` (each ending with the separator) when given, else made-up ids then the separator,
+    or with `sparse_tokens` a .ds file that only has its size.
     """
     frame = documents_frame(docs) if isinstance(docs, list) else docs
     folder.mkdir(parents=True)
@@ -74,6 +76,8 @@ def write_shard_version(folder: Path, docs: pl.DataFrame | list[Doc], epochs: li
     if sparse_tokens:
         with open(shard, "wb") as f:
             f.truncate(int(ends[-1]) * 2)
+    elif token_runs is not None:
+        np.concatenate([np.asarray(r, dtype="<u2") for r in token_runs]).tofile(shard)
     else:
         ids = np.repeat((np.arange(len(lengths)) % 500 + 1).astype("<u2"), lengths)
         ids[ends.astype(np.int64) - 1] = SEPARATOR_ID
@@ -160,6 +164,13 @@ def write_training_run(folder: Path, version: Path, fingerprint: str, seq_len: i
     with open(folder / "metrics.jsonl", "w") as f:
         for event in metrics:
             f.write(json.dumps(event) + "\n")
+
+
+def rows(frame: pl.DataFrame, *keys: str) -> dict[Any, Any]:
+    """{key columns: last column} of a table; a single key column gives plain keys."""
+    def key(r: dict[str, Any]) -> Any:
+        return r[keys[0]] if len(keys) == 2 else tuple(r[k] for k in keys[:-1])
+    return {key(r): r[keys[-1]] for r in frame.iter_rows(named=True)}
 
 
 # --- the multi-source scenario: numbers worked out by hand in the tests -----------------------------
