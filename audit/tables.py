@@ -38,21 +38,25 @@ def collect_all(queries: list[pl.LazyFrame]) -> list[pl.DataFrame]:
     return pl.collect_all(queries, engine="streaming")
 
 
+def per_epoch_counts(plan: pl.LazyFrame) -> pl.LazyFrame:
+    """(doc_index, epoch, n): how many times each document occurs in each epoch's plan."""
+    return plan.group_by("doc_index", "epoch").agg(n=pl.len())
+
+
 def composition_query(plan: pl.LazyFrame, docs: pl.LazyFrame) -> pl.LazyFrame:
-    occurrences = plan.join(docs.select("doc_index", "source", "domain", "category", "token_length"),
-                            on="doc_index", how="inner")
+    occurrences = per_epoch_counts(plan).join(
+        docs.select("doc_index", "source", "domain", "category", "token_length"), on="doc_index", how="inner")
     return (occurrences.group_by("epoch", "source", "domain", "category")
-            .agg(documents=pl.len(), unique_documents=pl.col("doc_index").n_unique(),
-                 tokens=pl.col("token_length").sum())
+            .agg(documents=pl.col("n").sum().cast(pl.Int64), unique_documents=pl.len().cast(pl.Int64),
+                 tokens=(pl.col("n") * pl.col("token_length")).sum())
             .with_columns(share=pl.col("tokens") / pl.col("tokens").sum().over("epoch"))
             .sort("epoch", "source"))
 
 
 def repetition_queries(plan: pl.LazyFrame, docs: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """How often each stored document recurs: over all epochs, and at most within one epoch."""
-    per_epoch = plan.group_by("doc_index", "epoch").agg(n=pl.len())
-    per_doc = per_epoch.group_by("doc_index").agg(occurrences=pl.col("n").sum(), epochs=pl.len(),
-                                                  max_in_epoch=pl.col("n").max())
+    per_doc = per_epoch_counts(plan).group_by("doc_index").agg(
+        occurrences=pl.col("n").sum(), epochs=pl.len(), max_in_epoch=pl.col("n").max())
     full = (docs.select("doc_index", "source", "token_length").join(per_doc, on="doc_index", how="left")
             .with_columns(pl.col("occurrences", "epochs", "max_in_epoch").fill_null(0).cast(pl.Int64)))
     histogram = (full.group_by("source", "occurrences")
@@ -68,14 +72,14 @@ def repetition_queries(plan: pl.LazyFrame, docs: pl.LazyFrame) -> tuple[pl.LazyF
 
 
 def score_summary_query(docs: pl.LazyFrame) -> pl.LazyFrame:
-    long = docs.select("domain", "source", *SCORES).unpivot(on=list(SCORES), index=["domain", "source"],
-                                                           variable_name="score", value_name="value")
-    value = pl.col("value")
-    return (long.group_by("domain", "source", "score")
-            .agg(documents=pl.len(), scored=value.count(), min=value.min(),
-                 p10=value.quantile(0.1, "nearest"), median=value.quantile(0.5, "nearest"),
-                 p90=value.quantile(0.9, "nearest"), max=value.max())
-            .sort("score", "domain", "source"))
+    parts = []
+    for score in SCORES:
+        value = pl.col(score)
+        parts.append(docs.group_by("domain", "source").agg(
+            score=pl.lit(score), documents=pl.len(), scored=value.count(), min=value.min(),
+            p10=value.quantile(0.1, "nearest"), median=value.quantile(0.5, "nearest"),
+            p90=value.quantile(0.9, "nearest"), max=value.max()))
+    return pl.concat(parts).sort("score", "domain", "source")
 
 
 def selection_boundary(docs: pl.LazyFrame, manifest: dict[str, Any]) -> pl.LazyFrame:
