@@ -10,11 +10,11 @@ import yaml
 from audit import charts
 from audit.compare import Comparison
 from audit.curation_tables import CurationTables, curation_tables
-from audit.lineage import trace
+from audit.lineage import locate, trace
 from audit.mixture import load_target
-from audit.readers import Audited, CurationRun, EvalResult, ShardVersion, TrainingRun, first_present, read_json
+from audit.readers import Audited, CurationRun, EvalResult, ShardVersion, TrainingRun, first_present
 from audit.report import Chart, Report, Section, Table
-from audit.tables import LOG_SCALE, VersionTables, pool_of, version_tables
+from audit.tables import LOG_SCALE, VersionTables, version_tables
 from audit.training import resolve_version, run_info, training_tables
 
 
@@ -85,31 +85,37 @@ def curation_sections(t: CurationTables, prefix: str = "curation") -> list[Secti
     ]
 
 
+def linked_curation_run(version: ShardVersion, search: list[Path]) -> tuple[CurationRun | None, str | None]:
+    """The curation run the version records, accepted only with the recorded fingerprint; else why not."""
+    recorded = first_present(version.manifest, "lineage.curation_run")
+    if not isinstance(recorded, str):
+        return None, None
+    path = Path(recorded)
+    if not path.is_absolute() and not path.exists():
+        path = version.path / path
+    fingerprint = first_present(version.manifest, "lineage.curation_fingerprint")
+    folder, manifest, status = locate(path, fingerprint, "curation_run", [*search, version.path.parent])
+    if folder is None or manifest is None:
+        return None, f"lineage.curation_run {recorded}: {status}; curation tables not shown"
+    return CurationRun(folder, manifest), None
+
+
 def audit_version(version: ShardVersion, target: str | Path | None, search: list[Path]) -> Report:
-    curation_dir = first_present(version.manifest, "lineage.curation_run")
-    curation_path = Path(curation_dir) if isinstance(curation_dir, str) else None
-    if curation_path is not None and not curation_path.is_absolute() and not curation_path.exists():
-        curation_path = version.path / curation_path
+    run, problem = linked_curation_run(version, search)
     tables = version_tables(version, load_target(version.manifest, version.path / "manifest.json", target),
-                            pool=pool_of(curation_path))
+                            pool=run.documents() if run else None)
     sections = version_sections(tables)
     sections.insert(3, score_section(tables.scores, tables.histograms, tables.selection, "version"))
-    findings = list(tables.findings)
-    if curation_path is not None and (curation_path / "manifest.json").is_file():
-        run = CurationRun(curation_path, read_json(curation_path / "manifest.json"))
-        recorded = first_present(version.manifest, "lineage.curation_fingerprint")
-        if recorded and recorded != run.fingerprint:
-            findings.append(f"lineage.curation_run {curation_path} has fingerprint {run.fingerprint[:12]}, the "
-                            f"manifest records {str(recorded)[:12]}; its tables are not shown")
-        else:
-            curated = curation_tables(run)
-            sections += [Section(f"From the curation run: {s.title}", s.tables, s.charts)
-                         for s in curation_sections(curated)[:2]]
-            findings += curated.findings
-    elif curation_path is not None:
-        findings.append(f"lineage.curation_run {curation_path} not found: curation tables not shown")
+    findings = list(tables.findings) + ([problem] if problem else [])
+    if run is not None:
+        curated = curation_tables(run)
+        sections += [Section(f"From the curation run: {s.title}", s.tables, s.charts)
+                     for s in curation_sections(curated)[:2]]
+        findings += curated.findings
     subject = {"kind": "shard version", "path": str(version.path), "fingerprint": version.fingerprint,
                "created_at": str(version.manifest.get("created_at", ""))}
+    if run is not None:
+        subject["curation run"] = str(run.path)
     return Report(f"Audit of shard version {version.label}", subject, sections, findings)
 
 

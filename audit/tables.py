@@ -7,7 +7,6 @@ Every count comes from the Parquet files; the manifest's own token counts are on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -216,10 +215,3 @@ def version_tables(version: ShardVersion, target: TargetMixture | None,
                          repetition=repetition, repetition_summary=summary, scores=scores, selection=selection,
                          histograms=score_histograms(groups), findings=findings)
 
-
-def pool_of(curation_path: Path | None) -> pl.LazyFrame | None:
-    from audit.readers import CurationRun, read_json
-
-    if curation_path is None or not (curation_path / "manifest.json").is_file():
-        return None
-    return CurationRun(curation_path, read_json(curation_path / "manifest.json")).documents()

@@ -132,7 +132,7 @@ def test_curation_tables_join_a_version_whose_run_is_reachable(world):
 def test_missing_curation_run_is_a_finding_not_silence(world):
     shutil.rmtree(world.curation)
     report = audit(open_audited(world.version))
-    assert any("curation tables not shown" in f for f in report.findings)
+    assert any("not found; curation tables not shown" in f for f in report.findings)
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -157,3 +157,18 @@ def test_bad_target_mixture_names_the_key(world):
     with pytest.raises(UserError, match=r"key 'target_mixture.proportions'.*sum to 1.1"):
         audit(open_audited(world.version))
 
+
+
+def test_curation_run_with_another_fingerprint_is_not_used(world):
+    manifest = json.loads((world.version / "manifest.json").read_text())
+    manifest["lineage"]["curation_fingerprint"] = "e" * 64
+    (world.version / "manifest.json").write_text(json.dumps(manifest))
+    report = audit(open_audited(world.version))
+    assert not any(s.title.startswith("From the curation run") for s in report.sections)
+    assert any("fingerprint mismatch; curation tables not shown" in f for f in report.findings)
+
+
+def test_moved_curation_run_is_found_by_fingerprint(world, tmp_path):
+    shutil.move(world.curation, tmp_path / "archive")
+    report = audit(open_audited(world.version), search=[tmp_path])
+    assert report.subject["curation run"] == str(tmp_path / "archive") and report.findings == []
