@@ -10,13 +10,20 @@ import polars as pl
 Draw = Callable[[Any], None]
 
 
+def ordered(values: list[Any]) -> list[Any]:
+    """Numbers in numeric order (occurrences 2 before 10), anything else by its text."""
+    if all(isinstance(v, int | float) for v in values):
+        return sorted(values)
+    return sorted(values, key=str)
+
+
 def stacked_bars(frame: pl.DataFrame, x: str, stack: str, value: str, title: str, ylabel: str,
                  horizontal: bool = False) -> Draw:
     def draw(figure: Any) -> None:
         if frame.height == 0:
             return
         ax = figure.add_subplot()
-        xs = sorted(frame[x].unique().to_list(), key=str)
+        xs = ordered(frame[x].unique().to_list())
         labels = [str(v) for v in xs]
         base = [0.0] * len(xs)
         for key in sorted(frame[stack].unique().to_list(), key=str):
@@ -38,7 +45,7 @@ def grouped_bars(frame: pl.DataFrame, x: str, group: str, value: str, title: str
         if frame.height == 0:
             return
         ax = figure.add_subplot()
-        xs = sorted(frame[x].unique().to_list(), key=str)
+        xs = ordered(frame[x].unique().to_list())
         groups = sorted(frame[group].unique().to_list(), key=str)
         width = 0.8 / len(groups)
         for j, key in enumerate(groups):

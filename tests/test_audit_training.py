@@ -112,3 +112,11 @@ def test_missing_seq_len_names_the_key(world):
     run_json.write_text(json.dumps(run))
     with pytest.raises(UserError, match="run.json: key 'config.seq_len' missing"):
         tables(world.run)
+
+
+def test_version_path_relative_to_the_run_folder(world):
+    run_json = world.run / "run.json"
+    run = json.loads(run_json.read_text())
+    run["shard_version"]["path"] = "../../shards/mix/v1"
+    run_json.write_text(json.dumps(run))
+    assert rows(tables(world.run).consumption, "source", "consumed_tokens")["med"] == 78
