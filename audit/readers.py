@@ -28,6 +28,11 @@ ATTRIBUTE_COLUMNS = ("id", "source", "domain", "category", "n_chars", "n_words",
                      "dedup_cluster", "contamination_ngrams")
 CURATED_DOCUMENT_COLUMNS = ("id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")
 CHECKPOINT_DIR = re.compile(r"^step_(\d+)$")
+COLUMN_TYPES = [(c, lambda t: t.is_integer(), "an integer") for c in
+                ("doc_index", "position", "token_offset", "token_length", "n_chars", "n_words",
+                 "contamination_ngrams")]
+COLUMN_TYPES += [(c, lambda t: t.is_numeric(), "a number") for c in ("kenlm_perplexity", "fasttext_score")]
+COLUMN_TYPES += [("kept", lambda t: t == pl.Boolean, "a boolean")]
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -83,6 +88,9 @@ def scan(paths: Path | list[Path], required: tuple[str, ...], label: str) -> pl.
     missing = [c for c in required if c not in schema]
     if missing:
         raise UserError(f"{paths[0]}: missing column '{missing[0]}'")
+    for column, check, expected in COLUMN_TYPES:
+        if column in required and column in schema and not check(schema[column]):
+            raise UserError(f"{paths[0]}: column '{column}' is {schema[column]}, expected {expected}")
     return frame
 
 

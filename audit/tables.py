@@ -14,6 +14,7 @@ import polars as pl
 
 from audit.mixture import TargetMixture, realised_vs_target
 from audit.readers import ShardVersion
+from stablecpt.errors import UserError
 
 SCORES = ("kenlm_perplexity", "fasttext_score")
 LOG_SCALE = {"kenlm_perplexity": True, "fasttext_score": False}
@@ -34,7 +35,10 @@ class VersionTables:
 
 def collect_all(queries: list[pl.LazyFrame]) -> list[pl.DataFrame]:
     """One pass planner for queries sharing the same scans; the streaming engine keeps memory bounded."""
-    return pl.collect_all(queries, engine="streaming")
+    try:
+        return pl.collect_all(queries, engine="streaming")
+    except (pl.exceptions.ComputeError, OSError) as exc:  # a damaged Parquet file found mid-read
+        raise UserError(f"reading the Parquet tables failed: {str(exc).splitlines()[0]}") from None
 
 
 def per_epoch_counts(plan: pl.LazyFrame) -> pl.LazyFrame:

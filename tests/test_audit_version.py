@@ -142,6 +142,9 @@ def test_missing_curation_run_is_a_finding_not_silence(world):
     (lambda v: pl.DataFrame({"doc_index": [0]}).write_parquet(v / "documents.parquet"),
      "documents.parquet: missing column 'id'"),
     (lambda v: (v / "epochs" / "epoch_0001.parquet").unlink(), "epoch_0001.parquet: file not found"),
+    (lambda v: (v / "documents.parquet").write_bytes(b"not parquet"), "documents.parquet: not readable as Parquet"),
+    (lambda v: pl.read_parquet(v / "documents.parquet").with_columns(pl.col("token_length").cast(pl.String))
+     .write_parquet(v / "documents.parquet"), "column 'token_length' is String, expected an integer"),
 ])
 def test_bad_versions_give_one_line(world, mutate, expected):
     mutate(world.version)
