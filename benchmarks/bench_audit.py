@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.machine import machine  # noqa: E402
 from tests.auditkit import write_shard_version  # noqa: E402
 
 SOURCES = [("pubmed", "medical", "web"), ("guidelines", "medical", "web"), ("wiki", "general", "wikipedia"),
@@ -116,16 +116,6 @@ def measure(argv: list[str]) -> dict[str, float]:
     return {"wall_s": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1)}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--documents", type=int, default=1_000_000)
@@ -157,8 +147,7 @@ def main() -> None:
             "time_ratio_eager_polars_over_lazy": round(eager["wall_s"] / lazy["wall_s"], 2),
             "memory_ratio_eager_polars_over_lazy": round(eager["peak_rss_mb"] / lazy["peak_rss_mb"], 2),
             "goal_full_audit_under_60s": full["wall_s"] < 60,
-            "machine": {"cpu": cpu_model(), "cores_visible": os.cpu_count(), "threads_used": 1,
-                        "python": platform.python_version(), "polars": pl.__version__},
+            "machine": {**machine(), "threads_used": 1, "polars": pl.__version__},
         }
         print(json.dumps(result))
     finally:
