@@ -44,15 +44,13 @@ class PackedLoader:
             self.sequences_per_epoch.append(total // seq_len)
             self.dropped_tail.append(total - (total // seq_len) * seq_len)
         self._epoch_first = np.concatenate([[0], np.cumsum(self.sequences_per_epoch)]).astype(np.int64)
+        self.total_sequences = int(self._epoch_first[-1])
         self._single_file = len(version.token_files) == 1
 
     @property
     def sequences_per_step(self) -> int:
         return self.micro_batch_size * self.grad_accumulation * self.world_size
 
-    @property
-    def total_sequences(self) -> int:
-        return int(self._epoch_first[-1])
 
     def locate(self, k: int) -> tuple[int, int]:
         """Global sequence k -> (epoch, sequence within the epoch)."""
