@@ -79,7 +79,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     model = AutoModelForCausalLM.from_pretrained(checkpoint or model_path, dtype=torch.float32)
     if model.get_input_embeddings().num_embeddings < version.manifest["tokenizer"].get("vocab_size", 0):
         raise UserError(f"{version.path}: tokenizer vocab_size exceeds the embedding rows of {cfg.model}")
-    model.config.use_cache = False
     frozen = apply_freeze(model, cfg.freeze.bottom_blocks, cfg.freeze.top_blocks, cfg.freeze.embeddings)
     if cfg.activation_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -134,7 +133,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             batch = _to_device(loader.micro_batch(step, micro), accelerator.device)
             last_micro = micro == cfg.grad_accumulation - 1
             with nullcontext() if last_micro else accelerator.no_sync(model):
-                logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits
+                logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                               use_cache=False).logits  # no KV cache in training (and packed masks need none)
                 # each position predicts the next token; loss in float32 whatever the autocast dtype
                 token_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
                                              batch["input_ids"][:, 1:].flatten(), reduction="none")
