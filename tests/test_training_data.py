@@ -45,6 +45,18 @@ def test_sequences_are_the_epoch_stream_cut_in_order(version_path, docs):
     assert loader.total_sequences == k
 
 
+def test_long_documents_over_several_files_read_the_same_stream(tmp_path):
+    """Long segments take the slice path of the gather, short ones the fancy-index path: both must agree."""
+    docs = random_docs(30, min_len=150, max_len=400, seed=4)
+    version = open_version(write_version(tmp_path, docs, shuffled_epochs(len(docs), 1, seed=5), docs_per_file=7))
+    loader = PackedLoader(version, seq_len=512, micro_batch_size=1)
+    tokens, sources = reference_stream(docs, version.epochs[0], version.sources)
+    for k in range(loader.total_sequences):
+        batch = loader.read(k, 1)
+        np.testing.assert_array_equal(batch.input_ids[0], tokens[k * 512:(k + 1) * 512])
+        np.testing.assert_array_equal(batch.sources[0], sources[k * 512:(k + 1) * 512])
+
+
 def test_a_read_across_an_epoch_boundary_joins_both_epochs(version_path):
     loader = PackedLoader(open_version(version_path), seq_len=24, micro_batch_size=1)
     last_of_first = loader.sequences_per_epoch[0] - 1

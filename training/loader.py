@@ -23,7 +23,7 @@ from training.shards import ShardVersion
 @dataclass
 class MicroBatch:
     input_ids: np.ndarray  # int64 (rows, seq_len)
-    sources: np.ndarray  # int64 (rows, seq_len): source id of each token
+    sources: np.ndarray  # int32 (rows, seq_len): source id of each token (an index into version.sources)
     loss_mask: np.ndarray | None  # bool (rows, seq_len): token counts as a prediction target; None = all count
     position_ids: np.ndarray | None  # int64, restarting at each document, when document attention is asked for
 
@@ -45,7 +45,8 @@ class PackedLoader:
             self.dropped_tail.append(total - (total // seq_len) * seq_len)
         self._epoch_first = np.concatenate([[0], np.cumsum(self.sequences_per_epoch)]).astype(np.int64)
         self.total_sequences = int(self._epoch_first[-1])
-        self._single_file = len(version.token_files) == 1
+        self._tokens = [version.tokens(i) for i in range(len(version.token_files))]
+        self._loss = [version.loss_mask(i) for i in range(len(version.token_files))] if version.has_loss_mask else []
 
     @property
     def sequences_per_step(self) -> int:
@@ -97,16 +98,15 @@ class PackedLoader:
         doc_starts = ends[entries] - v.doc_length[docs]  # where each entry begins in the stream
         seg_starts = np.maximum(doc_starts, start)
         seg_lengths = np.minimum(ends[entries], stop) - seg_starts
-        # stream position p of entry i sits at file offset doc_offset[doc] + p - doc_start
-        positions = np.arange(start, stop, dtype=np.int64)
-        index = positions + np.repeat(v.doc_offset[docs] - doc_starts, seg_lengths)
         files = v.doc_file[docs]
-        input_ids = self._gather(index, files, seg_lengths, v.tokens).astype(np.int64)
-        sources = np.repeat(v.doc_source[docs].astype(np.int64), seg_lengths)
-        loss_mask = self._gather(index, files, seg_lengths, v.loss_mask).astype(bool) if v.has_loss_mask else None
+        file_starts = v.doc_offset[docs] + (seg_starts - doc_starts)
+        input_ids = self._gather(self._tokens, files, file_starts, seg_lengths).astype(np.int64)
+        sources = np.repeat(v.doc_source[docs], seg_lengths)
+        loss_mask = self._gather(self._loss, files, file_starts, seg_lengths).astype(bool) if self._loss else None
         position_ids = None
         if self.document_positions:
             entry_of_token = np.repeat(entries, seg_lengths).reshape(rows, self.seq_len)
+            positions = np.arange(start, stop, dtype=np.int64)
             in_doc = (positions - np.repeat(doc_starts, seg_lengths)).reshape(rows, self.seq_len)
             # a document continued from the previous sequence restarts at 0 in this one
             continued = entry_of_token == entry_of_token[:, :1]
@@ -115,14 +115,21 @@ class PackedLoader:
         return MicroBatch(input_ids.reshape(shape), sources.reshape(shape),
                           None if loss_mask is None else loss_mask.reshape(shape), position_ids)
 
-    def _gather(self, index: np.ndarray, files: np.ndarray, seg_lengths: np.ndarray, source) -> np.ndarray:
-        if self._single_file or (files == files[0]).all():
-            return source(int(files[0]))[index]
-        file_of_token = np.repeat(files, seg_lengths)
-        out = np.empty(len(index), dtype=source(int(files[0])).dtype)
+    @staticmethod
+    def _gather(arrays: list[np.ndarray], files: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """The segments (file, start, length) concatenated. Long segments: one slice each; many short ones:
+        one fancy-index gather per file (a Python-level slice per 30-token document would dominate)."""
+        if len(lengths) * 64 <= lengths.sum():
+            return np.concatenate([arrays[f][s:s + n] for f, s, n in
+                                   zip(files.tolist(), starts.tolist(), lengths.tolist(), strict=True)])
+        index = np.arange(lengths.sum(), dtype=np.int64) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        if (files == files[0]).all():
+            return arrays[int(files[0])][index]
+        file_of_token = np.repeat(files, lengths)
+        out = np.empty(len(index), dtype=arrays[int(files[0])].dtype)
         for file_id in np.unique(files):
             mask = file_of_token == file_id
-            out[mask] = source(int(file_id))[index[mask]]
+            out[mask] = arrays[int(file_id)][index[mask]]
         return out
 
     def state(self, step: int) -> dict:

@@ -232,7 +232,7 @@ def _to_device(batch: MicroBatch, device) -> dict[str, torch.Tensor | None]:
     target_mask = (torch.ones(input_ids.shape, dtype=torch.float32) if batch.loss_mask is None
                    else torch.from_numpy(batch.loss_mask).float())
     return {"input_ids": input_ids.to(device), "target_mask": target_mask.to(device),
-            "sources": torch.from_numpy(batch.sources).to(device),
+            "sources": torch.from_numpy(batch.sources).to(device).long(),
             "position_ids": None if batch.position_ids is None else torch.from_numpy(batch.position_ids).to(device)}
 
 
