@@ -1,7 +1,7 @@
 """This trainer against Hugging Face Trainer: same model weights, same sequences, batch, seq_len, AdamW
 (0.9/0.95, wd 0.01), cosine with warmup, clipping 1.0, fp32 on CPU. Each run is its own process (both create an
 Accelerator); the figure is the median seconds per optimizer step after warm-up, data loading included.
-Runs alternate (ours, HF, HF, ours) to spread machine noise. Prints ONE JSON line.
+Runs alternate (ours, HF, HF, ours, ...) to spread machine noise. Prints ONE JSON line.
 
     python benchmarks/bench_trainer.py [--models tiny,smollm2] [--steps 20] [--smollm2-steps 4]
 """
@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--models", default="tiny,smollm2")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--smollm2-steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2, help="pairs of runs, alternating which goes first")
     parser.add_argument("--worker", nargs=6)
     args = parser.parse_args()
     if args.worker:
@@ -148,7 +149,8 @@ def main() -> None:
             steps = args.steps if model == "tiny" else args.smollm2_steps
             model_dir, version = prepare(Path(tmp) / model, model)
             times: dict[str, list[float]] = {"ours": [], "hf_trainer": []}
-            for which in ("ours", "hf_trainer", "hf_trainer", "ours"):
+            order = [("ours", "hf_trainer"), ("hf_trainer", "ours")] * args.rounds
+            for which in [w for pair in order[:args.rounds] for w in pair]:
                 cmd = [sys.executable, __file__, "--worker", "ours" if which == "ours" else "hf", str(model_dir),
                        str(version), str(seq_len), str(batch), str(steps)]
                 done = subprocess.run(cmd, capture_output=True, text=True, check=True)

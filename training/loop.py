@@ -110,10 +110,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                        run_info=run_info)
     for cb in callbacks:
         cb.on_train_start(state)
-    if start_step == 0:
-        _run_eval_points(callbacks, pending, state, log, accelerator, include_zero=True)
-    else:  # points at or before the checkpoint were passed by the run that wrote it
+    if start_step:  # points at or before the checkpoint were passed by the run that wrote it
         pending = [[p for p in points if p > state.tokens_seen] for points in pending]
+    _run_eval_points(callbacks, pending, state, log, accelerator)  # a fresh run's point 0: before the first step
 
     peak_flops = device_peak_flops(cfg.metrics.peak_flops_per_device)
     n_sources = len(version.sources)
@@ -188,7 +187,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             source_count.zero_()
             window_loss, window_steps, train_seconds = 0.0, 0, 0.0
 
-        _run_eval_points(callbacks, pending, state, log, accelerator, include_zero=False)
+        _run_eval_points(callbacks, pending, state, log, accelerator)
 
         if every and tokens_seen // every > (tokens_seen - tokens_per_step) // every:
             trainer_state = {"tokens_seen": tokens_seen, "step": step + 1, "epoch": state.epoch,
@@ -213,10 +212,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     return final
 
 
-def _run_eval_points(callbacks, pending, state, log, accelerator, include_zero: bool) -> None:
+def _run_eval_points(callbacks, pending, state, log, accelerator) -> None:
     """Call each callback once when training has passed one or more of its points (a step may pass several)."""
     for cb, points in zip(callbacks, pending, strict=True):
-        passed = [p for p in points if p <= state.tokens_seen and (p > 0 or include_zero)]
+        passed = [p for p in points if p <= state.tokens_seen]
         if not passed:
             continue
         del points[:len(passed)]

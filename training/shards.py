@@ -32,10 +32,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def files_fingerprint(files: dict[str, Any]) -> str:
+def files_fingerprint(files: dict[str, Any], final_newline: bool = False) -> str:
     """sha256 over the sorted lines '<relative path> <sha256>', joined by newlines."""
     lines = sorted(f"{rel} {info['sha256']}" for rel, info in files.items())
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return hashlib.sha256(("\n".join(lines) + ("\n" if final_newline else "")).encode()).hexdigest()
 
 
 @dataclass
@@ -121,7 +121,8 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
             raise UserError(f"{file_path}: size {file_path.stat().st_size} bytes, manifest.json says {info['bytes']}")
         if sha256_file(file_path) != info["sha256"]:
             raise UserError(f"{file_path}: sha256 does not match manifest.json (corrupted or changed file)")
-    if files_fingerprint(files) != manifest["fingerprint"]:
+    # the spec does not say whether the last line ends with a newline: both spellings are accepted
+    if manifest["fingerprint"] not in (files_fingerprint(files), files_fingerprint(files, final_newline=True)):
         raise UserError(f"{path / 'manifest.json'}: key 'fingerprint' does not match the files it lists")
 
 
