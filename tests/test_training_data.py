@@ -147,6 +147,17 @@ def test_manifest_mismatch_stops_with_one_line(version_path, edit, message):
     assert "\n" not in str(err.value)
 
 
+def test_a_fingerprint_whose_last_line_ends_with_a_newline_is_accepted(version_path):
+    import hashlib
+
+    manifest_path = version_path / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    lines = sorted(f"{rel} {info['sha256']}" for rel, info in manifest["files"].items())
+    manifest["fingerprint"] = hashlib.sha256("".join(line + "\n" for line in lines).encode()).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
+    assert open_version(version_path).fingerprint == manifest["fingerprint"]
+
+
 def test_a_folder_without_manifest_is_not_a_version(version_path):
     (version_path / "manifest.json").unlink()
     with pytest.raises(UserError, match="not a complete shard version"):

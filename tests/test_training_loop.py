@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -35,7 +36,7 @@ def weights(folder):
 def test_a_run_writes_checkpoints_metrics_and_a_loadable_final_model(version, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    final = run(version, tiny_model_dir, tmp_path / "run")
+    final = run(version, tiny_model_dir, tmp_path / "run", metrics={"peak_flops_per_device": 1e12})
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_8", "step_12"]  # keep_last 2
     loaded = AutoModelForCausalLM.from_pretrained(final)
     last = weights(tmp_path / "run" / "checkpoints" / "step_12")
@@ -44,6 +45,8 @@ def test_a_run_writes_checkpoints_metrics_and_a_loadable_final_model(version, ti
     assert [r["step"] for r in records] == list(range(1, 13))
     assert records[-1]["tokens"] == 12 * TOKENS_PER_STEP and records[-1]["epoch"] == 1  # crossed into epoch 1
     assert records[-1]["loss"] < records[0]["loss"]
+    n_params = json.loads((tmp_path / "run" / "run.json").read_text())["parameters"]
+    assert records[-1]["mfu"] == pytest.approx(6 * n_params * records[-1]["tokens_per_second"] / 1e12)
     for record in records:  # loss per source adds up to the loss
         counts = record["targets_by_source"]
         assert sum(counts.values()) == 4 * 31
@@ -53,7 +56,8 @@ def test_a_run_writes_checkpoints_metrics_and_a_loadable_final_model(version, ti
 
 def test_log_spaced_callback_fires_at_the_first_step_past_each_point(version, tiny_model_dir, tmp_path):
     callbacks = [{"path": "trainkit:RecordPoints", "kwargs": {"count": 5, "first": 100}}]
-    run(version, tiny_model_dir, tmp_path / "run", callbacks=callbacks, checkpoint={"every_tokens": None})
+    run(version, tiny_model_dir, tmp_path / "run", callbacks=callbacks, checkpoint={"every_tokens": None},
+        document_attention=True)
     total = 12 * TOKENS_PER_STEP
     expected = sorted({math.ceil(p / TOKENS_PER_STEP) * TOKENS_PER_STEP for p in log_spaced_points(total, 5, 100)})
     events = [r for r in read_metrics(tmp_path / "run") if r["event"] == "eval"]
@@ -74,7 +78,8 @@ def test_freezing_keeps_the_frozen_blocks_and_embeddings_unchanged(version, tiny
 def test_top_blocks_freeze_the_last_blocks_only(version, tiny_model_dir, tmp_path):
     before = weights(tiny_model_dir)
     after = weights(run(version, tiny_model_dir, tmp_path / "run", freeze={"top_blocks": 1},
-                        token_budget=2 * TOKENS_PER_STEP, checkpoint={"every_tokens": None}))
+                        token_budget=2 * TOKENS_PER_STEP, checkpoint={"every_tokens": None},
+                        activation_checkpointing=True))
     assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("model.layers.1."))
     assert not torch.equal(after["model.layers.0.mlp.up_proj.weight"], before["model.layers.0.mlp.up_proj.weight"])
 

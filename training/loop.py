@@ -81,7 +81,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise UserError(f"{version.path}: tokenizer vocab_size exceeds the embedding rows of {cfg.model}")
     frozen = apply_freeze(model, cfg.freeze.bottom_blocks, cfg.freeze.top_blocks, cfg.freeze.embeddings)
     if cfg.activation_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     n_params = count_parameters(model)
 
     # ---- optimizer and schedule (a pure function of the step: one cosine over the whole run by default) ---------
