@@ -222,7 +222,8 @@ def _run_eval_points(callbacks, pending, state, log, accelerator) -> None:
         result = cb.on_eval_point(state)
         if result:
             log.write({"event": "eval", "step": state.step, "tokens": state.tokens_seen,
-                       type(cb).__name__: {k: float(v) for k, v in result.items()}})
+                       type(cb).__name__: {k: float(v) if isinstance(v, int | float) else v
+                                           for k, v in result.items()}})
         accelerator.wait_for_everyone()
 
 
