@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from audit.cli import register as register_audit
     from curation.cli import register as register_curation
     from stablecpt.demo import register as register_demo
+    from training.cli import register as register_training
 
     parser = argparse.ArgumentParser(
         prog="stablecpt",
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stablecpt {__version__}")
     stages = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
     register_curation(stages)
+    register_training(stages)
     register_demo(stages)
     register_audit(stages)
     return parser

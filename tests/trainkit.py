@@ -1,0 +1,111 @@
+"""Helpers for the training tests: a tiny shard version + config, and callbacks that misbehave on purpose.
+
+The callbacks are named by import path in configs (`trainkit:KillAt`), so subprocess runs need tests/ on
+PYTHONPATH (see `subprocess_env`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+from shardkit import TokenizerInfo, random_docs, sha256_file, shuffled_epochs, write_version
+
+from training.callbacks import Callback
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_version(root: Path, model_dir: Path, n_docs: int = 120, n_epochs: int = 2, seed: int = 0,
+                 docs_per_file: int | None = 50) -> Path:
+    """Random-token documents from two sources, in the tiny model's vocabulary, with per-epoch shuffles."""
+    vocab_size = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+    info = TokenizerInfo(name=str(model_dir), vocab_size=vocab_size, separator_id=0,
+                         sha256=sha256_file(model_dir / "tokenizer.json"))
+    docs = random_docs(n_docs, vocab_size=info.vocab_size, seed=seed)
+    return write_version(root, docs, shuffled_epochs(n_docs, n_epochs, seed), tokenizer=info,
+                         docs_per_file=docs_per_file)
+
+
+def tiny_config(version: Path, model_dir: Path, output_dir: Path, **overrides) -> dict:
+    cfg = {"shards": str(version), "model": str(model_dir), "output_dir": str(output_dir), "seq_len": 32,
+           "micro_batch_size": 2, "grad_accumulation": 2, "token_budget": 32 * 2 * 2 * 12,
+           "optimizer": {"lr": 3e-3}, "checkpoint": {"every_tokens": 32 * 2 * 2 * 4, "keep_last": 2},
+           "metrics": {"log_every_steps": 1, "progress_bar": False}}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    return cfg
+
+
+def write_config(path: Path, cfg: dict) -> Path:
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def subprocess_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
+    env.update({"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    return env
+
+
+def train_command(config: Path, resume: bool = False) -> list[str]:
+    return [sys.executable, "-m", "stablecpt", "train", "--config", str(config), *(["--resume"] if resume else [])]
+
+
+def read_metrics(output_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+class KillAt(Callback):
+    """SIGKILLs its own process when training passes `tokens`, once (a marker file remembers)."""
+
+    def __init__(self, tokens: int, marker: str):
+        self.tokens, self.marker = tokens, Path(marker)
+
+    def eval_points(self, total_tokens: int) -> list[int]:
+        return [self.tokens]
+
+    def on_eval_point(self, state) -> None:
+        if not self.marker.exists() and state.accelerator.is_main_process:
+            self.marker.write_text(str(state.tokens_seen))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PoisonWeights(Callback):
+    """Fills one weight with NaN when training passes `tokens`: the next loss is NaN."""
+
+    def __init__(self, tokens: int):
+        self.tokens = tokens
+
+    def eval_points(self, total_tokens: int) -> list[int]:
+        return [self.tokens]
+
+    def on_eval_point(self, state) -> None:
+        import torch
+
+        with torch.no_grad():
+            state.model.get_input_embeddings().weight.fill_(float("nan"))
+
+
+class RecordPoints(Callback):
+    """Records the tokens_seen at each call, and returns a metric so it lands in metrics.jsonl."""
+
+    def __init__(self, count: int, first: int):
+        self.count, self.first, self.calls = count, first, []
+
+    def eval_points(self, total_tokens: int) -> list[int]:
+        from training.callbacks import log_spaced_points
+
+        return log_spaced_points(total_tokens, self.count, self.first)
+
+    def on_eval_point(self, state) -> dict[str, float]:
+        self.calls.append(state.tokens_seen)
+        return {"calls": float(len(self.calls))}
