@@ -22,9 +22,8 @@ class CurationRun:
     table: pl.DataFrame  # sorted by id; row number = canonical document position. Columns below.
     # id, source, domain, category, kenlm_perplexity, fasttext_score, n_bytes (UTF-8 bytes of text), file (index)
 
-    @property
-    def ids(self) -> list[str]:
-        return self.table["id"].to_list()
+    ids: list[str]  # table["id"], once
+
 
     def rows(self, mask: pl.Expr) -> np.ndarray:
         return self.table.with_row_index("row").filter(mask)["row"].to_numpy().astype(np.int64)
@@ -49,7 +48,7 @@ def open_run(path: str | Path) -> CurationRun:
     dupes = table.filter(pl.col("id").is_duplicated())
     if len(dupes):
         raise UserError(f"{path / 'documents'}: document id '{dupes['id'][0]}' occurs {len(dupes)} times")
-    return CurationRun(path=path, manifest=manifest, files=files, table=table)
+    return CurationRun(path=path, manifest=manifest, files=files, table=table, ids=table["id"].to_list())
 
 
 def _scan(file: Path, index: int) -> pl.DataFrame:

@@ -83,6 +83,7 @@ class TaskResult:
     cut: int = 0  # documents cut to max_document_tokens
 
 
+MAX_BATCH_CHARS = 1_000_000
 _worker: dict = {}
 
 
@@ -115,19 +116,35 @@ def _run_task(task: Task) -> TaskResult:
             if batch.num_rows == 0:
                 continue
             texts = [t or "" for t in batch.column("text").to_pylist()]
+            batch_ids = batch.column("id").to_pylist()
             n_bytes += sum(len(t.encode()) for t in texts)
-            for doc_id, encoding in zip(batch.column("id").to_pylist(), tokenizer.encode_batch(
-                    texts, add_special_tokens=False), strict=True):
-                content = encoding.ids
-                if limit is not None and len(content) >= limit:
-                    content, cut = content[: limit - 1], cut + 1
-                run = np.asarray(content + [sep], dtype=dtype)
-                out.write(run.tobytes())
-                ids.append(doc_id)
-                lengths.append(len(run))
+            for start, stop in _spans(texts):
+                encodings = tokenizer.encode_batch(texts[start:stop], add_special_tokens=False)
+                for doc_id, encoding in zip(batch_ids[start:stop], encodings, strict=True):
+                    content = encoding.ids
+                    if limit is not None and len(content) >= limit:
+                        content, cut = content[: limit - 1], cut + 1
+                    run = np.asarray(content + [sep], dtype=dtype)
+                    out.write(run.tobytes())
+                    ids.append(doc_id)
+                    lengths.append(len(run))
     length_array = np.asarray(lengths, dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(length_array)[:-1]]).astype(np.int64) if lengths else length_array
     return TaskResult(task.staging, ids, offsets, length_array, n_bytes, time.perf_counter() - started, cut)
+
+
+def _spans(texts: list[str]) -> list[tuple[int, int]]:
+    """Sub-batches of at most MAX_BATCH_CHARS characters (at least one text): an Encoding costs ~100 bytes
+    per token, so a batch of 1,000 long documents would otherwise take gigabytes."""
+    spans, start, size = [], 0, 0
+    for i, text in enumerate(texts):
+        if i > start and size + len(text) > MAX_BATCH_CHARS:
+            spans.append((start, i))
+            start, size = i, 0
+        size += len(text)
+    if start < len(texts):
+        spans.append((start, len(texts)))
+    return spans
 
 
 def plan_tasks(files: list[Path], ids_by_file: dict[int, set[str]], staging_dir: Path, prefix: str,
