@@ -239,6 +239,8 @@ def write_yaml(path: Path, data: dict) -> Path:
     ({"mixture": {"rates": {"web": 0.8, "code": 0.1}}}, "key 'mixture.rates': Value error, proportions sum to 0.9"),
     ({"mixture": {"rates": {"web": 0.9, "gihub": 0.1}}}, "unknown category 'gihub'"),
     ({"selection": {"tokens": "1M"}}, "selection.tokens 1,000,000 is larger than the pool"),
+    ({"mixture": {"rates": {"web": 0.9, "books": 0.1}}}, "mixture category 'books': no documents"),
+    ({"replay": {"fraction": 0.1, "general_domains": ["medical"]}}, "must not include the selection's domain"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, run_dir, tiny_model_dir, capsys, change, message):
     data = {"name": "t", "curation_run": str(run_dir), "output_root": str(tmp_path / "out"),

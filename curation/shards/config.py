@@ -150,6 +150,9 @@ class ShardsConfig(StrictModel):
     def _one_recipe(self) -> ShardsConfig:
         if self.mixture is not None and self.replay is not None:
             raise ValueError("mixture and replay are alternative recipes; set one of them")
+        recipe = self.mixture if self.mixture is not None else self.replay
+        if recipe is not None and self.selection.domain in (recipe.general_domains or []):
+            raise ValueError(f"general_domains must not include the selection's domain '{self.selection.domain}'")
         if self.mixture is not None and self.mixture.domain_rate() <= 0:
             raise ValueError("mixture.domain_replaces has no share in mixture.rates: no domain tokens would be used")
         return self
