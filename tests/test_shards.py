@@ -280,3 +280,22 @@ def test_token_counts_accept_short_forms():
 def test_shipped_configs_validate(config):
     cfg = load_config(config, ShardsConfig)
     assert cfg.epochs >= 1 and cfg.selection.score in ("kenlm_perplexity", "random")
+
+
+def test_vocabularies_over_65536_tokens_get_uint32_files(tmp_path, run_dir, tiny_tokenizer):
+    from conftest import TOKENIZER_TEXTS, build_tokenizer
+
+    big = build_tokenizer(TOKENIZER_TEXTS)
+    big.add_tokens([f"<extra_{i}>" for i in range(66_000)])
+    big.save_pretrained(tmp_path / "big-tokenizer")
+    path, manifest = build_version(spec(tmp_path, run_dir, tmp_path / "big-tokenizer", epochs=1), log=quiet)
+    assert manifest["token_dtype"] == "uint32" and manifest["tokenizer"]["vocab_size"] > 65536
+    assert Path(f"{path}/tokens/00000.ds.metadata").read_text().splitlines()[0].endswith("|4")
+    assert (path / "tokens" / "00000.ds").stat().st_size == 4 * manifest["tokens"]["total_unique"]
+    docs = pl.read_parquet(path / "documents.parquet")
+    cut = manifest["selection"]["boundary_document"]["id"]
+    first = docs.filter(pl.col("id") != cut).row(0, named=True)
+    tokens = np.fromfile(path / first["shard"], dtype="<u4")[first["token_offset"]:][: first["token_length"]]
+    assert tokens.tolist() == tiny_tokenizer(pl.read_parquet(run_dir / "documents" / "*.parquet").filter(
+        pl.col("id") == first["id"])["text"][0], add_special_tokens=False).input_ids + [0]
+    verify_version(path)
