@@ -25,6 +25,7 @@ def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> t
     staging = target.parent / f".staging-{os.getpid()}"
     discard(tmp)
     tmp.mkdir()
+    store = None
     try:
         store = TokenStore(run, tokenizer, staging, cfg.tokenize.workers, cfg.tokenize.batch_size,
                            cfg.tokenize.max_document_tokens)
@@ -46,5 +47,7 @@ def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> t
             f"wrote {target} in {time.perf_counter() - started:.1f} s, fingerprint {manifest['fingerprint'][:16]}")
         return target, manifest
     finally:
+        if store is not None:
+            store.close()
         discard(tmp)
         discard(staging)

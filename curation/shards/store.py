@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .run import CurationRun
-from .tokenizing import TargetTokenizer, TaskResult, plan_tasks, run_tasks
+from .tokenizing import TargetTokenizer, TaskResult, Tokenizers, plan_tasks
 
 MARGIN = 0.1  # tokenize 10 % beyond the estimated prefix so that one pass usually suffices
 
@@ -21,7 +21,8 @@ class TokenStore:
     def __init__(self, run: CurationRun, tokenizer: TargetTokenizer, staging_dir: Path, workers: int,
                  batch_size: int, max_document_tokens: int | None = None):
         self.run, self.tokenizer, self.staging_dir = run, tokenizer, staging_dir
-        self.workers, self.batch_size, self.max_document_tokens = workers, batch_size, max_document_tokens
+        self.workers, self.max_document_tokens = workers, max_document_tokens
+        self.tokenizers = Tokenizers(tokenizer, workers, batch_size, max_document_tokens)
         staging_dir.mkdir(parents=True, exist_ok=True)
         n = len(run.table)
         self.lengths = np.full(n, -1, dtype=np.int64)
@@ -66,8 +67,7 @@ class TokenStore:
             by_file.setdefault(int(self.file_of[r]), set()).add(ids[r])
         tasks = plan_tasks(self.run.files, by_file, self.staging_dir, f"r{self.rounds:03d}", self.workers)
         self.rounds += 1
-        for result in run_tasks(tasks, self.tokenizer, self.workers, self.batch_size,
-                                self.max_document_tokens):
+        for result in self.tokenizers.run(tasks):
             self.results.append(result)
             index = len(self.staging_paths)
             self.staging_paths.append(result.staging)
@@ -87,6 +87,10 @@ class TokenStore:
             self._maps[path] = np.memmap(path, dtype=self.tokenizer.dtype, mode="r")
         start = self.staging_offset[row]
         return self._maps[path][start:start + self.lengths[row]]
+
+    def close(self) -> None:
+        self.tokenizers.close()
+        self._maps.clear()
 
     def truncate(self, row: int, keep: int) -> None:
         """Keep only the first `keep` tokens of a document (the writer ends them with the separator)."""

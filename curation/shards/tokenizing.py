@@ -89,10 +89,13 @@ _worker: dict = {}
 
 def _init_worker(tokenizer_json: str, separator_id: int, dtype: str, batch_size: int,
                  max_document_tokens: int | None) -> None:
+    import pyarrow.compute  # noqa: F401  (imported here so that task timings exclude it)
+    import pyarrow.parquet  # noqa: F401
     from tokenizers import Tokenizer
 
     _worker.update(tokenizer=Tokenizer.from_str(tokenizer_json), separator_id=separator_id,
-                   dtype=np.dtype(dtype), batch_size=batch_size, max_document_tokens=max_document_tokens)
+                   dtype=np.dtype(dtype), batch_size=batch_size, max_document_tokens=max_document_tokens,
+                   args=(tokenizer_json, separator_id, dtype, batch_size, max_document_tokens))
 
 
 def _run_task(task: Task) -> TaskResult:
@@ -162,15 +165,29 @@ def plan_tasks(files: list[Path], ids_by_file: dict[int, set[str]], staging_dir:
     return tasks
 
 
-def run_tasks(tasks: list[Task], tokenizer: TargetTokenizer, workers: int, batch_size: int,
-              max_document_tokens: int | None = None) -> list[TaskResult]:
-    args = (tokenizer.json, tokenizer.separator_id, tokenizer.dtype.str, batch_size, max_document_tokens)
-    if workers == 1 or len(tasks) == 1:
-        _init_worker(*args)
-        return [_run_task(t) for t in tasks]
-    # spawn, not fork: the parent may hold tokenizers' thread pool, which does not survive a fork.
-    # A process pool executor, not multiprocessing.Pool: a worker that dies fails the build instead of hanging it.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context, initializer=_init_worker,
-                             initargs=args) as pool:
-        return list(pool.map(_run_task, tasks))
+class Tokenizers:
+    """Runs tokenizer tasks in this process (workers=1) or in a pool of worker processes kept for the
+    whole build, so each worker loads the tokenizer and its imports once."""
+
+    def __init__(self, tokenizer: TargetTokenizer, workers: int, batch_size: int,
+                 max_document_tokens: int | None = None):
+        self.args = (tokenizer.json, tokenizer.separator_id, tokenizer.dtype.str, batch_size, max_document_tokens)
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, tasks: list[Task]) -> list[TaskResult]:
+        if self.workers == 1:
+            if _worker.get("args") != self.args:  # the in-process state belongs to another build
+                _init_worker(*self.args)
+            return [_run_task(t) for t in tasks]
+        if self._pool is None:
+            # spawn, not fork: the parent may hold tokenizers' thread pool, which does not survive a fork.
+            # An executor, not multiprocessing.Pool: a worker that dies fails the build instead of hanging it.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=self.args)
+        return list(self._pool.map(_run_task, tasks))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
