@@ -299,3 +299,17 @@ def test_vocabularies_over_65536_tokens_get_uint32_files(tmp_path, run_dir, tiny
     assert tokens.tolist() == tiny_tokenizer(pl.read_parquet(run_dir / "documents" / "*.parquet").filter(
         pl.col("id") == first["id"])["text"][0], add_special_tokens=False).input_ids + [0]
     verify_version(path)
+
+
+def test_sampling_key_is_the_documented_hash_and_ignores_input_order():
+    import hashlib
+
+    from curation.shards.plan import hash_order, sample_key
+
+    expected = int.from_bytes(hashlib.blake2b(b"7/domain/2/med/0001", digest_size=8).digest(), "big")
+    assert sample_key(7, "domain", 2, "med/0001") == expected
+    ids = [f"doc/{i}" for i in range(50)]
+    rows = np.arange(50)
+    shuffled = np.random.default_rng(0).permutation(rows)
+    assert hash_order(rows, ids, 7, "domain", 2).tolist() == hash_order(shuffled, ids, 7, "domain", 2).tolist()
+    assert hash_order(rows, ids, 7, "domain", 2).tolist() != hash_order(rows, ids, 7, "domain", 3).tolist()

@@ -76,11 +76,10 @@ def plan_epochs(cfg: ShardsConfig, run: CurationRun, store: TokenStore, subset: 
     for epoch in range(cfg.epochs):
         domain_key = 0 if cfg.mode == "data-fixed" else epoch
         order = hash_order(subset.rows, run.ids, cfg.seed, "domain", domain_key)
-        parts = [draw("domain", order, domain_target, store.take_prefix, store.lengths, cfg.repetition_cap, where)]
+        parts = [draw("domain", order, domain_target, store.take_prefix, cfg.repetition_cap, where)]
         for name, target in general_targets.items():
             key = epoch if cfg.resample_general else 0
             general_order = hash_order(pools[name], run.ids, cfg.seed, f"general:{name}", key)
-            parts.append(draw(name, general_order, target, store.take_prefix, store.lengths,
-                              cfg.repetition_cap, where))
+            parts.append(draw(name, general_order, target, store.take_prefix, cfg.repetition_cap, where))
         plans.append(EpochPlan(epoch, parts, epoch_order(parts, run.ids, cfg.seed, epoch)))
     return plans

@@ -48,15 +48,14 @@ class Part:
                 "repeats": self.repeats, "pool_tokens": self.pool_tokens}
 
 
-def draw(name: str, order: np.ndarray, target: int, take_prefix: TakePrefix, lengths: np.ndarray,
-         repetition_cap: float, where: str) -> Part:
+def draw(name: str, order: np.ndarray, target: int, take_prefix: TakePrefix, repetition_cap: float,
+         where: str) -> Part:
     """Draw `target` tokens from `order` (whole documents, in order); repeat the pool up to the cap if short."""
     part = Part(name=name, target=target)
     rows, tokens, exhausted = take_prefix(order, target)
-    if not exhausted or tokens >= target:
+    if not exhausted:
         part.entries = [(int(r), 0) for r in rows]
         part.tokens = tokens
-        part.pool_tokens = tokens if exhausted else None
         return part
     pool = tokens
     if pool == 0:
@@ -73,7 +72,6 @@ def draw(name: str, order: np.ndarray, target: int, take_prefix: TakePrefix, len
         part.tokens += rest_tokens
     part.pool_tokens = pool
     part.repeats = full + (1 if remainder else 0)
-    assert part.tokens == int(sum(lengths[r] for r, _ in part.entries))
     return part
 
 
