@@ -16,6 +16,7 @@ from stablecpt.errors import UserError
 def build_parser() -> argparse.ArgumentParser:
     from audit.cli import register as register_audit
     from curation.cli import register as register_curation
+    from curation.shards.cli import register as register_shards
     from stablecpt.demo import register as register_demo
     from training.cli import register as register_training
 
@@ -27,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stablecpt {__version__}")
     stages = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
     register_curation(stages)
+    register_shards(stages)
     register_training(stages)
-    register_demo(stages)
     register_audit(stages)
+    register_demo(stages)
     return parser
 
 

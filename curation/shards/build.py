@@ -1,0 +1,53 @@
+"""Build one shard version from a spec: select, plan every epoch, tokenize, write (atomically)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from .config import ShardsConfig
+from .mixture import plan_epochs
+from .run import open_run
+from .select import select_domain_subset
+from .store import TokenStore
+from .tokenizing import load_target_tokenizer
+from .writer import discard, reserve_version, write_version
+
+
+def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> tuple[Path, dict]:
+    started = time.perf_counter()
+    run = open_run(cfg.curation_run)
+    tokenizer = load_target_tokenizer(cfg.tokenizer)
+    target = reserve_version(cfg.output_root, cfg.name, version)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    staging = target.parent / f".staging-{os.getpid()}"
+    discard(tmp)
+    tmp.mkdir()
+    store = None
+    try:
+        store = TokenStore(run, tokenizer, staging, cfg.tokenize.workers, cfg.tokenize.batch_size,
+                           cfg.tokenize.max_document_tokens)
+        subset = select_domain_subset(cfg, run, store)
+        log(f"selection: {subset.stats['documents']:,} '{cfg.selection.domain}' documents, "
+            f"{subset.tokens:,} tokens (ranked by {cfg.selection.score} over {subset.stats['pool_documents']:,})")
+        plans = plan_epochs(cfg, run, store, subset)
+        for plan in plans:
+            parts = ", ".join(f"{p.name} {p.tokens:,}" + (f" (x{p.repeats})" if p.repeats > 1 else "")
+                              for p in plan.parts)
+            log(f"epoch {plan.epoch}: {len(plan.order):,} documents, {plan.tokens:,} tokens: {parts}")
+        tokenized = sum(int(r.lengths.sum()) for r in store.results)
+        seconds = sum(r.seconds for r in store.results)
+        selection = dict(subset.stats, tokenized_tokens=tokenized, tokenize_rounds=store.rounds,
+                         documents_cut_to_max_tokens=sum(r.cut for r in store.results))
+        manifest = write_version(target, tmp, run, store, tokenizer, plans, cfg.model_dump(mode="json"),
+                                 selection, cfg.tokenize.max_tokens_per_file)
+        log(f"tokenized {tokenized:,} tokens in {store.rounds} pass(es) ({seconds:.1f} s of worker time); "
+            f"wrote {target} in {time.perf_counter() - started:.1f} s, fingerprint {manifest['fingerprint'][:16]}")
+        return target, manifest
+    finally:
+        if store is not None:
+            store.close()
+        discard(tmp)
+        discard(staging)

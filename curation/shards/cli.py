@@ -1,0 +1,95 @@
+"""`stablecpt shards build|verify|list|show`: shard versions, the contract between curation and training."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(stages: argparse._SubParsersAction) -> None:
+    shards = stages.add_parser("shards", help="build, verify and inspect versioned token shards",
+                               description="Shard versions: token-budget subsets and per-epoch mixtures of a "
+                               "curation run, tokenized with the target model's tokenizer (docs/shards.md).")
+    actions = shards.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    build = actions.add_parser("build", help="build a new version from a shards config")
+    build.add_argument("--config", required=True, help="shards config (YAML)")
+    build.add_argument("--version", type=int, help="version number to write (default: the next free one)")
+    build.add_argument("--workers", type=int, help="tokenizer worker processes (overrides tokenize.workers)")
+    build.set_defaults(handler=_build)
+
+    verify = actions.add_parser("verify", help="recheck every hash and count of a version")
+    verify.add_argument("path", help="a version folder, e.g. outputs/demo/shards/demo-medical/v1")
+    verify.set_defaults(handler=_verify)
+
+    listing = actions.add_parser("list", help="list the versions under a folder")
+    listing.add_argument("root", nargs="?", default="outputs", help="where to look (default: outputs)")
+    listing.set_defaults(handler=_list)
+
+    show = actions.add_parser("show", help="print what a version holds")
+    show.add_argument("path", help="a version folder")
+    show.set_defaults(handler=_show)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from curation.shards.build import build_version
+    from curation.shards.config import ShardsConfig
+    from stablecpt.config import load_config
+
+    cfg = load_config(args.config, ShardsConfig)
+    if args.workers is not None:
+        cfg = cfg.model_copy(update={"tokenize": cfg.tokenize.model_copy(update={"workers": max(1, args.workers)})})
+    build_version(cfg, args.version)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from curation.shards.verify import verify_version
+
+    summary = verify_version(args.path)
+    print(f"ok: {summary['version']}: {summary['files']} files, {summary['tokens']:,} tokens, "
+          f"{summary['epochs']} epochs, fingerprint {summary['fingerprint']}")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from curation.shards.verify import find_versions, read_manifest
+
+    versions = find_versions(Path(args.root))
+    if not versions:
+        print(f"no shard versions under {args.root}")
+        return 0
+    print(f"{'version':<48} {'tokens':>12} {'epochs':>6} {'epoch tokens':>13}  {'created':<20} fingerprint")
+    for path in versions:
+        m = read_manifest(path)
+        per_epoch = sum(e["tokens"] for e in m["epochs"])
+        print(f"{str(path):<48} {m['tokens']['total_unique']:>12,} {len(m['epochs']):>6} {per_epoch:>13,}  "
+              f"{m['created_at']:<20} {m['fingerprint'][:16]}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from curation.shards.verify import read_manifest
+
+    m = read_manifest(Path(args.path))
+    cfg, sel, tok = m["config"], m["selection"], m["tokenizer"]
+    recipe = "mixture" if cfg.get("mixture") else "replay" if cfg.get("replay") else "domain subset only"
+    print(f"{m['name']} v{m['version']}  fingerprint {m['fingerprint']}")
+    print(f"  created {m['created_at']} by stablecpt {m['stablecpt_version']}; from {m['lineage']['curation_run']} "
+          f"(fingerprint {str(m['lineage']['curation_fingerprint'])[:16]})")
+    print(f"  tokenizer {tok['name']} (vocab {tok['vocab_size']:,}, separator {tok['separator']!r} = "
+          f"{tok['separator_id']}, {m['token_dtype']}, sha256 {tok['sha256'][:16]})")
+    print(f"  selection: {sel['documents']:,} of {sel['pool_documents']:,} '{sel['domain']}' documents by "
+          f"{sel['score']}, {sel['tokens']:,} tokens (target {sel['tokens_target']}), "
+          f"{sel['unscored_documents']:,} unscored left out")
+    print(f"  recipe: {recipe}, {cfg['mode']}, seed {cfg['seed']}, repetition cap {cfg['repetition_cap']}")
+    print(f"  unique tokens {m['tokens']['total_unique']:,} in {sum(1 for f in m['files'] if f.endswith('.ds'))} "
+          f"token file(s); by source: " + ", ".join(f"{k} {v:,}" for k, v in m["tokens"]["by_source"].items()))
+    for e in m["epochs"]:
+        parts = ", ".join(f"{name} {p['tokens']:,}" + (f" x{p['repeats']}" if p["repeats"] > 1 else "")
+                          for name, p in e["parts"].items())
+        print(f"  epoch {e['epoch']}: {e['documents']:,} documents, {e['tokens']:,} tokens ({parts})")
+    return 0

@@ -1,0 +1,85 @@
+"""What each epoch holds: the domain subset alone, a pre-training-like mixture, or a replay mix.
+
+A weight counts tokens of the target tokenizer (separators included) within one epoch. With a mixture,
+category c gets round(rate_c * T) tokens of an epoch of T tokens, drawn from the general pool's documents
+of that category; the categories in `domain_replaces` (LLaMA-1: CommonCrawl + C4 = web, 82 %) give their
+share to the domain subset, which takes whatever remains so an epoch's target is exactly T.
+data-fixed draws the domain share once (epoch key 0) and reuses it every epoch; data-dynamic draws it
+afresh per epoch. General shares are drawn once unless `resample_general`. Draws are whole documents in
+hash order; a pool shorter than its share is repeated up to `repetition_cap` times, else an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from stablecpt.errors import UserError
+
+from .config import ShardsConfig
+from .plan import Part, draw, epoch_order, hash_order
+from .run import CurationRun
+from .select import Subset
+from .store import TokenStore
+
+
+@dataclass
+class EpochPlan:
+    epoch: int
+    parts: list[Part]
+    order: list[tuple[int, str]]  # (row, part name) in consumption order
+
+    @property
+    def tokens(self) -> int:
+        return sum(p.tokens for p in self.parts)
+
+
+def part_targets(cfg: ShardsConfig, subset: Subset) -> tuple[int, dict[str, int]]:
+    """(domain tokens, {general part: tokens}) for one epoch."""
+    total = cfg.tokens_per_epoch or subset.tokens
+    general: dict[str, int] = {}
+    if cfg.mixture is not None:
+        general = {c: round(r * total) for c, r in sorted(cfg.mixture.general_rates().items())}
+    elif cfg.replay is not None:
+        general = {"replay": round(cfg.replay.fraction * total)}
+    general = {name: n for name, n in general.items() if n > 0}
+    domain = total - sum(general.values())
+    if domain <= 0:
+        raise UserError(f"tokens_per_epoch {total:,} leaves no tokens for the domain share")
+    return domain, general
+
+
+def general_pool(cfg: ShardsConfig, run: CurationRun, part: str) -> np.ndarray:
+    recipe = cfg.mixture if cfg.mixture is not None else cfg.replay
+    domains = recipe.general_domains
+    mask = pl.col("domain").is_in(domains) if domains is not None else pl.col("domain") != cfg.selection.domain
+    if part != "replay":
+        mask &= pl.col("category") == part
+    elif cfg.replay.categories is not None:
+        mask &= pl.col("category").is_in(cfg.replay.categories)
+    rows = run.rows(mask)
+    if len(rows) == 0:
+        what = "replay" if part == "replay" else f"mixture category '{part}'"
+        from_ = ", ".join(domains) if domains is not None else f"domains other than '{cfg.selection.domain}'"
+        raise UserError(f"{what}: no documents of {from_} in curation run {run.path}; "
+                        "give it rate 0 or add a source of that category")
+    return rows
+
+
+def plan_epochs(cfg: ShardsConfig, run: CurationRun, store: TokenStore, subset: Subset) -> list[EpochPlan]:
+    domain_target, general_targets = part_targets(cfg, subset)
+    pools = {name: general_pool(cfg, run, name) for name in general_targets}
+    where = f"shards '{cfg.name}'"
+    plans = []
+    for epoch in range(cfg.epochs):
+        domain_key = 0 if cfg.mode == "data-fixed" else epoch
+        order = hash_order(subset.rows, run.ids, cfg.seed, "domain", domain_key)
+        parts = [draw("domain", order, domain_target, store.take_prefix, cfg.repetition_cap, where)]
+        for name, target in general_targets.items():
+            key = epoch if cfg.resample_general else 0
+            general_order = hash_order(pools[name], run.ids, cfg.seed, f"general:{name}", key)
+            parts.append(draw(name, general_order, target, store.take_prefix, cfg.repetition_cap, where))
+        plans.append(EpochPlan(epoch, parts, epoch_order(parts, run.ids, cfg.seed, epoch)))
+    return plans

@@ -1,0 +1,67 @@
+"""Reading a curation run (contract C1) without loading its text: one small row per kept document."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from stablecpt.errors import UserError
+
+DOCUMENT_COLUMNS = ("id", "text", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")
+
+
+@dataclass
+class CurationRun:
+    path: Path
+    manifest: dict
+    files: list[Path]  # documents/*.parquet, sorted by name
+    table: pl.DataFrame  # sorted by id; row number = canonical document position. Columns below.
+    # id, source, domain, category, kenlm_perplexity, fasttext_score, n_bytes (UTF-8 bytes of text), file (index)
+
+    ids: list[str]  # table["id"], once
+
+
+    def rows(self, mask: pl.Expr) -> np.ndarray:
+        return self.table.with_row_index("row").filter(mask)["row"].to_numpy().astype(np.int64)
+
+
+def open_run(path: str | Path) -> CurationRun:
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not path.is_dir():
+        raise UserError(f"{path}: curation run folder not found (run `stablecpt curate run` first)")
+    if not manifest_path.is_file():
+        raise UserError(f"{path}: not a complete curation run (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{manifest_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    files = sorted((path / "documents").glob("*.parquet"))
+    if not files:
+        raise UserError(f"{path / 'documents'}: no *.parquet files in the curation run")
+    parts = [_scan(f, i) for i, f in enumerate(files)]
+    table = pl.concat(parts).sort("id")
+    dupes = table.filter(pl.col("id").is_duplicated())
+    if len(dupes):
+        raise UserError(f"{path / 'documents'}: document id '{dupes['id'][0]}' occurs {len(dupes)} times")
+    return CurationRun(path=path, manifest=manifest, files=files, table=table, ids=table["id"].to_list())
+
+
+def _scan(file: Path, index: int) -> pl.DataFrame:
+    schema = pl.read_parquet_schema(file)
+    missing = [c for c in DOCUMENT_COLUMNS if c not in schema]
+    if missing:
+        raise UserError(f"{file}: missing column '{missing[0]}' (a curation documents file has "
+                        f"{', '.join(DOCUMENT_COLUMNS)})")
+    # The text column is only measured, in streaming mode: the pool's text is never held in memory.
+    return (pl.scan_parquet(file)
+            .select(pl.col("id").cast(pl.String), pl.col("source").cast(pl.String), pl.col("domain").cast(pl.String),
+                    pl.col("category").cast(pl.String), pl.col("kenlm_perplexity").cast(pl.Float64),
+                    pl.col("fasttext_score").cast(pl.Float64),
+                    pl.col("text").str.len_bytes().cast(pl.Int64).fill_null(0).alias("n_bytes"),
+                    pl.lit(index, dtype=pl.Int32).alias("file"))
+            .collect(engine="streaming"))

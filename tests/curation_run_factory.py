@@ -1,0 +1,83 @@
+"""Small synthetic curation runs in the exact on-disk format of contract C1, for the shards tests."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MEDICAL_WORDS = ("patient diagnosis insulin metformin seizure abdominal pain fever renal hepatic cardiac tumour "
+                 "chronic acute syndrome therapy dose clinical lesion biopsy infection antibiotic").split()
+GENERAL_WORDS = ("river state city election music football history century language market road bridge "
+                 "film novel island mountain weather school village").split()
+CODE_LINES = ["def f(x):", "    return x + 1", "import os", "for i in range(10):", "    print(i)", "class A:"]
+
+DOC_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()),
+                        ("domain", pa.string()), ("category", pa.string()), ("kenlm_perplexity", pa.float64()),
+                        ("fasttext_score", pa.float64())])
+
+
+def make_documents(n_medical: int = 60, general: dict[str, int] | None = None, seed: int = 0,
+                   unscored: int = 3) -> list[dict]:
+    """Medical docs with scores (the first `unscored` lack them); general docs per category, unscored."""
+    rng = random.Random(seed)
+    general = {"code": 12, "wikipedia": 12, "web": 12} if general is None else general
+    docs = []
+    for i in range(n_medical):
+        text = " ".join(rng.choice(MEDICAL_WORDS) for _ in range(rng.randint(5, 40))) + "."
+        scored = i >= unscored
+        docs.append({"id": f"med/{i:04d}", "text": text, "source": "med", "domain": "medical", "category": "web",
+                     "kenlm_perplexity": rng.uniform(10, 1000) if scored else None,
+                     "fasttext_score": rng.uniform(0, 1) if scored else None})
+    for category, n in general.items():
+        for i in range(n):
+            if category == "code":
+                text = "\n".join(rng.choice(CODE_LINES) for _ in range(rng.randint(3, 15)))
+            else:
+                text = " ".join(rng.choice(GENERAL_WORDS) for _ in range(rng.randint(5, 40))) + "."
+            docs.append({"id": f"{category}/{i:04d}", "text": text, "source": f"gen_{category}",
+                         "domain": "general", "category": category, "kenlm_perplexity": None,
+                         "fasttext_score": None})
+    return docs
+
+
+def write_curation_run(path: Path, docs: list[dict], n_files: int = 2, shuffle_seed: int | None = None,
+                       row_group_size: int = 7) -> Path:
+    """documents/, attributes/, excluded/, heldout/ and manifest.json (written last), as `curate run` does."""
+    docs = list(docs)
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(docs)
+    for sub in ("documents", "attributes", "excluded", "heldout"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    for k in range(n_files):
+        part = docs[k::n_files]
+        table = pa.Table.from_pylist(part, schema=DOC_SCHEMA)
+        pq.write_table(table, path / "documents" / f"{k:05d}.parquet", row_group_size=row_group_size)
+        attributes = pa.Table.from_pylist(
+            [{"id": d["id"], "source": d["source"], "domain": d["domain"], "category": d["category"],
+              "n_chars": len(d["text"]), "n_words": len(d["text"].split()), "kept": True, "drop_reason": None,
+              "dedup_cluster": None, "kenlm_perplexity": d["kenlm_perplexity"],
+              "fasttext_score": d["fasttext_score"], "contamination_ngrams": 0} for d in part])
+        pq.write_table(attributes, path / "attributes" / f"{k:05d}.parquet")
+    empty = pa.table({"id": pa.array([], pa.string()), "source": pa.array([], pa.string()),
+                      "reason": pa.array([], pa.string()), "text": pa.array([], pa.string())})
+    pq.write_table(empty, path / "excluded" / "00000.parquet")
+    pq.write_table(pa.Table.from_pylist([], schema=DOC_SCHEMA.remove(6).remove(5)), path / "heldout" / "00000.parquet")
+    files = {}
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        files[f.relative_to(path).as_posix()] = {"sha256": hashlib.sha256(f.read_bytes()).hexdigest(),
+                                                 "bytes": f.stat().st_size}
+    lines = "".join(f"{rel} {files[rel]['sha256']}\n" for rel in sorted(files))
+    sources = sorted({d["source"] for d in docs})
+    manifest = {"kind": "curation_run", "fingerprint": hashlib.sha256(lines.encode()).hexdigest(), "files": files,
+                "config": {"synthetic": True}, "inputs": {s: f"input-{s}" for s in sources},
+                "counts": {s: {"input": sum(d["source"] == s for d in docs),
+                               "kept": sum(d["source"] == s for d in docs), "dropped": {}} for s in sources},
+                "scorers": {"kenlm": {"fingerprint": "k"}, "fasttext": {"fingerprint": "f"}},
+                "created_at": "2026-11-26T00:00:00Z", "stablecpt_version": "0.1.0"}
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return path
