@@ -1,0 +1,61 @@
+"""fastText scorer: P(domain) from a DCLM-recipe classifier of medical reference vs general background text."""
+
+import json
+import pickle
+
+from datatrove.data import Document
+from datatrove.executor import LocalPipelineExecutor
+from scoring_corpora import GENERAL, MEDICAL, auc, fasttext_scorer_dir, texts
+
+from curation.scoring import FastTextScorer, load_scorer_info
+from curation.scoring.fasttext import line_chunks
+
+
+def test_heldout_medical_scores_above_general_text():
+    scorer = FastTextScorer(fasttext_scorer_dir())
+    medical = [scorer.score_text(t) for t in texts(MEDICAL, heldout=True)]
+    general = [scorer.score_text(t) for t in texts(GENERAL, heldout=True)]
+    assert all(0.0 <= p <= 1.0 for p in medical + general)
+    assert auc(medical, general) > 0.95
+    assert sum(p > 0.5 for p in medical) / len(medical) > 0.9 and sum(p < 0.5 for p in general) / len(general) > 0.9
+
+
+def test_training_follows_dclm_recipe_and_balances_classes():
+    info = load_scorer_info(fasttext_scorer_dir(), kind="fasttext")
+    assert info.params["word_ngrams"] == 2 and info.params["recipe"] == "dclm"
+    assert (info.params["lr"], info.params["dim"], info.params["epoch"]) == (0.1, 100, 5)  # fastText defaults
+    t = info.training
+    assert t["positive_examples"] == t["negative_examples"] == min(t["positive_chunks"], t["negative_chunks"])
+    assert json.loads((fasttext_scorer_dir() / "scorer.json").read_text())["fingerprint"] == info.fingerprint
+
+
+def test_line_chunks_keep_whole_lines_until_the_word_budget():
+    text = "one two three\nfour five\n\nsix seven eight nine ten eleven\nlast"
+    assert list(line_chunks(text, chunk_words=5, min_chunk_words=2)) == [
+        "one two three four five", "six seven eight nine ten", "eleven last"]
+    assert list(line_chunks("too short", chunk_words=5, min_chunk_words=3)) == []
+
+
+def test_block_never_drops_and_marks_empty_documents_unscored():
+    scorer = FastTextScorer(fasttext_scorer_dir())
+    docs = [Document(text="Abnormality of the kidney.\nRenal cyst.", id="a"), Document(text=" \n ", id="b")]
+    out = list(scorer.run(iter(docs)))
+    assert [d.id for d in out] == ["a", "b"]
+    assert out[0].metadata["fasttext_score"] > 0.5 and out[1].metadata["fasttext_score"] is None
+    assert pickle.loads(pickle.dumps(scorer))._model is None
+
+
+def test_block_runs_inside_a_datatrove_executor(tmp_path):
+    seen = []
+
+    def collect(data, rank, world_size):
+        for doc in data:
+            seen.append((doc.id, doc.metadata["fasttext_score"]))
+            yield doc
+
+    docs = [Document(text=texts(GENERAL, heldout=True)[0], id="general"),
+            Document(text=texts(["icd10cm"], heldout=True)[0], id="medical")]
+    LocalPipelineExecutor([docs, FastTextScorer(fasttext_scorer_dir()), collect], workers=1,
+                          logging_dir=str(tmp_path / "logs")).run()
+    scores = dict(seen)
+    assert scores["medical"] > 0.5 > scores["general"]
