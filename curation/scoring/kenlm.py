@@ -24,6 +24,7 @@ import os
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +53,50 @@ def _quiet_progress_bars(module):
         module.tqdm = original
 
 
-def _estimate_arpa_kaldingram(corpus: Path, arpa: Path, order: int) -> None:
+def estimate_arpa_kaldingram(corpus: Path, arpa: Path, order: int) -> None:
     import kaldingram.train
 
     with _quiet_progress_bars(kaldingram.train):
         kaldingram.train.main(["--ngram-order", str(order), "--text", str(corpus), "--lm", str(arpa)])
+
+
+@dataclass(frozen=True)
+class TrainingCorpus:
+    documents: int
+    lines: int
+    words: int
+    vocabulary: int
+    unk_types: int
+    unk_tokens: int
+    fingerprint: str
+
+
+def write_training_corpus(texts: Iterable[str], corpus: Path, min_count: int) -> TrainingCorpus:
+    """Normalised lines of `texts` with words seen fewer than min_count times replaced by <unk>."""
+    normalized = corpus.with_name(corpus.name + ".normalized")
+    counts: Counter[str] = Counter()
+    documents = lines = 0
+    with open(normalized, "w", encoding="utf-8") as f:
+        for text in texts:
+            documents += 1
+            for line in normalized_lines(text):
+                f.write(line + "\n")
+                lines += 1
+                counts.update(line.split())
+    vocabulary = {word for word, count in counts.items() if count >= min_count}
+    digest, unk_tokens = hashlib.sha256(), 0
+    with open(normalized, encoding="utf-8") as src, open(corpus, "w", encoding="utf-8") as dst:
+        for line in src:
+            words = line.split()
+            mapped = [w if w in vocabulary else UNK for w in words]
+            unk_tokens += mapped.count(UNK)
+            out = " ".join(mapped) + "\n"
+            dst.write(out)
+            digest.update(out.encode("utf-8"))
+    normalized.unlink()
+    return TrainingCorpus(documents=documents, lines=lines, words=sum(counts.values()), vocabulary=len(vocabulary),
+                          unk_types=len(counts) - len(vocabulary), unk_tokens=unk_tokens,
+                          fingerprint=digest.hexdigest())
 
 
 def train_kenlm(texts: Iterable[str], out_dir: str | Path, order: int = 5, min_count: int = 2,
@@ -69,35 +109,15 @@ def train_kenlm(texts: Iterable[str], out_dir: str | Path, order: int = 5, min_c
                         "words a learned probability")
     out_dir = prepare_output_dir(out_dir)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".train-") as tmp:
-        normalized, corpus, arpa = Path(tmp, "normalized.txt"), Path(tmp, "corpus.txt"), Path(tmp, MODEL_FILE)
-        counts: Counter[str] = Counter()
-        documents = lines = 0
-        with open(normalized, "w", encoding="utf-8") as f:
-            for text in texts:
-                documents += 1
-                for line in normalized_lines(text):
-                    f.write(line + "\n")
-                    lines += 1
-                    counts.update(line.split())
-        if lines == 0:
-            raise UserError(f"{out_dir}: no reference text to train the kenlm scorer on ({documents} documents)")
-        vocabulary = {word for word, count in counts.items() if count >= min_count}
-        digest, unk_tokens = hashlib.sha256(), 0
-        with open(normalized, encoding="utf-8") as src, open(corpus, "w", encoding="utf-8") as dst:
-            for line in src:
-                words = line.split()
-                mapped = [w if w in vocabulary else UNK for w in words]
-                unk_tokens += len(words) - sum(1 for w in words if w in vocabulary)
-                out = " ".join(mapped) + "\n"
-                dst.write(out)
-                digest.update(out.encode("utf-8"))
-        _estimate_arpa_kaldingram(corpus, arpa, order)
+        corpus, arpa = Path(tmp, "corpus.txt"), Path(tmp, MODEL_FILE)
+        stats = write_training_corpus(texts, corpus, min_count)
+        if stats.lines == 0:
+            raise UserError(f"{out_dir}: no reference text to train the kenlm scorer on ({stats.documents} documents)")
+        estimate_arpa_kaldingram(corpus, arpa, order)
         os.replace(arpa, out_dir / MODEL_FILE)
     params = {"order": order, "min_count": min_count, "normalization": NORMALIZATION,
-              "oov": "unk_from_rare_words_split_evenly", "unk_types": len(counts) - len(vocabulary),
-              "trainer": "kaldingram"}
-    training = {"documents": documents, "lines": lines, "words": sum(counts.values()),
-                "vocabulary": len(vocabulary), "unk_tokens": unk_tokens, "fingerprint": digest.hexdigest()}
+              "oov": "unk_from_rare_words_split_evenly", "unk_types": stats.unk_types, "trainer": "kaldingram"}
+    training = {k: v for k, v in asdict(stats).items() if k != "unk_types"}
     return write_scorer_info(out_dir, KIND, MODEL_FILE, params, training | (training_extra or {}))
 
 
