@@ -106,3 +106,13 @@ def test_demo_scorer_config_is_valid():
     assert [s.kind for s in config.scorers] == ["kenlm", "fasttext"]
     assert {s.name for s in config.reference} == {"hpo", "icd10cm"}
     assert {s.name for s in config.background} == {"wiki", "lee", "pystdlib"}
+
+
+def test_training_without_text_stops_with_one_clear_line(tmp_path):
+    from curation.scoring import train_fasttext
+
+    with pytest.raises(UserError, match="no reference text to train the kenlm scorer on"):
+        train_kenlm(["", "...", " \n "], tmp_path / "k")
+    with pytest.raises(UserError, match="needs reference and background text; got 1 reference and 0 background"):
+        train_fasttext(["Abnormality of the kidney and the ureter."], [], tmp_path / "f")
+    assert not (tmp_path / "k" / "scorer.json").exists() and not (tmp_path / "f" / "scorer.json").exists()
