@@ -41,7 +41,7 @@ def kenlm_scorer_dir() -> Path:
 @functools.cache
 def fasttext_scorer_dir() -> Path:
     out = workdir() / "fasttext"
-    train_fasttext(texts(MEDICAL, heldout=False), texts(GENERAL, heldout=False), out, bucket=50_000)
+    train_fasttext(texts(MEDICAL, heldout=False), texts(GENERAL, heldout=False), out, bucket=200_000)
     return out
 
 

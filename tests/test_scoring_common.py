@@ -78,7 +78,7 @@ reference: [{{name: med, uri: "{_write_jsonl(tmp_path / 'med.jsonl', medical)}",
 background: [{{name: gen, uri: "{_write_jsonl(tmp_path / 'gen.jsonl', general)}", domain: general, category: web}}]
 scorers:
   - {{kind: kenlm, output_dir: "{tmp_path / 'kenlm'}", order: 3}}
-  - {{kind: fasttext, output_dir: "{tmp_path / 'ft'}", bucket: 10000}}
+  - {{kind: fasttext, output_dir: "{tmp_path / 'ft'}", bucket: 200000}}
 """)
     assert main(["curate", "train-scorer", "--config", str(config)]) == 0
     out = capsys.readouterr().out

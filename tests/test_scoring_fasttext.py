@@ -59,3 +59,26 @@ def test_block_runs_inside_a_datatrove_executor(tmp_path):
                           logging_dir=str(tmp_path / "logs")).run()
     scores = dict(seen)
     assert scores["medical"] > 0.5 > scores["general"]
+
+
+def test_same_data_and_params_give_the_same_fingerprint(tmp_path):
+    from curation.scoring import train_fasttext
+
+    positive, negative = texts(MEDICAL, heldout=False)[:300], texts(GENERAL, heldout=False)[:100]
+    first = train_fasttext(positive, negative, tmp_path / "a", bucket=200_000)
+    again = train_fasttext(positive, negative, tmp_path / "b", bucket=200_000)
+    other_epochs = train_fasttext(positive, negative, tmp_path / "c", bucket=200_000, epoch=6)
+    other_data = train_fasttext(positive[:-1], negative, tmp_path / "d", bucket=200_000)
+    assert first.fingerprint == again.fingerprint and first.model_sha256 == again.model_sha256
+    assert len({first.fingerprint, other_epochs.fingerprint, other_data.fingerprint}) == 3
+    assert other_data.training["fingerprint"] != first.training["fingerprint"]
+
+
+def test_too_few_hash_buckets_are_refused(tmp_path):
+    import pytest
+
+    from curation.scoring import train_fasttext
+    from stablecpt.errors import UserError
+
+    with pytest.raises(UserError, match="bucket must be >= 200,000"):
+        train_fasttext(["a b c d e f"], ["g h i j k l"], tmp_path / "f", bucket=10_000)

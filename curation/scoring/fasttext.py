@@ -36,6 +36,9 @@ from .info import ScorerInfo, load_scorer_info, prepare_output_dir, write_scorer
 KIND = "fasttext"
 MODEL_FILE = "model.bin"
 POSITIVE, NEGATIVE = "__label__domain", "__label__background"
+# measured: 50k and 10k buckets gave different models from identical runs (and NaN in 4 of 15); 200k and 2M
+# gave the same model in 12/12 and 15/15 runs
+MIN_BUCKET = 200_000
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -75,6 +78,9 @@ def train_fasttext(positive_texts: Iterable[str], negative_texts: Iterable[str],
     """Train P(domain) on positive (reference) vs negative (background) texts; write model.bin + scorer.json."""
     import fasttext
 
+    if bucket < MIN_BUCKET:
+        raise UserError(f"fasttext bucket must be >= {MIN_BUCKET:,}: with fewer hash buckets, fasttext-numpy2-wheel "
+                        f"0.9.2 training was not reproducible and sometimes diverged (NaN), got {bucket:,}")
     out_dir = prepare_output_dir(out_dir)
     positive, positive_docs = _chunks(positive_texts, chunk_words, min_chunk_words)
     negative, negative_docs = _chunks(negative_texts, chunk_words, min_chunk_words)
