@@ -41,13 +41,21 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def run_child(cmd: list[str], env: dict | None = None) -> dict:
+def run_child(cmd: list[str], env: dict | None = None, timeout: float = 900) -> dict:
+    """Wall time and peak RSS of a child process (wait4 gives its own rusage); a failure is a result too."""
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{cmd[0]} failed: {proc.stderr.read().decode()[-2000:]}")
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() - started > timeout:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            return {"error": f"no result after {timeout:.0f} s (killed)"}
+        time.sleep(0.1)
+    if os.waitstatus_to_exitcode(status):
+        return {"error": proc.stderr.read().decode(errors="replace").strip().splitlines()[-1][-300:]}
     return {"seconds": round(time.perf_counter() - started, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
 
 
@@ -74,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lmplz", default=os.environ.get("LMPLZ") or shutil.which("lmplz"))
     parser.add_argument("--order", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=900, help="seconds allowed to each trainer")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-scoring-"))
     result: dict = {"bench": "scoring", "cpu": cpu_model(), "cores": os.cpu_count(), "order": args.order}
@@ -97,13 +106,15 @@ def main() -> None:
         trainers["lmplz"] = [args.lmplz, "-o", str(args.order), "--text", str(corpus), "--arpa",
                              str(work / "lmplz.arpa"), "-S", "1G", "-T", str(work), "--skip_symbols"]
     else:
-        result["lmplz"] = "not measured: no lmplz binary (build it with `make lmplz`)"
+        result["lmplz"] = "not measured: no lmplz binary (see docs/scoring.md for a build recipe)"
     # lmplz refuses <unk> in its input and estimates <unk> itself: --skip_symbols drops our <unk> tokens and
     # its model is scored with KenLM's native OOV handling (unk_types 1)
     unk_types = {"kaldingram": stats.unk_types, "lmplz": 1}
     training, scorers = {}, {}
     for name, cmd in trainers.items():
-        training[name] = run_child(cmd, env=os.environ | {"TQDM_DISABLE": "1"})
+        training[name] = run_child(cmd, env=os.environ | {"TQDM_DISABLE": "1"}, timeout=args.timeout)
+        if "error" in training[name]:
+            continue
         model_dir = work / f"kenlm-{name}"
         model_dir.mkdir()
         shutil.move(work / f"{name}.arpa", model_dir / MODEL_FILE)
@@ -117,7 +128,7 @@ def main() -> None:
         training[name]["heldout_auc"] = round(auc([-p for m, p in scores if m and p], [-p for m, p in scores
                                                                                     if not m and p]), 4)
         scorers[name] = scorer
-    if "lmplz" in training:
+    if "seconds" in training.get("lmplz", {}):
         training["kaldingram_over_lmplz_seconds"] = round(training["kaldingram"]["seconds"]
                                                           / training["lmplz"]["seconds"], 1)
     result["kenlm_training"] = training
