@@ -116,3 +116,15 @@ def test_training_without_text_stops_with_one_clear_line(tmp_path):
     with pytest.raises(UserError, match="needs reference and background text; got 1 reference and 0 background"):
         train_fasttext(["Abnormality of the kidney and the ureter."], [], tmp_path / "f")
     assert not (tmp_path / "k" / "scorer.json").exists() and not (tmp_path / "f" / "scorer.json").exists()
+
+
+def test_ascii_fast_path_gives_what_datatrove_simplify_text_gives():
+    from datatrove.utils.text import simplify_text
+
+    from curation.scoring.normalize import _CONFIG, _DIGIT
+
+    lines = ["Type 2 Diabetes, E11.9 (onset 1987)!", "def f(x):\treturn x**2  # 42", "A\x0bB\x1fC -- d/e_f",
+             "   ", "HP:0001250 'Seizure' \"fits\" [sic] {x} <y> ~z @ 3.5%"]
+    for line in lines:
+        assert line.isascii()
+        assert normalize_line(line) == _DIGIT.sub("0", simplify_text(line, config=_CONFIG))
