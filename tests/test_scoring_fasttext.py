@@ -82,3 +82,9 @@ def test_too_few_hash_buckets_are_refused(tmp_path):
 
     with pytest.raises(UserError, match="bucket must be >= 200,000"):
         train_fasttext(["a b c d e f"], ["g h i j k l"], tmp_path / "f", bucket=10_000)
+
+
+def test_text_given_to_fasttext_has_single_spaces_and_no_newlines():
+    from curation.scoring.fasttext import fasttext_text
+
+    assert fasttext_text("  Renal cyst.\n\nKidney\tabnormality \u00a0 x\n") == "Renal cyst. Kidney abnormality x"
