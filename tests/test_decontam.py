@@ -94,3 +94,12 @@ def test_decontam_config_builds_the_filter(tmp_path, items):
     config_path.write_text("enabled: true\n")
     with pytest.raises(UserError, match="lists no eval_items"):
         load_config(config_path, DecontamConfig)
+
+
+def test_ascii_fast_path_splits_like_datatrove_simplify_text():
+    from datatrove.utils.text import simplify_text
+
+    from curation.decontam.index import _CONFIG
+
+    for text in [QUESTION, "def f(x):\treturn x**2  # 42", "A\x0bB\x1fC -- d/e_f", "Naïve café"]:
+        assert decontam_words(text) == simplify_text(text, config=_CONFIG).split()

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from datatrove.utils.text import TextNormConfig, simplify_text
+from datatrove.utils.text import PUNCTUATION_TRANS, TextNormConfig, simplify_text
 
 from stablecpt.errors import UserError
 
@@ -24,6 +24,8 @@ _CONFIG = TextNormConfig(lowercase=True, norm_whitespace=True, remove_punctuatio
 
 
 def decontam_words(text: str) -> list[str]:
+    if text.isascii():  # simplify_text's steps minus its per-character accent loop, a no-op for ASCII
+        return text.lower().translate(PUNCTUATION_TRANS).split()
     return simplify_text(text, config=_CONFIG).split()
 
 
