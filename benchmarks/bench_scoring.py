@@ -7,7 +7,8 @@ Training: the same <unk>-mapped, normalised reference corpus (HPO + ICD-10-CM mi
 kaldingram and to lmplz, each as a child process (wall time and peak RSS from wait4); both ARPA models then
 rank the held-out documents (AUC medical vs general). lmplz refuses <unk> in its input, so it gets
 --skip_symbols and estimates its own <unk>. Scoring: every document of the five embedded sources, through
-KenLMScorer / FastTextScorer vs kenlm.Model.score / fastText predict on the raw text.
+KenLMScorer / FastTextScorer vs kenlm.Model.score / fastText predict on the raw text; DecontaminationFilter
+(13-grams of lm-eval's 49 shipped MMLU medical dev items) vs bare EvalNgramIndex.matches calls.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from curation.decontam import DecontaminationFilter, EvalNgramIndex  # noqa: E402
 from curation.scoring import FastTextScorer, KenLMScorer, is_heldout, train_fasttext  # noqa: E402
 from curation.scoring.info import write_scorer_info  # noqa: E402
 from curation.scoring.kenlm import KIND, MODEL_FILE, NORMALIZATION, write_training_corpus  # noqa: E402
@@ -70,6 +72,25 @@ def auc(positive: list[float], negative: list[float]) -> float:
         i = j
     n_pos, n_neg = len(positive), len(negative)
     return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def mmlu_medical_items() -> list[dict]:
+    """The MMLU dev questions lm-eval 0.4.13 ships in its flan CoT prompts (medicine and biology subjects)."""
+    import importlib.util
+    import re
+
+    path = Path(importlib.util.find_spec("lm_eval").submodule_search_locations[0], "tasks", "mmlu",
+                "flan_cot_fewshot", "_cot_prompts.json")
+    prompts = json.loads(path.read_text())
+    subjects = ["anatomy", "clinical_knowledge", "college_medicine", "medical_genetics", "professional_medicine",
+                "nutrition", "virology", "college_biology", "high_school_biology", "human_aging"]
+    items = []
+    for subject in subjects:
+        for block in prompts[subject].split("\n\nQ: ")[1:]:
+            question, _, rest = block.partition("\n(A) ")
+            options = re.split(r"\s*\([B-Z]\)\s*", rest.partition("\nA: ")[0].strip())
+            items.append({"subject": subject, "question": question.strip(), "choices": options})
+    return items
 
 
 def timed(fn) -> float:
@@ -160,6 +181,19 @@ def main() -> None:
                           "block_docs_per_s": round(len(docs) / block), "block_words_per_s": round(words / block),
                           "raw_docs_per_s": round(len(docs) / raw), "raw_words_per_s": round(words / raw),
                           "block_over_raw": round(block / raw, 2)}
+
+    # --- decontamination: the 49 MMLU medical dev items lm-eval ships, against every document ----------------
+    items = work / "mmlu_medical.jsonl"
+    items.write_text("".join(json.dumps(item) + "\n" for item in mmlu_medical_items()))
+    index = EvalNgramIndex.from_jsonl([items])
+    raw = timed(lambda: [index.matches(d.text) for d in docs])
+    decontam = DecontaminationFilter(index)
+    kept: list = []
+    block = timed(lambda: kept.extend(decontam.run(iter(docs))))
+    result["decontamination"] = {
+        "items": index.stats["records"], "ngrams": len(index), "dropped": len(docs) - len(kept),
+        "block_docs_per_s": round(len(docs) / block), "block_words_per_s": round(words / block),
+        "raw_matches_docs_per_s": round(len(docs) / raw), "block_over_raw": round(block / raw, 2)}
     result["load_average"] = os.getloadavg()[0]
     print(json.dumps(result))
     shutil.rmtree(work, ignore_errors=True)
