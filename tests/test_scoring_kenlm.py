@@ -64,3 +64,47 @@ def test_block_pickles_after_loading_for_executors():
     first = scorer.score_text("Abnormality of the kidney.")
     clone = pickle.loads(pickle.dumps(scorer))
     assert clone._model is None and clone.score_text("Abnormality of the kidney.") == first
+
+
+FAKE_LMPLZ = """#!{python}
+# Stands in for lmplz: checks what the real one would refuse, then estimates with kaldingram.
+import sys
+args = sys.argv[1:]
+get = lambda flag: args[args.index(flag) + 1]
+text = open(get("--text"), encoding="utf-8").read()
+if "<unk>" in text.split():
+    sys.exit("Special word <unk> is not allowed in the corpus.")
+from kaldingram.train import main
+main(["--ngram-order", get("-o"), "--text", get("--text"), "--lm", get("--arpa")])
+"""
+
+
+def test_lmplz_trainer_marks_rare_words_with_its_own_token_and_scores_like_kaldingram(tmp_path):
+    import sys
+
+    from curation.scoring import train_kenlm
+
+    fake = tmp_path / "lmplz"
+    fake.write_text(FAKE_LMPLZ.format(python=sys.executable))
+    fake.chmod(0o755)
+    docs = texts(MEDICAL, heldout=False)[:400]
+    via_lmplz = train_kenlm(docs, tmp_path / "l", order=3, trainer="lmplz", lmplz_path=str(fake))
+    via_kaldingram = train_kenlm(docs, tmp_path / "k", order=3)
+    assert via_lmplz.params["unk_token"] == "<rare>" and via_kaldingram.params["unk_token"] == "<unk>"
+    assert via_lmplz.params["trainer"] == "lmplz"
+    assert via_lmplz.params["unk_types"] == via_kaldingram.params["unk_types"]
+    text = "Abnormality of the qwxzvish kidney.\nZorblaxian wibbleosis"
+    lmplz_ppl, lmplz_oov = KenLMScorer(tmp_path / "l").score_text(text)
+    kaldingram_ppl, kaldingram_oov = KenLMScorer(tmp_path / "k").score_text(text)
+    assert lmplz_oov == kaldingram_oov == 3 / 7
+    assert math.isclose(lmplz_ppl, kaldingram_ppl, rel_tol=1e-4)  # same counts, class token renamed
+
+
+def test_lmplz_trainer_without_a_binary_says_how_to_build_it(tmp_path):
+    import pytest
+
+    from curation.scoring import train_kenlm
+    from stablecpt.errors import UserError
+
+    with pytest.raises(UserError, match="lmplz not found .*make lmplz"):
+        train_kenlm(["Abnormality of the kidney."], tmp_path / "x", trainer="lmplz", lmplz_path=str(tmp_path / "no"))

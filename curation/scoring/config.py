@@ -82,6 +82,9 @@ class KenLMTrainSpec(StrictModel):
     output_dir: str
     order: int = Field(5, ge=2, le=5)
     min_count: int = Field(2, ge=2)
+    trainer: Literal["kaldingram", "lmplz"] = "kaldingram"  # lmplz: opt-in, built by `make lmplz`
+    lmplz_path: str | None = None  # default: lmplz on PATH, then build/lmplz/bin/lmplz
+    lmplz_memory: str = "20%"  # lmplz -S: sorting memory
 
 
 class FastTextTrainSpec(StrictModel):

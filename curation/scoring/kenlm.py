@@ -71,8 +71,8 @@ class TrainingCorpus:
     fingerprint: str
 
 
-def write_training_corpus(texts: Iterable[str], corpus: Path, min_count: int) -> TrainingCorpus:
-    """Normalised lines of `texts` with words seen fewer than min_count times replaced by <unk>."""
+def write_training_corpus(texts: Iterable[str], corpus: Path, min_count: int, unk_token: str = UNK) -> TrainingCorpus:
+    """Normalised lines of `texts` with words seen fewer than min_count times replaced by `unk_token`."""
     normalized = corpus.with_name(corpus.name + ".normalized")
     counts: Counter[str] = Counter()
     documents = lines = 0
@@ -88,8 +88,8 @@ def write_training_corpus(texts: Iterable[str], corpus: Path, min_count: int) ->
     with open(normalized, encoding="utf-8") as src, open(corpus, "w", encoding="utf-8") as dst:
         for line in src:
             words = line.split()
-            mapped = [w if w in vocabulary else UNK for w in words]
-            unk_tokens += mapped.count(UNK)
+            mapped = [w if w in vocabulary else unk_token for w in words]
+            unk_tokens += mapped.count(unk_token)
             out = " ".join(mapped) + "\n"
             dst.write(out)
             digest.update(out.encode("utf-8"))
@@ -100,8 +100,17 @@ def write_training_corpus(texts: Iterable[str], corpus: Path, min_count: int) ->
 
 
 def train_kenlm(texts: Iterable[str], out_dir: str | Path, order: int = 5, min_count: int = 2,
+                trainer: str = "kaldingram", lmplz_path: str | None = None, lmplz_memory: str = "20%",
                 training_extra: dict[str, Any] | None = None) -> ScorerInfo:
-    """Train on `texts` (reference documents) and write out_dir/model.arpa + scorer.json."""
+    """Train on `texts` (reference documents) and write out_dir/model.arpa + scorer.json.
+
+    trainer: "kaldingram" (pip-installed, the default) or "lmplz" (built by `make lmplz`; see lmplz.py).
+    """
+    from .lmplz import RARE_TOKEN, estimate_arpa_lmplz, find_lmplz
+
+    if trainer not in ("kaldingram", "lmplz"):
+        raise UserError(f"kenlm trainer must be kaldingram or lmplz, got {trainer!r}")
+    lmplz = find_lmplz(lmplz_path) if trainer == "lmplz" else None
     if not 2 <= order <= 5:
         raise UserError(f"kenlm order must be 2..5 (kaldingram's range), got {order}")
     if min_count < 2:
@@ -110,13 +119,18 @@ def train_kenlm(texts: Iterable[str], out_dir: str | Path, order: int = 5, min_c
     out_dir = prepare_output_dir(out_dir)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".train-") as tmp:
         corpus, arpa = Path(tmp, "corpus.txt"), Path(tmp, MODEL_FILE)
-        stats = write_training_corpus(texts, corpus, min_count)
+        unk_token = RARE_TOKEN if lmplz else UNK
+        stats = write_training_corpus(texts, corpus, min_count, unk_token)
         if stats.lines == 0:
             raise UserError(f"{out_dir}: no reference text to train the kenlm scorer on ({stats.documents} documents)")
-        estimate_arpa_kaldingram(corpus, arpa, order)
+        if lmplz:
+            estimate_arpa_lmplz(corpus, arpa, order, lmplz, lmplz_memory)
+        else:
+            estimate_arpa_kaldingram(corpus, arpa, order)
         os.replace(arpa, out_dir / MODEL_FILE)
     params = {"order": order, "min_count": min_count, "normalization": NORMALIZATION,
-              "oov": "unk_from_rare_words_split_evenly", "unk_types": stats.unk_types, "trainer": "kaldingram"}
+              "oov": "unk_from_rare_words_split_evenly", "unk_token": unk_token, "unk_types": stats.unk_types,
+              "trainer": trainer}
     training = {k: v for k, v in asdict(stats).items() if k != "unk_types"}
     return write_scorer_info(out_dir, KIND, MODEL_FILE, params, training | (training_extra or {}))
 
@@ -144,6 +158,8 @@ class KenLMScorer(PipelineStep):
         self.fingerprint = self.info.fingerprint if self.info else None
         self.perplexity_key, self.oov_rate_key = perplexity_key, oov_rate_key
         self.unk_types = int(self.info.params.get("unk_types", 1)) if self.info else unk_types
+        # "<unk>" KenLM maps OOV words itself; another class token (lmplz's corpus) is substituted here
+        self.unk_token = self.info.params.get("unk_token", UNK) if self.info else UNK
         self.oov_log10_penalty = math.log10(max(1, self.unk_types))
         self._model = None
 
@@ -165,10 +181,14 @@ class KenLMScorer(PipelineStep):
         log10_prob, words, oov = 0.0, 0, 0
         lines = 0
         for line in normalized_lines(text):
-            log10_prob += model.score(line, bos=True, eos=True)
             tokens = line.split()
+            unknown = [w not in model for w in tokens]
+            line_oov = sum(unknown)
+            if line_oov and self.unk_token != UNK:
+                line = " ".join(self.unk_token if u else w for w, u in zip(tokens, unknown, strict=True))
+            log10_prob += model.score(line, bos=True, eos=True)
             words += len(tokens)
-            oov += sum(1 for w in tokens if w not in model)
+            oov += line_oov
             lines += 1
         if words == 0:
             return None, None

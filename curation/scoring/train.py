@@ -34,6 +34,7 @@ def train_scorer(config: TrainScorersConfig, spec: KenLMTrainSpec | FastTextTrai
         from .kenlm import train_kenlm
 
         return train_kenlm(positives, spec.output_dir, order=spec.order, min_count=spec.min_count,
+                           trainer=spec.trainer, lmplz_path=spec.lmplz_path, lmplz_memory=spec.lmplz_memory,
                            training_extra=extra)
     from .fasttext import train_fasttext
 
