@@ -1,12 +1,13 @@
 """Scorer benchmarks on the embedded corpora: training (kaldingram vs lmplz) and scoring throughput
 (our datatrove blocks vs the raw library call), printed as one JSON line.
 
-    python benchmarks/bench_scoring.py [--lmplz PATH]   # lmplz: $LMPLZ or PATH; skipped (and said so) if absent
+    python benchmarks/bench_scoring.py [--lmplz PATH]   # lmplz: $LMPLZ, PATH, or `make lmplz`'s build; else skipped
 
 Training: the same <unk>-mapped, normalised reference corpus (HPO + ICD-10-CM minus held-out ids) goes to
 kaldingram and to lmplz, each as a child process (wall time and peak RSS from wait4); both ARPA models then
-rank the held-out documents (AUC medical vs general). lmplz refuses <unk> in its input, so it gets
---skip_symbols and estimates its own <unk>. Scoring: every document of the five embedded sources, through
+rank the held-out documents (AUC medical vs general). lmplz refuses <unk> in its input, so its copy of the
+corpus names the rare-word class <rare>, as train_kenlm(trainer="lmplz") does. Scoring: every document of the
+five embedded sources, through
 KenLMScorer / FastTextScorer vs kenlm.Model.score / fastText predict on the raw text; DecontaminationFilter
 (13-grams of lm-eval's 49 shipped MMLU medical dev items) vs bare EvalNgramIndex.matches calls.
 """
@@ -30,7 +31,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from curation.decontam import DecontaminationFilter, EvalNgramIndex  # noqa: E402
 from curation.scoring import FastTextScorer, KenLMScorer, is_heldout, train_fasttext  # noqa: E402
 from curation.scoring.info import write_scorer_info  # noqa: E402
-from curation.scoring.kenlm import KIND, MODEL_FILE, NORMALIZATION, write_training_corpus  # noqa: E402
+from curation.scoring.kenlm import KIND, MODEL_FILE, NORMALIZATION, UNK, write_training_corpus  # noqa: E402
+from curation.scoring.lmplz import DEFAULT_BUILD, RARE_TOKEN  # noqa: E402
 from curation.sources import SourceSpec, make_reader  # noqa: E402
 
 MEDICAL, GENERAL = ("hpo", "icd10cm"), ("wiki", "lee", "pystdlib")
@@ -101,7 +103,8 @@ def timed(fn) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lmplz", default=os.environ.get("LMPLZ") or shutil.which("lmplz"))
+    built = DEFAULT_BUILD if DEFAULT_BUILD.is_file() else None
+    parser.add_argument("--lmplz", default=os.environ.get("LMPLZ") or shutil.which("lmplz") or built)
     parser.add_argument("--order", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=900, help="seconds allowed to each trainer")
     args = parser.parse_args()
@@ -124,13 +127,15 @@ def main() -> None:
     trainers = {"kaldingram": [sys.executable, "-m", "kaldingram.cli", "train", "--ngram-order", str(args.order),
                                "--text", str(corpus), "--lm", str(work / "kaldingram.arpa")]}
     if args.lmplz:
-        trainers["lmplz"] = [args.lmplz, "-o", str(args.order), "--text", str(corpus), "--arpa",
-                             str(work / "lmplz.arpa"), "-S", "1G", "-T", str(work), "--skip_symbols"]
+        # lmplz refuses <unk>: the same corpus with the class token renamed, as train_kenlm(trainer="lmplz") writes it
+        rare = work / "corpus-rare.txt"
+        with open(corpus, encoding="utf-8") as src, open(rare, "w", encoding="utf-8") as dst:
+            dst.writelines(" ".join(RARE_TOKEN if w == UNK else w for w in line.split()) + "\n" for line in src)
+        trainers["lmplz"] = [args.lmplz, "-o", str(args.order), "--text", str(rare), "--arpa",
+                             str(work / "lmplz.arpa"), "-S", "1G", "-T", str(work), "--discount_fallback"]
     else:
-        result["lmplz"] = "not measured: no lmplz binary (see docs/scoring.md for a build recipe)"
-    # lmplz refuses <unk> in its input and estimates <unk> itself: --skip_symbols drops our <unk> tokens and
-    # its model is scored with KenLM's native OOV handling (unk_types 1)
-    unk_types = {"kaldingram": stats.unk_types, "lmplz": 1}
+        result["lmplz"] = "not measured: no lmplz binary (make lmplz)"
+    unk_tokens = {"kaldingram": UNK, "lmplz": RARE_TOKEN}
     training, scorers = {}, {}
     for name, cmd in trainers.items():
         training[name] = run_child(cmd, env=os.environ | {"TQDM_DISABLE": "1"}, timeout=args.timeout)
@@ -142,7 +147,8 @@ def main() -> None:
         training[name]["arpa_mb"] = round((model_dir / MODEL_FILE).stat().st_size / 2**20, 1)
         write_scorer_info(model_dir, KIND, MODEL_FILE, {"order": args.order, "min_count": 2, "trainer": name,
                                                         "normalization": NORMALIZATION,
-                                                        "unk_types": unk_types[name]}, {})
+                                                        "unk_types": stats.unk_types,
+                                                        "unk_token": unk_tokens[name]}, {})
         scorer = KenLMScorer(model_dir)
         training[name]["load_seconds"] = round(timed(lambda s=scorer: s.model), 2)
         scores = [(medical(d), scorer.score_text(d.text)[0]) for d in heldout]
