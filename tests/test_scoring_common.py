@@ -128,3 +128,18 @@ def test_ascii_fast_path_gives_what_datatrove_simplify_text_gives():
     for line in lines:
         assert line.isascii()
         assert normalize_line(line) == _DIGIT.sub("0", simplify_text(line, config=_CONFIG))
+
+
+def test_scoring_configs_build_blocks_and_need_a_model_when_enabled(tmp_path):
+    from curation.scoring import KenLMScorer
+    from curation.scoring.config import FastTextConfig, KenLMConfig
+
+    train_kenlm(texts(MEDICAL, heldout=False)[:50], tmp_path / "k", order=2)
+    config = tmp_path / "c.yaml"
+    config.write_text(f"model_dir: {tmp_path / 'k'}\n")
+    assert isinstance(load_config(config, KenLMConfig).build(), KenLMScorer)
+    config.write_text("enabled: false\n")
+    assert not load_config(config, FastTextConfig).enabled
+    config.write_text("enabled: true\n")
+    with pytest.raises(UserError, match="c.yaml: .*model_dir is required when the fasttext scorer is enabled"):
+        load_config(config, FastTextConfig)

@@ -24,7 +24,13 @@ class KenLMConfig(StrictModel):
     """Score every document by per-word perplexity under a trained KenLM scorer (a train-scorer output folder)."""
 
     enabled: bool = True
-    model_dir: str
+    model_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> KenLMConfig:
+        if self.enabled and not self.model_dir:
+            raise ValueError("model_dir is required when the kenlm scorer is enabled (a train-scorer output folder)")
+        return self
 
     def build(self):
         from .kenlm import KenLMScorer
@@ -36,7 +42,13 @@ class FastTextConfig(StrictModel):
     """Score every document by P(domain) under a trained fastText scorer (a train-scorer output folder)."""
 
     enabled: bool = True
-    model_dir: str
+    model_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> FastTextConfig:
+        if self.enabled and not self.model_dir:
+            raise ValueError("model_dir is required when the fasttext scorer is enabled (a train-scorer output folder)")
+        return self
 
     def build(self):
         from .fasttext import FastTextScorer
