@@ -5,7 +5,9 @@ Training uses only ids outside the 10% held-out share; the ranking tests score h
 
 from __future__ import annotations
 
+import atexit
 import functools
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,7 +30,9 @@ def texts(names, heldout: bool) -> list[str]:
 
 @functools.cache
 def workdir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="stablecpt-scoring-tests-"))
+    path = Path(tempfile.mkdtemp(prefix="stablecpt-scoring-tests-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)  # the fastText model alone is ~90 MB
+    return path
 
 
 @functools.cache

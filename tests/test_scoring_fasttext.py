@@ -72,6 +72,8 @@ def test_same_data_and_params_give_the_same_fingerprint(tmp_path):
     assert first.fingerprint == again.fingerprint and first.model_sha256 == again.model_sha256
     assert len({first.fingerprint, other_epochs.fingerprint, other_data.fingerprint}) == 3
     assert other_data.training["fingerprint"] != first.training["fingerprint"]
+    for info in (first, again, other_epochs, other_data):  # ~90 MB each; pytest keeps old tmp dirs around
+        info.model_path.unlink()
 
 
 def test_too_few_hash_buckets_are_refused(tmp_path):
