@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench clean lmplz
 
 setup: $(STAMP)
 
@@ -39,5 +39,22 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
+# Optional: KenLM's lmplz, a much faster n-gram trainer than kaldingram for big reference corpora
+# (`trainer: lmplz` in a scorer config). No wheel ships it: built from the kenlm 0.3.0 sdist on PyPI, which
+# needs Boost; the apt line needs root. See docs/scoring.md.
+KENLM_SRC := build/lmplz/src
+lmplz: build/lmplz/bin/lmplz
+
+build/lmplz/bin/lmplz:
+	test -x $(PY) || { echo "run make setup first"; exit 1; }
+	apt-get install -y -q cmake g++ make zlib1g-dev libboost-program-options-dev libboost-system-dev \
+		libboost-thread-dev libboost-test-dev
+	rm -rf $(KENLM_SRC) && mkdir -p $(KENLM_SRC) build/lmplz/bin
+	$(PY) -m pip download -q --no-deps --no-binary kenlm --no-build-isolation kenlm==0.3.0 -d $(KENLM_SRC)
+	tar -xzf $(KENLM_SRC)/kenlm-0.3.0.tar.gz -C $(KENLM_SRC)
+	cmake -S $(KENLM_SRC)/kenlm-0.3.0 -B $(KENLM_SRC)/build -DCMAKE_BUILD_TYPE=Release
+	cmake --build $(KENLM_SRC)/build --target lmplz -j2
+	cp $(KENLM_SRC)/build/bin/lmplz $@.tmp && mv $@.tmp $@
+
 clean:
-	rm -rf $(VENV) .cache outputs
+	rm -rf $(VENV) .cache outputs build/lmplz

@@ -1,0 +1,139 @@
+"""N-grams of evaluation items, to find training documents that contain benchmark text.
+
+Normalisation (both sides): lower-case, punctuation -> space, accents stripped, whitespace runs -> one space
+(datatrove's simplify_text; digits are kept). Every string value of every record, found recursively through
+lists and objects, is indexed separately: all its word n-grams (default n = 13, the GPT-3 rule); a string of
+fewer than n words is indexed whole when it has at least `min_words` words (shorter ones, such as answer
+options like "Pancreas", would match ordinary text and are only counted, as `too_short_strings`).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from datatrove.utils.text import PUNCTUATION_TRANS, TextNormConfig, simplify_text
+
+from stablecpt.errors import UserError
+
+_CONFIG = TextNormConfig(lowercase=True, norm_whitespace=True, remove_punctuation=True,
+                         norm_unicode_diacritics=True, norm_numbers=False)
+
+
+def decontam_words(text: str) -> list[str]:
+    if text.isascii():  # simplify_text's steps minus its per-character accent loop, a no-op for ASCII
+        return text.lower().translate(PUNCTUATION_TRANS).split()
+    return simplify_text(text, config=_CONFIG).split()
+
+
+def string_values(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from string_values(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from string_values(item)
+
+
+def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
+    paths: list[Path] = []
+    for pattern in map(str, patterns):
+        if any(ch in pattern for ch in "*?["):
+            matched = sorted(glob.glob(pattern, recursive=True))
+            if not matched:
+                raise UserError(f"{pattern}: no eval item files match")
+            paths.extend(Path(p) for p in matched)
+        elif Path(pattern).is_file():
+            paths.append(Path(pattern))
+        else:
+            raise UserError(f"{pattern}: no such eval item file")
+    return paths
+
+
+def jsonl_records(path: Path) -> Iterator[Any]:
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UserError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+
+
+class EvalNgramIndex:
+    """A set of normalised evaluation n-grams (and whole short strings) with the counts that built it."""
+
+    def __init__(self, n: int = 13, min_words: int = 8):
+        if not 1 <= min_words <= n:
+            raise ValueError(f"need 1 <= min_words <= n, got min_words={min_words}, n={n}")
+        self.n, self.min_words = n, min_words
+        self.ngrams: set[str] = set()
+        self.lengths: set[int] = set()
+        self.first_words: set[str] = set()
+        self.stats = {"files": 0, "records": 0, "strings": 0, "too_short_strings": 0}
+
+    def add_string(self, text: str) -> None:
+        words = decontam_words(text)
+        self.stats["strings"] += 1
+        if len(words) < self.min_words:
+            self.stats["too_short_strings"] += 1
+            return
+        size = min(self.n, len(words))
+        self.lengths.add(size)
+        for start in range(len(words) - size + 1):
+            self.first_words.add(words[start])
+            self.ngrams.add(" ".join(words[start:start + size]))
+
+    def add_record(self, record: Any) -> None:
+        self.stats["records"] += 1
+        for text in string_values(record):
+            self.add_string(text)
+
+    def add_records(self, records: Iterable[Any]) -> None:
+        self.stats["files"] += 1
+        for record in records:
+            self.add_record(record)
+
+    @classmethod
+    def from_jsonl(cls, paths: Iterable[str | Path], n: int = 13, min_words: int = 8) -> EvalNgramIndex:
+        index = cls(n, min_words)
+        for path in expand_paths(paths):
+            index.add_records(jsonl_records(path))
+        return index
+
+    @classmethod
+    def from_sources(cls, eval_items: Iterable[str | Path] = (), lm_eval_tasks: Iterable[str | Path] = (),
+                     n: int = 13, min_words: int = 8) -> EvalNgramIndex:
+        from .lm_eval_tasks import task_records
+
+        index = cls.from_jsonl(eval_items, n=n, min_words=min_words)
+        for task_yaml in expand_paths(lm_eval_tasks):
+            for records in task_records(task_yaml):
+                index.add_records(records)
+        return index
+
+    def matches(self, text: str) -> set[str]:
+        """The distinct indexed n-grams (and short strings) that occur in `text`."""
+        words = decontam_words(text)
+        found: set[str] = set()
+        if not self.ngrams:
+            return found
+        first_words, ngrams = self.first_words, self.ngrams
+        for start, word in enumerate(words):
+            if word not in first_words:
+                continue
+            for size in self.lengths:
+                if start + size <= len(words):
+                    candidate = " ".join(words[start:start + size])
+                    if candidate in ngrams:
+                        found.add(candidate)
+        return found
+
+    def __len__(self) -> int:
+        return len(self.ngrams)

@@ -1,0 +1,133 @@
+"""Typed configs for the scorers and decontamination, embedded by the curation pipeline's config.
+
+Scoring (in a pipeline config):            Training (`stablecpt curate train-scorer --config X.yaml`):
+  kenlm: {model_dir: outputs/scorers/kenlm}     heldout_percent: 10
+  fasttext: {model_dir: ...}                    reference: [<SourceSpec>, ...]    # positive / domain text
+  decontamination:                              background: [<SourceSpec>, ...]   # negative (fasttext)
+    eval_items: [eval/items/*.jsonl]            scorers:
+    n: 13                                         - {kind: kenlm, output_dir: ..., order: 5, min_count: 2}
+                                                  - {kind: fasttext, output_dir: ..., word_ngrams: 2}
+Each config builds its own datatrove block with `.build()`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from curation.sources.spec import SourceSpec
+from stablecpt.config import StrictModel
+
+
+class KenLMConfig(StrictModel):
+    """Score every document by per-word perplexity under a trained KenLM scorer (a train-scorer output folder)."""
+
+    enabled: bool = True
+    model_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> KenLMConfig:
+        if self.enabled and not self.model_dir:
+            raise ValueError("model_dir is required when the kenlm scorer is enabled (a train-scorer output folder)")
+        return self
+
+    def build(self):
+        from .kenlm import KenLMScorer
+
+        return KenLMScorer(self.model_dir)
+
+
+class FastTextConfig(StrictModel):
+    """Score every document by P(domain) under a trained fastText scorer (a train-scorer output folder)."""
+
+    enabled: bool = True
+    model_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _needs_model(self) -> FastTextConfig:
+        if self.enabled and not self.model_dir:
+            raise ValueError("model_dir is required when the fasttext scorer is enabled (a train-scorer output folder)")
+        return self
+
+    def build(self):
+        from .fasttext import FastTextScorer
+
+        return FastTextScorer(self.model_dir)
+
+
+class DecontamConfig(StrictModel):
+    """Drop documents that share an n-gram with an evaluation item (reason "contaminated").
+
+    eval_items: JSONL files or globs (every string value of every record is indexed);
+    lm_eval_tasks: lm-eval task YAML files whose data is a local json/jsonl/parquet file (dataset_kwargs.data_files);
+    strings shorter than n words but with at least min_words words are matched whole.
+    """
+
+    enabled: bool = True
+    eval_items: list[str] = []
+    lm_eval_tasks: list[str] = []
+    n: int = Field(13, ge=3)
+    min_words: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _has_items(self) -> DecontamConfig:
+        if self.enabled and not (self.eval_items or self.lm_eval_tasks):
+            raise ValueError("decontamination is enabled but lists no eval_items or lm_eval_tasks")
+        if self.min_words > self.n:
+            raise ValueError(f"min_words ({self.min_words}) must not exceed n ({self.n})")
+        return self
+
+    def build_index(self):
+        from curation.decontam import EvalNgramIndex
+
+        return EvalNgramIndex.from_sources(self.eval_items, self.lm_eval_tasks, n=self.n, min_words=self.min_words)
+
+    def build(self, exclusion_writer=None):
+        from curation.decontam import DecontaminationFilter
+
+        return DecontaminationFilter(self.build_index(), exclusion_writer=exclusion_writer)
+
+
+class KenLMTrainSpec(StrictModel):
+    kind: Literal["kenlm"]
+    output_dir: str
+    order: int = Field(5, ge=2, le=5)
+    min_count: int = Field(2, ge=2)
+    trainer: Literal["kaldingram", "lmplz"] = "kaldingram"  # lmplz: opt-in, built by `make lmplz`
+    lmplz_path: str | None = None  # default: lmplz on PATH, then build/lmplz/bin/lmplz
+    lmplz_memory: str = "20%"  # lmplz -S: sorting memory
+
+
+class FastTextTrainSpec(StrictModel):
+    kind: Literal["fasttext"]
+    output_dir: str
+    word_ngrams: int = Field(2, ge=1)
+    epoch: int = Field(5, ge=1)
+    lr: float = Field(0.1, gt=0)
+    dim: int = Field(100, ge=1)
+    min_count: int = Field(1, ge=1)
+    bucket: int = Field(2_000_000, ge=200_000)  # see fasttext.MIN_BUCKET
+    chunk_words: int = Field(32, ge=1)
+    min_chunk_words: int = Field(5, ge=1)
+    balance: bool = True
+    seed: int = 0
+    threads: int = Field(1, ge=1)
+
+
+ScorerTrainSpec = Annotated[KenLMTrainSpec | FastTextTrainSpec, Field(discriminator="kind")]
+
+
+class TrainScorersConfig(StrictModel):
+    """Reference (domain) and background sources, the held-out share to skip, and the scorers to train."""
+
+    heldout_percent: float = Field(10, ge=0, lt=100)
+    reference: list[SourceSpec] = Field(min_length=1)
+    background: list[SourceSpec] = []
+    scorers: list[ScorerTrainSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _background_for_fasttext(self) -> TrainScorersConfig:
+        if any(s.kind == "fasttext" for s in self.scorers) and not self.background:
+            raise ValueError("a fasttext scorer needs background sources (its negative examples)")
+        return self

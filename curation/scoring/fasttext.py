@@ -1,0 +1,167 @@
+"""Domain relevance by a supervised fastText classifier: reference-domain text against background text.
+
+The DCLM recipe: `fasttext.train_supervised(wordNgrams=2)` with fastText's defaults otherwise (lr 0.1,
+dim 100, epoch 5, minCount 1, softmax loss, 2M hash buckets for the bigrams: 4 bytes x dim x bucket =
+800 MB of model; `bucket` can shrink that for small corpora).
+
+Training examples are chunks of whole lines of up to `chunk_words` words (long articles and code files
+give many examples, one-line definitions one each); chunks shorter than `min_chunk_words` are left out.
+The default, 32 words, is near the length of a typical reference document (an HPO definition): with much
+longer background chunks the classifier learns "short means domain" (measured: with 128-word chunks a
+one-line Python snippet scored P(domain) = 1.0). With `balance`, the larger class is cut to the size of
+the smaller one. Examples are written in sha1-of-text order: a deterministic shuffle, so the same inputs
+give the same training file (and, with one thread, the same model).
+
+Text given to fastText, in training and scoring alike: whitespace runs (newlines included) -> one space.
+P(domain) is the probability fastText gives the `__label__domain` label for the whole document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from datatrove.data import DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+from stablecpt.errors import UserError
+
+from .info import ScorerInfo, load_scorer_info, prepare_output_dir, write_scorer_info
+
+KIND = "fasttext"
+MODEL_FILE = "model.bin"
+POSITIVE, NEGATIVE = "__label__domain", "__label__background"
+# measured: 50k and 10k buckets gave different models from identical runs (and NaN in 4 of 15); 200k and 2M
+# gave the same model in 12/12 and 15/15 runs
+MIN_BUCKET = 200_000
+
+
+def fasttext_text(text: str) -> str:
+    return " ".join(text.split())  # whitespace runs -> one space (same as re.sub(r"\s+", " ", text).strip())
+
+
+def line_chunks(text: str, chunk_words: int, min_chunk_words: int) -> Iterator[str]:
+    """Consecutive whole lines joined until a chunk holds >= chunk_words words (a longer single line is cut)."""
+    buffer: list[str] = []
+    for line in text.splitlines():
+        buffer.extend(line.split())
+        while len(buffer) >= chunk_words:
+            yield " ".join(buffer[:chunk_words])
+            buffer = buffer[chunk_words:]
+    if len(buffer) >= min_chunk_words:
+        yield " ".join(buffer)
+
+
+def _chunks(texts: Iterable[str], chunk_words: int, min_chunk_words: int) -> tuple[list[str], int]:
+    documents, chunks = 0, []
+    for text in texts:
+        documents += 1
+        chunks.extend(line_chunks(text, chunk_words, min_chunk_words))
+    return chunks, documents
+
+
+def _hash_order(chunks: list[str], label: str) -> list[tuple[str, str]]:
+    return sorted((hashlib.sha1(f"{label} {c}".encode()).hexdigest(), c) for c in chunks)
+
+
+def train_fasttext(positive_texts: Iterable[str], negative_texts: Iterable[str], out_dir: str | Path,
+                   word_ngrams: int = 2, epoch: int = 5, lr: float = 0.1, dim: int = 100, min_count: int = 1,
+                   bucket: int = 2_000_000,
+                   chunk_words: int = 32, min_chunk_words: int = 5, balance: bool = True, seed: int = 0,
+                   threads: int = 1, training_extra: dict[str, Any] | None = None) -> ScorerInfo:
+    """Train P(domain) on positive (reference) vs negative (background) texts; write model.bin + scorer.json."""
+    import fasttext
+
+    if bucket < MIN_BUCKET:
+        raise UserError(f"fasttext bucket must be >= {MIN_BUCKET:,}: with fewer hash buckets, fasttext-numpy2-wheel "
+                        f"0.9.2 training was not reproducible and sometimes diverged (NaN), got {bucket:,}")
+    out_dir = prepare_output_dir(out_dir)
+    positive, positive_docs = _chunks(positive_texts, chunk_words, min_chunk_words)
+    negative, negative_docs = _chunks(negative_texts, chunk_words, min_chunk_words)
+    if not positive or not negative:
+        raise UserError(f"{out_dir}: fasttext needs reference and background text; got {len(positive)} reference "
+                        f"and {len(negative)} background chunks")
+    examples = {POSITIVE: _hash_order(positive, POSITIVE), NEGATIVE: _hash_order(negative, NEGATIVE)}
+    if balance:
+        keep = min(len(positive), len(negative))
+        examples = {label: rows[:keep] for label, rows in examples.items()}
+    rows = sorted((key, label, chunk) for label, pairs in examples.items() for key, chunk in pairs)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".train-") as tmp:
+        train_file, model_tmp = Path(tmp, "train.txt"), Path(tmp, MODEL_FILE)
+        digest = hashlib.sha256()
+        with open(train_file, "w", encoding="utf-8") as f:
+            for _, label, chunk in rows:
+                line = f"{label} {fasttext_text(chunk)}\n"
+                f.write(line)
+                digest.update(line.encode("utf-8"))
+        model = fasttext.train_supervised(input=str(train_file), wordNgrams=word_ngrams, epoch=epoch, lr=lr,
+                                          dim=dim, minCount=min_count, bucket=bucket, seed=seed, thread=threads,
+                                          verbose=0)
+        model.save_model(str(model_tmp))
+        os.replace(model_tmp, out_dir / MODEL_FILE)
+    params = {"word_ngrams": word_ngrams, "epoch": epoch, "lr": lr, "dim": dim, "min_count": min_count,
+              "bucket": bucket, "chunk_words": chunk_words, "min_chunk_words": min_chunk_words, "balance": balance,
+              "seed": seed, "threads": threads, "labels": [POSITIVE, NEGATIVE], "recipe": "dclm"}
+    training = {"positive_documents": positive_docs, "negative_documents": negative_docs,
+                "positive_chunks": len(positive), "negative_chunks": len(negative),
+                "positive_examples": len(examples[POSITIVE]), "negative_examples": len(examples[NEGATIVE]),
+                "fingerprint": digest.hexdigest()}
+    return write_scorer_info(out_dir, KIND, MODEL_FILE, params, training | (training_extra or {}))
+
+
+class FastTextScorer(PipelineStep):
+    """Sets doc.metadata["fasttext_score"] = P(domain) for the whole document; never drops a document.
+
+    `model_path` is a trained scorer folder (scorer.json is checked) or a fastText .bin whose labels include
+    `positive_label`. A document with no text gets None (not scored), counted as `no_words`.
+    """
+
+    name = "🎯 fastText domain score"
+    type = "📊 - SCORER"
+    _requires_dependencies = [("fasttext", "fasttext-numpy2-wheel")]
+
+    def __init__(self, model_path: str | Path, score_key: str = "fasttext_score", positive_label: str = POSITIVE):
+        super().__init__()
+        path = Path(model_path)
+        self.info = load_scorer_info(path, kind=KIND) if path.is_dir() else None
+        self.model_file = str(self.info.model_path if self.info else path)
+        if not Path(self.model_file).is_file():
+            raise UserError(f"{model_path}: no such fastText model file or scorer folder")
+        self.fingerprint = self.info.fingerprint if self.info else None
+        self.score_key, self.positive_label = score_key, positive_label
+        self._model = None
+
+    def __getstate__(self):
+        return self.__dict__ | {"_model": None}
+
+    @property
+    def model(self):
+        if self._model is None:
+            from fasttext.FastText import _FastText  # the class fasttext.load_model returns, minus its warning
+
+            model = _FastText(self.model_file)
+            if self.positive_label not in model.labels:
+                raise UserError(f"{self.model_file}: fastText model has no label {self.positive_label} "
+                                f"(labels: {', '.join(model.labels)})")
+            self._model = model
+        return self._model
+
+    def score_text(self, text: str) -> float | None:
+        text = fasttext_text(text)
+        if not text:
+            return None
+        labels, probabilities = self.model.predict(text, k=-1)
+        probability = float(dict(zip(labels, probabilities, strict=True)).get(self.positive_label, 0.0))
+        return min(1.0, max(0.0, probability))  # fastText's softmax can return 1.00001
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for doc in data:
+            with self.track_time():
+                score = self.score_text(doc.text)
+                doc.metadata[self.score_key] = score
+                self.stat_update("scored" if score is not None else "no_words")
+            yield doc

@@ -1,0 +1,49 @@
+"""Train the scorers a TrainScorersConfig lists, from its reference/background sources minus held-out ids."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from curation.sources import SourceSpec, make_reader
+
+from .config import FastTextTrainSpec, KenLMTrainSpec, TrainScorersConfig
+from .info import ScorerInfo
+from .split import is_heldout
+
+HELDOUT_RULE = "int.from_bytes(sha1(id)[:8], 'big') % 100 < heldout_percent"
+
+
+def source_texts(specs: list[SourceSpec], heldout_percent: float, tally: dict[str, dict[str, int]]) -> Iterator[str]:
+    """Texts of every non-held-out document; `tally` receives per-source counts as they are read."""
+    for spec in specs:
+        counts = tally.setdefault(spec.name, {"documents": 0, "heldout_skipped": 0})
+        for doc in make_reader(spec).run():
+            if is_heldout(doc.id, heldout_percent):
+                counts["heldout_skipped"] += 1
+                continue
+            counts["documents"] += 1
+            yield doc.text
+
+
+def train_scorer(config: TrainScorersConfig, spec: KenLMTrainSpec | FastTextTrainSpec) -> ScorerInfo:
+    # train_* reads the generators to the end before it merges `extra` into scorer.json, so the tallies are full
+    reference: dict[str, dict[str, int]] = {}
+    extra = {"heldout_percent": config.heldout_percent, "heldout_rule": HELDOUT_RULE, "reference_sources": reference}
+    positives = source_texts(config.reference, config.heldout_percent, reference)
+    if isinstance(spec, KenLMTrainSpec):
+        from .kenlm import train_kenlm
+
+        return train_kenlm(positives, spec.output_dir, order=spec.order, min_count=spec.min_count,
+                           trainer=spec.trainer, lmplz_path=spec.lmplz_path, lmplz_memory=spec.lmplz_memory,
+                           training_extra=extra)
+    from .fasttext import train_fasttext
+
+    background: dict[str, dict[str, int]] = {}
+    extra["background_sources"] = background
+    negatives = source_texts(config.background, config.heldout_percent, background)
+    params = spec.model_dump(exclude={"kind", "output_dir"})
+    return train_fasttext(positives, negatives, spec.output_dir, training_extra=extra, **params)
+
+
+def train_scorers(config: TrainScorersConfig, kinds: list[str] | None = None) -> list[ScorerInfo]:
+    return [train_scorer(config, spec) for spec in config.scorers if kinds is None or spec.kind in kinds]
