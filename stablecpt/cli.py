@@ -15,6 +15,7 @@ from stablecpt.errors import UserError
 
 def build_parser() -> argparse.ArgumentParser:
     from curation.cli import register as register_curation
+    from evaluation.cli import register as register_evaluation
     from stablecpt.demo import register as register_demo
 
     parser = argparse.ArgumentParser(
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stablecpt {__version__}")
     stages = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
     register_curation(stages)
+    register_evaluation(stages)
     register_demo(stages)
     return parser
 
