@@ -108,6 +108,9 @@ class StabilityGapMonitor(Callback):
             self.points = [p for p in read_points(existing) if p["tokens"] < state.tokens_seen]
 
     def on_eval_point(self, state: TrainState) -> dict[str, float]:
+        if self.points and self.points[-1]["tokens"] == state.tokens_seen:
+            # two scheduled points passed within one optimizer step: the model is the same, measure once
+            return {f"gap/{k}": v for k, v in self.points[-1].items() if k not in ("tokens", "step", "epoch")}
         started = time.perf_counter()
         if self._reference is None:
             self.on_train_start(state)

@@ -18,32 +18,43 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import tqdm
+
 from stablecpt.errors import UserError
 
 _LOGGERS = ("lm_eval", "lm-eval", "datasets", "transformers.modeling_utils")
+
+
+def _silent_tqdm(*args, **kwargs):
+    kwargs["disable"] = True
+    return tqdm.tqdm(*args, **kwargs)
 
 
 @contextlib.contextmanager
 def quiet_lm_eval(level: int = logging.ERROR):
     """lm-eval logs per task and per request batch; keep our output to one line per event."""
     import datasets
+    import lm_eval.api.model
+    import lm_eval.api.task
+    import lm_eval.models.huggingface
 
     saved = {name: logging.getLogger(name).level for name in _LOGGERS}
-    saved_tqdm = os.environ.get("TQDM_DISABLE")
     bars = datasets.utils.logging.is_progress_bar_enabled()
+    # lm-eval draws progress bars per task and per request batch, with no switch for some of them
+    modules = (lm_eval.api.model, lm_eval.api.task, lm_eval.models.huggingface)
+    saved_tqdm = [m.tqdm for m in modules]
     for name in _LOGGERS:
         logging.getLogger(name).setLevel(level)
-    os.environ["TQDM_DISABLE"] = "1"
     datasets.disable_progress_bars()
+    for module in modules:
+        module.tqdm = _silent_tqdm
     try:
         yield
     finally:
         for name, lvl in saved.items():
             logging.getLogger(name).setLevel(lvl)
-        if saved_tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = saved_tqdm
+        for module, original in zip(modules, saved_tqdm, strict=True):
+            module.tqdm = original
         if bars:
             datasets.enable_progress_bars()
 

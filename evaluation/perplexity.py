@@ -103,22 +103,12 @@ def _parquet_texts(source: PerplexitySource, pattern: str) -> list[str]:
 
 
 def _taskpack_texts(source: PerplexitySource) -> list[str]:
-    from curation.sources.embedded import EMBEDDED_SOURCES
-    from evaluation.taskpack import PACK_TASKS, heldout_documents
+    from evaluation.taskpack import PACK_TASKS, heldout_texts_path
 
     domain = source.path.partition(":")[2]
     if domain not in {t.domain for t in PACK_TASKS.values()}:
         raise UserError(f"{source.path}: expected taskpack:medical or taskpack:general")
-    wanted = sorted({d for task, ids in heldout_documents().items() if PACK_TASKS[task].domain == domain
-                     for d in ids})
-    by_source: dict[str, set[str]] = {}
-    for doc in wanted:
-        src, _, doc_id = doc.partition("/")
-        by_source.setdefault(src, set()).add(doc_id)
-    texts = []
-    for src, ids in sorted(by_source.items()):
-        texts += [r["text"] for r in EMBEDDED_SOURCES[src].records() if r["id"] in ids]
-    return texts
+    return _jsonl_texts(PerplexitySource(name=source.name, path=str(heldout_texts_path(domain))))
 
 
 def shard_version_tokens(folder: Path, domain: str | None, max_documents: int | None) -> list[list[int]]:

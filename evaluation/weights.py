@@ -63,5 +63,7 @@ class WeightReference:
         updates = self.block_updates(model)
         bottom = sum(updates[i] for i in self.bottom) / self.k
         top = sum(updates[i] for i in self.top) / self.k
-        return {f"weight_update/bottom{self.k}": bottom, f"weight_update/top{self.k}": top,
-                "weight_update/ratio": bottom / top if top > 0 else float("nan")}
+        out = {f"weight_update/bottom{self.k}": bottom, f"weight_update/top{self.k}": top}
+        if top > 0:  # undefined before the first update
+            out["weight_update/ratio"] = bottom / top
+        return out

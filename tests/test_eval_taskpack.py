@@ -66,3 +66,13 @@ def test_build_taskpack_renders_yaml_pointing_at_its_data(tmp_path):
     text = (folder / "hpo_term_definition.yaml").read_text()
     assert "@DATA@" not in text and str(folder / "hpo_term_definition.jsonl") in text
     assert json.loads((folder / "pack.json").read_text())["sizes"]["mmlu_med_bio"] == 49
+    held = json.loads((folder / "pack.json").read_text())["heldout_documents"]
+    medical = [json.loads(line) for line in (folder / "heldout" / "medical.jsonl").read_text().splitlines()]
+    general = [json.loads(line) for line in (folder / "heldout" / "general.jsonl").read_text().splitlines()]
+    assert {d["id"] for d in medical} == set(held["hpo_term_definition"]) | set(held["icd10cm_code_description"])
+    assert {d["id"] for d in general} == set(held["general_next_sentence"])
+    # the curation documents held out are the ones the items quote: each answer is in its source document
+    texts = {d["id"]: d["text"] for d in medical + general}
+    for name in ("hpo_term_definition", "general_next_sentence"):
+        for item in pack_items(name)[:50]:
+            assert any(item.choices[item.answer] in texts[s] for s in item.source_ids), item.item_id

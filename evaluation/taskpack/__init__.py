@@ -91,6 +91,31 @@ def heldout_documents() -> dict[str, list[str]]:
     return {name: sorted({sid for item in pack_items(name) for sid in item.source_ids}) for name in PACK_TASKS}
 
 
+def _write_heldout_texts(folder: Path) -> None:
+    """The held-out corpus documents per domain (heldout/<domain>.jsonl), the pack's perplexity text."""
+    from curation.sources.embedded import EMBEDDED_SOURCES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for domain in sorted({t.domain for t in PACK_TASKS.values()}):
+        wanted: dict[str, set[str]] = {}
+        for task, ids in heldout_documents().items():
+            if PACK_TASKS[task].domain == domain:
+                for doc in ids:
+                    source, _, doc_id = doc.partition("/")
+                    wanted.setdefault(source, set()).add(doc_id)
+        with open(folder / f"{domain}.jsonl", "w", encoding="utf-8") as f:
+            for source, ids in sorted(wanted.items()):
+                for record in EMBEDDED_SOURCES[source].records():
+                    if record["id"] in ids:
+                        f.write(json.dumps({"id": f"{source}/{record['id']}", "text": record["text"],
+                                            "domain": domain}, ensure_ascii=False) + "\n")
+
+
+def heldout_texts_path(domain: str) -> Path:
+    """JSONL of the corpus documents the pack holds out for `domain` (medical | general)."""
+    return build_taskpack() / "heldout" / f"{domain}.jsonl"
+
+
 def pack_fingerprint() -> str:
     """Changes when the task definitions or builders change (not the data: that is fixed by package pins)."""
     import hashlib
@@ -117,8 +142,10 @@ def build_taskpack(root: Path | None = None) -> Path:
             text = template.read_text(encoding="utf-8")
             (tmp / template.name).write_text(text.replace("@DATA@", str(target / f"{template.stem}.jsonl")),
                                              encoding="utf-8")
+        _write_heldout_texts(tmp / "heldout")
         sizes = {name: len(pack_items(name)) for name in PACK_TASKS}
-        (tmp / "pack.json").write_text(json.dumps({"fingerprint": target.name, "sizes": sizes}, indent=1))
+        (tmp / "pack.json").write_text(json.dumps({"fingerprint": target.name, "sizes": sizes,
+                                                   "heldout_documents": heldout_documents()}, indent=1))
         try:
             os.replace(tmp, target)
         except OSError:  # another process built it first: theirs is identical
