@@ -95,13 +95,20 @@ def run_eval(config: EvalConfig, report=print) -> Path:
     from stablecpt import __version__
     from stablecpt.models import load_model, load_tokenizer, resolve_model
 
+    from evaluation.suites import load_suite
+
+    for suite in config.suites:  # every suite file valid before any model is loaded
+        load_suite(suite)
     cache = TaskCache(config.include_paths, report=lambda line: report("  " + line))
     all_results = []
     for label, name in expand_models(config.models):
         report(f"[eval] {label}")
         path = resolve_model(name)
-        tokenizer = load_tokenizer(name)
-        model = load_model(name, config.dtype).to(config.device).eval()
+        try:
+            tokenizer = load_tokenizer(name)
+            model = load_model(name, config.dtype).to(config.device).eval()
+        except OSError as exc:
+            raise UserError(f"model '{name}': cannot load ({str(exc).splitlines()[0]})") from None
         with torch.no_grad():
             body = evaluate_model(model, tokenizer, config, cache, report)
         result = {"kind": "eval_result", "label": label, "model": {"name": name, "path": path},
