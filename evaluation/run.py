@@ -92,10 +92,9 @@ def run_eval(config: EvalConfig, report=print) -> Path:
 
     from evaluation.harness import TaskCache
     from evaluation.report import checkpoint_lineage, comparison_rows, markdown_table, write_json
+    from evaluation.suites import load_suite
     from stablecpt import __version__
     from stablecpt.models import load_model, load_tokenizer, resolve_model
-
-    from evaluation.suites import load_suite
 
     for suite in config.suites:  # every suite file valid before any model is loaded
         load_suite(suite)
