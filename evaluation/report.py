@@ -25,6 +25,20 @@ def _read_json(path: Path) -> dict | None:
         raise UserError(f"{path}: not valid JSON") from None
 
 
+def _last_logged_tokens(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    tokens = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a run killed mid-write leaves a partial last line
+        if isinstance(record, dict) and isinstance(record.get("tokens"), int):
+            tokens = record["tokens"]
+    return tokens
+
+
 def checkpoint_lineage(model_path: str | Path) -> dict[str, Any]:
     """What a training checkpoint folder says about where it came from (contract C5); {} for other models."""
     folder = Path(model_path)
@@ -37,13 +51,13 @@ def checkpoint_lineage(model_path: str | Path) -> dict[str, Any]:
                        shard_fingerprint=state.get("manifest_fingerprint"))
     for run_dir in (folder.parent.parent, folder.parent):  # checkpoints/step_n/ or final/
         run = _read_json(run_dir / "run.json")
-        if run:
-            shard = run.get("shard_version") or {}
-            lineage.update(run=str(run_dir), checkpoint=folder.name)
-            if isinstance(shard, dict):
-                lineage.setdefault("shard_fingerprint", shard.get("fingerprint"))
-                lineage["shard_version"] = shard.get("path")
-            lineage["base_model"] = run.get("model")
+        if run:  # written by training/loop.py: model, shards (version path), manifest_fingerprint, config
+            lineage.update(run=str(run_dir), checkpoint=folder.name, shard_version=run.get("shards"),
+                           base_model=run.get("model"))
+            if lineage.get("shard_fingerprint") is None:
+                lineage["shard_fingerprint"] = run.get("manifest_fingerprint")
+            if lineage.get("tokens_seen") is None:  # final/ has no trainer_state: the run's last logged tokens
+                lineage["tokens_seen"] = _last_logged_tokens(run_dir / "metrics.jsonl")
             break
     return {k: v for k, v in lineage.items() if v is not None}
 

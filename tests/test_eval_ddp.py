@@ -15,6 +15,7 @@ import pytest
 PROBE = {"tasks": ["hpo_term_definition"], "limit": 6, "perplexity_tokens": 96, "perplexity_context": 32,
          "top_k": 1, "batch_size": 4, "plots": False,
          "perplexity": [{"name": "medical", "path": "taskpack:medical"}]}
+MODES = ("rank0", "shard")
 
 
 def _free_port() -> int:
@@ -30,7 +31,7 @@ def _state(model, tokenizer, accelerator, out):
                       total_tokens=100, output_dir=out)
 
 
-def _worker(rank: int, model_dir: str, out_dir: str, mode: str, port: int, queue) -> None:
+def _worker(rank: int, model_dir: str, out_dir: str, port: int, queue) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     import torch
@@ -43,34 +44,37 @@ def _worker(rank: int, model_dir: str, out_dir: str, mode: str, port: int, queue
     accelerator = Accelerator(cpu=True)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    monitor = StabilityGapMonitor(**PROBE, distributed=mode)
-    metrics = monitor.on_eval_point(_state(model, tokenizer, accelerator, out_dir))
-    evaluated = monitor._task_cache is not None
-    accelerator.wait_for_everyone()
-    queue.put((rank, metrics, evaluated))
+    for mode in MODES:  # one process group for both modes: starting two ranks is the slow part
+        monitor = StabilityGapMonitor(**PROBE, distributed=mode)
+        metrics = monitor.on_eval_point(_state(model, tokenizer, accelerator, f"{out_dir}/{mode}"))
+        evaluated = monitor._task_cache is not None
+        accelerator.wait_for_everyone()
+        queue.put((mode, rank, metrics, evaluated))
     torch.distributed.destroy_process_group()
 
 
-def _run_two_ranks(model_dir, out_dir, mode):
+@pytest.fixture(scope="module")
+def two_ranks(tiny_model_dir, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("ddp")
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, str(model_dir), str(out_dir), mode, port, queue))
+    procs = [ctx.Process(target=_worker, args=(r, str(tiny_model_dir), str(out_dir), port, queue))
              for r in range(2)]
     for p in procs:
         p.start()
     results = {}
     try:
-        for _ in procs:
-            rank, metrics, evaluated = queue.get(timeout=240)
-            results[rank] = (metrics, evaluated)
+        for _ in range(len(procs) * len(MODES)):
+            mode, rank, metrics, evaluated = queue.get(timeout=300)
+            results[mode, rank] = (metrics, evaluated)
     finally:
         for p in procs:
             p.join(timeout=30)
             if p.is_alive():
                 p.terminate()
     assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
-    return results
+    return out_dir, results
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +92,10 @@ def _comparable(metrics):
     return {k: v for k, v in metrics.items() if not k.endswith("seconds")}
 
 
-@pytest.mark.parametrize("mode", ["rank0", "shard"])
-def test_two_cpu_ranks(mode, tiny_model_dir, tmp_path, single_process):
-    results = _run_two_ranks(tiny_model_dir, tmp_path, mode)
-    (m0, evaluated0), (m1, evaluated1) = results[0], results[1]
+@pytest.mark.parametrize("mode", MODES)
+def test_two_cpu_ranks(mode, two_ranks, single_process):
+    out_dir, results = two_ranks
+    (m0, evaluated0), (m1, evaluated1) = results[mode, 0], results[mode, 1]
     assert _comparable(m0) == _comparable(m1)  # every rank logs the same numbers
     assert evaluated0 and evaluated1 == (mode == "shard")  # rank0 mode: rank 1 never builds the probe
     expected = _comparable(single_process)
@@ -100,4 +104,4 @@ def test_two_cpu_ranks(mode, tiny_model_dir, tmp_path, single_process):
     assert got["gap/hpo_term_definition/n"] == 6  # all items, counted once across the ranks
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-5), key
-    assert (tmp_path / "gap" / "points.jsonl").read_text().count("\n") == 1  # written once, by rank 0
+    assert (out_dir / mode / "gap" / "points.jsonl").read_text().count("\n") == 1  # written once, by rank 0

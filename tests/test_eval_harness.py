@@ -24,8 +24,10 @@ def run_dir(tiny_model_dir, tmp_path_factory):
     (step / "trainer_state.json").write_text(json.dumps({"tokens_seen": 2048, "step": 4, "epoch": 0,
                                                          "manifest_fingerprint": "abc123", "loader_state": {}}))
     shutil.copytree(tiny_model_dir, run / "final")
-    (run / "run.json").write_text(json.dumps({"model": "tiny", "shard_version": {"path": "shards/demo/v1",
-                                                                                  "fingerprint": "abc123"}}))
+    (run / "metrics.jsonl").write_text('{"step": 4, "tokens": 2048, "loss": 3.0}\n'
+                                       '{"step": 8, "tokens": 4096, "loss": 2.5}\n')
+    (run / "run.json").write_text(json.dumps({"model": "tiny", "shards": "shards/demo/v1",
+                                              "manifest_fingerprint": "abc123", "config": {}}))
     return run
 
 
@@ -75,6 +77,7 @@ def test_eval_of_a_training_run_covers_each_checkpoint_with_lineage(run_dir, tmp
     assert main(["eval", "--compare", *map(str, results)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| model | tokens | offline_general avg | general_next_sentence |")
+    assert table[2].startswith("| run-a/final | 4096 |")  # final/: the run's last logged tokens
     assert table[3].startswith("| run-a/step_4 | 2048 |")
 
 
