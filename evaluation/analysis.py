@@ -59,7 +59,7 @@ def analyse_points(records: list[dict]) -> dict[str, dict]:
     """
     metrics = sorted({k for r in records for k, v in r.items()
                       if isinstance(v, int | float) and not isinstance(v, bool)
-                      and k not in ("tokens", "step", "epoch") and not k.endswith(("_stderr", "seconds"))
+                      and k not in ("tokens", "step", "epoch") and not k.endswith(("_stderr", "seconds", "/n"))
                       and not k.startswith("weight_update/")})
     out = {}
     for metric in metrics:

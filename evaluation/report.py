@@ -134,7 +134,7 @@ def plot_runs(runs: dict[str, list[dict]], out_dir: Path, metrics: list[str] | N
         metrics = sorted({k for pts in runs.values() for p in pts for k, v in p.items()
                           if isinstance(v, int | float) and not isinstance(v, bool)
                           and k not in ("tokens", "step", "epoch", "weight_update_reference_tokens")
-                          and not k.endswith(("_stderr", "seconds"))})
+                          and not k.endswith(("_stderr", "seconds", "/n"))})
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for metric in metrics:
@@ -168,7 +168,7 @@ def plot_runs(runs: dict[str, list[dict]], out_dir: Path, metrics: list[str] | N
             ax.set_xscale("symlog", linthresh=min(positive))
         ax.set_xlabel("training tokens")
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric}  (▽ largest drop below start, ○ recovery)", fontsize=9)
+        ax.set_title(f"{metric}  (▽ largest worsening vs start, ○ first return to start)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()

@@ -139,3 +139,17 @@ def test_bad_kwargs_and_missing_points_are_one_line_errors(tmp_path, capsys):
         StabilityGapMonitor(cadence=5)
     assert main(["gap", str(tmp_path)]) == 2
     assert "no stability-gap points" in capsys.readouterr().err
+
+
+def test_resumed_run_keeps_earlier_points_and_says_where_weights_are_measured_from(tmp_path, tiny_tokenizer):
+    from tests.conftest import build_tiny_llama
+
+    (tmp_path / "gap").mkdir()
+    earlier = [{"tokens": 0, "x/acc": 0.5}, {"tokens": 64, "x/acc": 0.4}, {"tokens": 512, "x/acc": 0.7}]
+    (tmp_path / "gap" / "points.jsonl").write_text("".join(json.dumps(p) + "\n" for p in earlier))
+    monitor = StabilityGapMonitor(**PROBE)
+    state = TrainState(model=build_tiny_llama(tiny_tokenizer), tokenizer=tiny_tokenizer, accelerator=None,
+                       tokens_seen=256, step=4, epoch=0, total_tokens=1024, output_dir=tmp_path)
+    monitor.on_train_start(state)
+    assert [p["tokens"] for p in monitor.points] == [0, 64]  # the point past the checkpoint is measured again
+    assert monitor._reference_tokens == 256
