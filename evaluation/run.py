@@ -58,7 +58,7 @@ def evaluate_model(model, tokenizer, config: EvalConfig, task_cache, report=prin
     """Suites and perplexities for one loaded model; the body of a results file (without lineage)."""
     from evaluation.harness import make_lm, run_tasks
     from evaluation.perplexity import measure
-    from evaluation.suites import load_suite, macro_averages
+    from evaluation.suite import load_suite, macro_averages
     from evaluation.taskpack import PACK_TASKS
 
     suites = [load_suite(s) for s in config.suites]
@@ -92,7 +92,7 @@ def run_eval(config: EvalConfig, report=print) -> Path:
 
     from evaluation.harness import TaskCache
     from evaluation.report import checkpoint_lineage, comparison_rows, markdown_table, write_json
-    from evaluation.suites import load_suite
+    from evaluation.suite import load_suite
     from stablecpt import __version__
     from stablecpt.models import load_model, load_tokenizer, resolve_model
 
