@@ -194,9 +194,7 @@ class StabilityGapMonitor(Callback):
                 if value is not None}
 
     def _perplexities(self, state: TrainState, accelerator) -> dict[str, float]:
-        import math
-
-        from evaluation.perplexity import stream_perplexity, token_stream
+        from evaluation.perplexity import perplexity_of, stream_perplexity, token_stream
         from stablecpt.models import document_separator
 
         out = {}
@@ -218,7 +216,7 @@ class StabilityGapMonitor(Callback):
                 nll, tokens = _all_reduce_sum([nll, tokens], accelerator.device)
             else:
                 nll, tokens = stream_perplexity(state.model, stream, context, self.config.batch_size)
-            out[f"ppl/{source.name}"] = math.exp(nll / tokens)
+            out[f"ppl/{source.name}"] = perplexity_of(nll, tokens)
         return out
 
 

@@ -201,6 +201,12 @@ def stream_perplexity(model, stream: list[int], context: int, batch_size: int = 
     return total_nll, total_tokens
 
 
+def perplexity_of(nll: float, tokens: float) -> float:
+    """exp(mean NLL); inf (not an OverflowError) for a diverged model, NaN stays NaN."""
+    mean = nll / tokens
+    return math.exp(mean) if mean < 700 else float("inf")
+
+
 def measure(model, tokenizer, source: PerplexitySource, context: int = 256, max_tokens: int = 4096,
             batch_size: int = 8, stream: list[int] | None = None) -> dict:
     from stablecpt.models import document_separator
@@ -209,7 +215,7 @@ def measure(model, tokenizer, source: PerplexitySource, context: int = 256, max_
     if stream is None:
         stream, documents = token_stream(source, tokenizer, document_separator(tokenizer)[1], max_tokens)
     nll, tokens = stream_perplexity(model, stream, context, batch_size)
-    out = {"perplexity": math.exp(nll / tokens), "nll_per_token": nll / tokens, "tokens": tokens,
+    out = {"perplexity": perplexity_of(nll, tokens), "nll_per_token": nll / tokens, "tokens": tokens,
            "context": context}
     if documents is not None:
         out["documents"] = documents
