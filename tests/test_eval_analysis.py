@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evaluation.analysis import analyse_points, analyse_series
-from evaluation.suites import Suite, load_suite, macro_averages
+from evaluation.suite import Suite, load_suite, macro_averages
 from stablecpt.errors import UserError
 
 
