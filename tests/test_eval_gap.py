@@ -153,3 +153,17 @@ def test_resumed_run_keeps_earlier_points_and_says_where_weights_are_measured_fr
     monitor.on_train_start(state)
     assert [p["tokens"] for p in monitor.points] == [0, 64]  # the point past the checkpoint is measured again
     assert monitor._reference_tokens == 256
+
+
+def test_autocast_probe_matches_full_precision_closely(tmp_path, tiny_tokenizer):
+    from tests.conftest import build_tiny_llama
+
+    model = build_tiny_llama(tiny_tokenizer).eval()
+    kwargs = {**PROBE, "tasks": [], "perplexity_tokens": 64, "plots": False}
+    results = {}
+    for autocast in (None, "bfloat16"):
+        state = TrainState(model=model, tokenizer=tiny_tokenizer, accelerator=None, tokens_seen=0, step=0,
+                           epoch=0, total_tokens=64, output_dir=tmp_path / str(autocast))
+        results[autocast] = StabilityGapMonitor(**kwargs, autocast=autocast).on_eval_point(state)
+    assert results["bfloat16"]["gap/ppl/medical"] == pytest.approx(results[None]["gap/ppl/medical"], rel=0.05)
+    assert results["bfloat16"]["gap/ppl/medical"] != results[None]["gap/ppl/medical"]  # it did run in bf16
