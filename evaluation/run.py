@@ -7,6 +7,7 @@ comparison.md / comparison.json over all of them.
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -115,7 +116,8 @@ def run_eval(config: EvalConfig, report=print) -> Path:
                   "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                   "stablecpt_version": __version__, "lm_eval_version": importlib.metadata.version("lm_eval"),
                   "config": config.model_dump(mode="json")}
-        write_json(config.output_dir / "results" / f"{label.replace('/', '__')}.json", result)
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", label.replace("/", "__"))  # hub ids and embedded: names
+        write_json(config.output_dir / "results" / f"{safe}.json", result)
         for suite, groups in result["suites"].items():
             avg = groups.get("average", {})
             if avg:
