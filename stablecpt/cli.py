@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from audit.cli import register as register_audit
     from curation.cli import register as register_curation
     from curation.shards.cli import register as register_shards
+    from evaluation.cli import register as register_evaluation
     from stablecpt.demo import register as register_demo
     from training.cli import register as register_training
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_curation(stages)
     register_shards(stages)
     register_training(stages)
+    register_evaluation(stages)
     register_audit(stages)
     register_demo(stages)
     return parser

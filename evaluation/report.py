@@ -1,0 +1,181 @@
+"""Results files with lineage, comparison tables across checkpoints and runs, and stability-gap plots.
+
+A results file (one per evaluated model or checkpoint) is JSON:
+  {"kind": "eval_result", "model": {"name", "path"}, "lineage": {"run", "checkpoint", "step", "tokens_seen",
+   "shard_fingerprint", "shard_version"}, "tasks": {task: {acc, acc_stderr, acc_norm, acc_norm_stderr, n, chance}},
+   "suites": {suite: {group|"average": {acc, acc_norm, members, missing, complete}}},
+   "unavailable": {task: reason}, "perplexity": {name: {perplexity, tokens, context, documents}},
+   "created_at", "stablecpt_version", "lm_eval_version", "config"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from stablecpt.errors import UserError
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: not valid JSON") from None
+
+
+def _last_logged_tokens(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    tokens = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a run killed mid-write leaves a partial last line
+        if isinstance(record, dict) and isinstance(record.get("tokens"), int):
+            tokens = record["tokens"]
+    return tokens
+
+
+def checkpoint_lineage(model_path: str | Path) -> dict[str, Any]:
+    """What a training checkpoint folder says about where it came from (contract C5); {} for other models."""
+    folder = Path(model_path)
+    if not folder.is_dir():
+        return {}
+    lineage: dict[str, Any] = {}
+    state = _read_json(folder / "trainer_state.json")
+    if state:
+        lineage.update(step=state.get("step"), tokens_seen=state.get("tokens_seen"), epoch=state.get("epoch"),
+                       shard_fingerprint=state.get("manifest_fingerprint"))
+    for run_dir in (folder.parent.parent, folder.parent):  # checkpoints/step_n/ or final/
+        run = _read_json(run_dir / "run.json")
+        if run:  # written by training/loop.py: model, shards (version path), manifest_fingerprint, config
+            lineage.update(run=str(run_dir), checkpoint=folder.name, shard_version=run.get("shards"),
+                           base_model=run.get("model"))
+            if lineage.get("shard_fingerprint") is None:
+                lineage["shard_fingerprint"] = run.get("manifest_fingerprint")
+            if lineage.get("tokens_seen") is None:  # final/ has no trainer_state: the run's last logged tokens
+                lineage["tokens_seen"] = _last_logged_tokens(run_dir / "metrics.jsonl")
+            break
+    return {k: v for k, v in lineage.items() if v is not None}
+
+
+def run_checkpoints(run_dir: Path) -> list[Path]:
+    """A training run's checkpoints in training order, then final/."""
+    steps = sorted((run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
+    final = [run_dir / "final"] if (run_dir / "final").is_dir() else []
+    return [p for p in steps if (p / "config.json").is_file()] + final
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _fmt(value: Any, stderr: Any = None) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        text = f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+        return f"{text} ± {stderr:.4f}" if isinstance(stderr, float) else text
+    return str(value)
+
+
+def comparison_rows(results: list[dict], metric: str = "acc_norm") -> tuple[list[str], list[list[str]]]:
+    """One row per result (model/checkpoint), one column per task, suite average and perplexity."""
+    tasks = sorted({t for r in results for t in r.get("tasks", {})})
+    suites = sorted({s for r in results for s in r.get("suites", {})})
+    ppl = sorted({p for r in results for p in r.get("perplexity", {})})
+    header = ["model", "tokens"] + [f"{s} avg" for s in suites] + tasks + [f"ppl {p}" for p in ppl]
+    rows = []
+    for r in results:
+        lineage = r.get("lineage", {})
+        label = r.get("label") or r.get("model", {}).get("name", "?")
+        row = [label, _fmt(lineage.get("tokens_seen"))]
+        for s in suites:
+            avg = r.get("suites", {}).get(s, {}).get("average", {})
+            text = _fmt(avg.get(metric))
+            row.append(text + ("*" if avg and not avg.get("complete", True) else ""))
+        for t in tasks:
+            task = r.get("tasks", {}).get(t, {})
+            value = task.get(metric, task.get("acc")) if task else None
+            stderr = task.get(f"{metric}_stderr", task.get("acc_stderr")) if task else None
+            row.append(_fmt(value, stderr) if task else ("n/a" if t in r.get("unavailable", {}) else "-"))
+        row += [_fmt(r.get("perplexity", {}).get(p, {}).get("perplexity")) for p in ppl]
+        rows.append(row)
+    return header, rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _safe_name(metric: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in metric)
+
+
+def plot_runs(runs: dict[str, list[dict]], out_dir: Path, metrics: list[str] | None = None) -> list[Path]:
+    """One PNG per metric against tokens, every run overlaid; the trough (largest drop below the start)
+    is marked with a triangle and the recovery point (first return to the start) with a circle."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from evaluation.analysis import analyse_series, lower_is_better
+
+    if metrics is None:
+        metrics = sorted({k for pts in runs.values() for p in pts for k, v in p.items()
+                          if isinstance(v, int | float) and not isinstance(v, bool)
+                          and k not in ("tokens", "step", "epoch", "weight_update_reference_tokens")
+                          and not k.endswith(("_stderr", "seconds", "/n"))})
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for metric in metrics:
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        for label, points in runs.items():
+            rows = sorted((p for p in points if p.get(metric) is not None), key=lambda p: p["tokens"])
+            if not rows:
+                continue
+            x = [p["tokens"] for p in rows]
+            y = [p[metric] for p in rows]
+            err = [p.get(f"{metric}_stderr") for p in rows]
+            line = ax.plot(x, y, marker=".", label=label)[0]
+            if all(isinstance(e, float) for e in err):
+                ax.fill_between(x, [a - e for a, e in zip(y, err, strict=True)],
+                                [a + e for a, e in zip(y, err, strict=True)], color=line.get_color(), alpha=0.15)
+            if metric.startswith("weight_update/"):
+                continue
+            result = analyse_series(list(zip(x, y, strict=True)), lower_is_better(metric))
+            ax.axhline(result["start"], color=line.get_color(), linestyle=":", linewidth=0.8)
+            if result["drop_tokens"] is not None:
+                ax.plot([result["drop_tokens"]], [result["trough"]], marker="v", markersize=9,
+                        color=line.get_color(), linestyle="none")
+                ax.annotate(f"drop {result['drop']:.3g}", (result["drop_tokens"], result["trough"]),
+                            textcoords="offset points", xytext=(4, -12), fontsize=7, color=line.get_color())
+            if result["recovery_tokens"] is not None:
+                rec = next(p[metric] for p in rows if p["tokens"] == result["recovery_tokens"])
+                ax.plot([result["recovery_tokens"]], [rec], marker="o", markersize=9, markerfacecolor="none",
+                        color=line.get_color(), linestyle="none")
+        positive = [p["tokens"] for pts in runs.values() for p in pts if p["tokens"] > 0]
+        if positive:
+            ax.set_xscale("symlog", linthresh=min(positive))
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric}  (▽ largest worsening vs start, ○ first return to start)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"{_safe_name(metric)}.png"
+        tmp = path.with_name(f".{path.stem}.tmp.png")
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        os.replace(tmp, path)
+        written.append(path)
+    return written

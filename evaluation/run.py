@@ -1,0 +1,137 @@
+"""`stablecpt eval --config`: evaluate models, checkpoints or whole training runs; write results and a table.
+
+Each entry of `models` is a hub id, a model folder, `embedded:<name>`, or a training run folder (every
+checkpoint in it, then final/). One results JSON per evaluated model (report.py), plus
+comparison.md / comparison.json over all of them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from evaluation.perplexity import PerplexitySource
+from stablecpt.config import StrictModel
+from stablecpt.errors import UserError
+
+
+class PerplexityConfig(StrictModel):
+    context: int = Field(256, ge=8)
+    max_tokens: int = Field(8192, ge=16)
+    sources: list[PerplexitySource] = []
+
+
+class EvalConfig(StrictModel):
+    output_dir: Path = Path("outputs/eval")
+    models: list[str] = Field(min_length=1)
+    suites: list[str] = ["offline_medical", "offline_general"]
+    limit: int | None = Field(None, ge=1)  # items per task (for quick looks; full sets for reported numbers)
+    batch_size: int = Field(16, ge=1)
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    include_paths: list[Path] = []  # folders of your own lm-eval task YAMLs
+    perplexity: PerplexityConfig = PerplexityConfig()
+
+
+def expand_models(entries: list[str]) -> list[tuple[str, str]]:
+    """(label, model name or folder) for each model; a training run folder expands to its checkpoints."""
+    from evaluation.report import run_checkpoints
+
+    out = []
+    for entry in entries:
+        path = Path(entry)
+        if path.is_dir() and (path / "run.json").is_file():
+            checkpoints = run_checkpoints(path)
+            if not checkpoints:
+                raise UserError(f"{path}: a training run without checkpoints or final/")
+            out += [(f"{path.name}/{c.name}", str(c)) for c in checkpoints]
+        else:
+            out.append((path.name if path.is_dir() else entry.replace("/", "__"), entry))
+    return out
+
+
+def evaluate_model(model, tokenizer, config: EvalConfig, task_cache, report=print) -> dict:
+    """Suites and perplexities for one loaded model; the body of a results file (without lineage)."""
+    from evaluation.harness import make_lm, run_tasks
+    from evaluation.perplexity import measure
+    from evaluation.suite import load_suite, macro_averages
+    from evaluation.taskpack import PACK_TASKS
+
+    suites = [load_suite(s) for s in config.suites]
+    names = list(dict.fromkeys(t for s in suites for t in s.tasks))
+    tasks = task_cache.get(names)
+    started = time.perf_counter()
+    lm = make_lm(model, tokenizer, batch_size=config.batch_size)
+    results = run_tasks(lm, tasks, limit=config.limit)
+    for name, result in results.items():
+        if name in PACK_TASKS:
+            result["chance"] = PACK_TASKS[name].chance
+    body: dict = {
+        "tasks": results,
+        "suites": {s.name: macro_averages(s, {t: results[t] for t in s.tasks if t in results}) for s in suites},
+        "unavailable": {t: task_cache.unavailable[t] for t in names if t in task_cache.unavailable},
+        "task_seconds": time.perf_counter() - started,
+        "perplexity": {},
+    }
+    for source in config.perplexity.sources:
+        body["perplexity"][source.name] = measure(model, tokenizer, source, config.perplexity.context,
+                                                  config.perplexity.max_tokens, config.batch_size)
+        report(f"  ppl {source.name}: {body['perplexity'][source.name]['perplexity']:.3f} "
+               f"({body['perplexity'][source.name]['tokens']} tokens)")
+    return body
+
+
+def run_eval(config: EvalConfig, report=print) -> Path:
+    import importlib.metadata
+
+    import torch
+
+    from evaluation.harness import TaskCache
+    from evaluation.report import checkpoint_lineage, comparison_rows, markdown_table, write_json
+    from evaluation.suite import load_suite
+    from stablecpt import __version__
+    from stablecpt.models import load_model, load_tokenizer, resolve_model
+
+    for suite in config.suites:  # every suite file valid before any model is loaded
+        load_suite(suite)
+    cache = TaskCache(config.include_paths, report=lambda line: report("  " + line))
+    all_results = []
+    for label, name in expand_models(config.models):
+        report(f"[eval] {label}")
+        path = resolve_model(name)
+        try:
+            tokenizer = load_tokenizer(name)
+            model = load_model(name, config.dtype).to(config.device).eval()
+        except OSError as exc:
+            raise UserError(f"model '{name}': cannot load ({str(exc).splitlines()[0]})") from None
+        with torch.no_grad():
+            body = evaluate_model(model, tokenizer, config, cache, report)
+        result = {"kind": "eval_result", "label": label, "model": {"name": name, "path": path},
+                  "lineage": checkpoint_lineage(path), **body,
+                  "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                  "stablecpt_version": __version__, "lm_eval_version": importlib.metadata.version("lm_eval"),
+                  "config": config.model_dump(mode="json")}
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", label.replace("/", "__"))  # hub ids and embedded: names
+        write_json(config.output_dir / "results" / f"{safe}.json", result)
+        for suite, groups in result["suites"].items():
+            avg = groups.get("average", {})
+            if avg:
+                flag = "" if avg["complete"] else f" (incomplete: missing {', '.join(avg['missing'])})"
+                report(f"  {suite} average acc={_f(avg['acc'])} acc_norm={_f(avg['acc_norm'])}{flag}")
+        all_results.append(result)
+        del model
+    header, rows = comparison_rows(all_results)
+    table = markdown_table(header, rows)
+    (config.output_dir / "comparison.md").write_text(table, encoding="utf-8")
+    write_json(config.output_dir / "comparison.json", {"header": header, "rows": rows})
+    report("\n" + table)
+    return config.output_dir
+
+
+def _f(value) -> str:
+    return "-" if value is None else f"{value:.4f}"

@@ -1,0 +1,1 @@
+"""Suite definitions (YAML data shipped with the package); loaded by evaluation.suite."""
