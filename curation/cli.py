@@ -14,9 +14,44 @@ def register(stages: argparse._SubParsersAction) -> None:
     sources.add_argument("--config", help="a curation config whose sources to count (default: the embedded ones)")
     sources.set_defaults(handler=_sources)
 
+    run = actions.add_parser("run", help="run (or resume) the curation pipeline of a config",
+                             description="Filter, dedup, score and decontaminate the config's sources into a run "
+                             "folder (documents, attributes, excluded, heldout, manifest.json). Rerunning resumes.")
+    run.add_argument("--config", required=True, help="curation config (YAML), e.g. configs/demo/curate.yaml")
+    run.add_argument("--restart", action="store_true", help="discard the config's existing run folder first")
+    run.set_defaults(handler=_run)
+
 
 def _sources(args: argparse.Namespace) -> int:
     from curation.sources.inventory import print_inventory, source_inventory
 
     print_inventory(source_inventory(args.config))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from curation.config import CurateConfig
+    from curation.outputs import MANIFEST, AccountingError
+    from curation.pipeline import run_curation
+    from stablecpt.config import load_config
+
+    cfg = load_config(args.config, CurateConfig)
+    try:
+        run_dir = run_curation(cfg, restart=args.restart)
+    except AccountingError as err:
+        print(f"stablecpt: error: {err}", file=sys.stderr)
+        return 1
+    manifest = run_dir / MANIFEST
+    if not manifest.is_file():  # slurm: submitted; the last job writes the manifest
+        print(f"submitted; the run is complete when {manifest} exists")
+        return 0
+    counts = json.loads(manifest.read_text())["counts"]
+    print(f"{'source':<12} {'input':>9} {'kept':>9}  dropped")
+    for source, c in counts.items():
+        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(c["dropped"].items(), key=lambda kv: -kv[1]))
+        print(f"{source:<12} {c['input']:>9,} {c['kept']:>9,}  {dropped or '-'}")
+    print(f"run folder: {run_dir} (manifest.json written last)")
     return 0
