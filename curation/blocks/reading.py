@@ -95,6 +95,7 @@ class TolerantJsonlReader(BaseDiskReader):
     def _parse(self, raw: bytes, filepath: str, index: int) -> Document | None:
         import orjson
 
+        raw = raw.rstrip(b"\r\n")
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
