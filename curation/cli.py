@@ -18,6 +18,8 @@ def register(stages: argparse._SubParsersAction) -> None:
                              description="Filter, dedup, score and decontaminate the config's sources into a run "
                              "folder (documents, attributes, excluded, heldout, manifest.json). Rerunning resumes.")
     run.add_argument("--config", required=True, help="curation config (YAML), e.g. configs/demo/curate.yaml")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (dotted path, YAML value), e.g. --set scoring.enabled=false")
     run.add_argument("--restart", action="store_true", help="discard the config's existing run folder first")
     run.set_defaults(handler=_run)
 
@@ -29,6 +31,26 @@ def _sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`a.b=value` -> data["a"]["b"] = yaml.safe_load("value")."""
+    import yaml
+
+    from stablecpt.errors import UserError
+
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item}: expected KEY=VALUE")
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item}: '{part}' is not a mapping")
+        node[last] = yaml.safe_load(raw)
+    return data
+
+
 def _run(args: argparse.Namespace) -> int:
     import json
     import sys
@@ -36,9 +58,9 @@ def _run(args: argparse.Namespace) -> int:
     from curation.config import CurateConfig
     from curation.outputs import MANIFEST, AccountingError
     from curation.pipeline import run_curation
-    from stablecpt.config import load_config
+    from stablecpt.config import read_yaml, validate
 
-    cfg = load_config(args.config, CurateConfig)
+    cfg = validate(apply_overrides(read_yaml(args.config), args.set), CurateConfig, args.config)
     try:
         run_dir = run_curation(cfg, restart=args.restart)
     except AccountingError as err:
