@@ -87,7 +87,7 @@ class ScorerRef(StrictModel):
     """A scorer trained by `stablecpt curate train-scorer`: its folder (model file + scorer.json)."""
 
     model_dir: Path
-    model_file: str | None = None  # default: the path scorer.json names, else the one model file in the folder
+    model_file: str | None = None  # a model file inside model_dir to use instead of the folder's scorer.json
 
 
 class ScoringConfig(StrictModel):

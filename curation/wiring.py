@@ -5,37 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 from pathlib import Path
 
-from curation.config import DecontaminationConfig, ScorerRef, ScoringConfig
+from curation.config import DecontaminationConfig, ScoringConfig
 from stablecpt.errors import UserError
-
-_MODEL_SUFFIXES = {"kenlm": (".arpa", ".binary", ".bin", ".klm"), "fasttext": (".bin", ".ftz")}
 
 
 def _info_dict(info) -> dict:
     if dataclasses.is_dataclass(info):
-        return dataclasses.asdict(info)
-    if hasattr(info, "model_dump"):
-        return info.model_dump(mode="json")
-    return dict(vars(info))
-
-
-def _model_path(kind: str, ref: ScorerRef, info: dict) -> Path:
-    if ref.model_file:
-        path = ref.model_dir / ref.model_file
-    elif info.get("model_path") or info.get("model_file"):
-        named = Path(info.get("model_path") or info.get("model_file"))
-        path = named if named.is_absolute() else ref.model_dir / named
+        data = dataclasses.asdict(info)
+    elif hasattr(info, "model_dump"):
+        data = info.model_dump(mode="json")
     else:
-        found = sorted(p for p in ref.model_dir.iterdir() if p.suffix in _MODEL_SUFFIXES[kind])
-        if len(found) != 1:
-            raise UserError(f"{ref.model_dir}: cannot tell the {kind} model file ({len(found)} candidates); "
-                            f"set scoring.{kind}.model_file")
-        path = found[0]
-    if not path.is_file():
-        raise UserError(f"{path}: {kind} model file not found")
-    return path
+        data = dict(vars(info))
+    return json.loads(json.dumps(data, default=str))  # manifest-safe (paths as strings)
 
 
 def scorer_blocks(scoring: ScoringConfig) -> tuple[list, dict]:
@@ -51,9 +35,10 @@ def scorer_blocks(scoring: ScoringConfig) -> tuple[list, dict]:
         if not (ref.model_dir / "scorer.json").is_file():
             raise UserError(f"{ref.model_dir}: no trained {kind} scorer here (scorer.json missing); "
                             f"train one with `stablecpt curate train-scorer`")
-        info = _info_dict(load_scorer_info(ref.model_dir))
-        blocks.append(cls(model_path=str(_model_path(kind, ref, info))))
-        infos[kind] = info
+        infos[kind] = _info_dict(load_scorer_info(ref.model_dir))
+        # the scorer folder itself: the block reads scorer.json (and, for KenLM, its OOV settings)
+        model_path = ref.model_dir / ref.model_file if ref.model_file else ref.model_dir
+        blocks.append(cls(model_path=str(model_path)))
     return blocks, infos
 
 

@@ -17,6 +17,10 @@ GOOD = ("Insulin is a peptide hormone produced by the beta cells of the pancreat
         "into liver, fat and skeletal muscle cells. In these tissues the absorbed glucose is converted into "
         "glycogen or fats, or in the case of the liver into both, and circulating insulin also affects the "
         "synthesis of proteins in a wide variety of tissues.")
+FRENCH = ("L'insuline est une hormone peptidique produite par les cellules bêta des îlots de Langerhans du "
+          "pancréas. Elle régule le métabolisme des glucides, des lipides et des protéines en favorisant "
+          "l'absorption du glucose sanguin par le foie, les tissus adipeux et les muscles squelettiques, où il "
+          "est transformé en glycogène ou en graisses, et elle agit aussi sur la synthèse des protéines.")
 OTHER = ("The kidneys are two bean-shaped organs found in vertebrates. They remove waste products from the blood "
          "and produce urine, and they regulate the balance of electrolytes, the acid-base balance and the blood "
          "pressure of the body through the renin-angiotensin system. Each adult human kidney contains around "
@@ -26,7 +30,7 @@ OTHER = ("The kidneys are two bean-shaped organs found in vertebrates. They remo
 def _config(tmp_path, uri: str, **extra) -> CurateConfig:
     data = {"output_dir": str(tmp_path / "run"),
             "sources": [{"name": "mine", "uri": uri, "domain": "medical", "category": "web"}],
-            "filters": {"language": {"enabled": False}}, "executor": {"tasks": 1, "workers": 1}} | extra
+            "executor": {"tasks": 1, "workers": 1}} | extra
     return validate(data, CurateConfig, "test-config")
 
 
@@ -43,6 +47,7 @@ def bad_run(tmp_path_factory):
         json.dumps({"id": "nulltext", "text": None}).encode(),
         json.dumps(["an", "array"]).encode(),
         json.dumps({"id": "huge", "text": "word " * 10_000_000}).encode(),  # 50 MB
+        json.dumps({"id": "french", "text": FRENCH}).encode(),
     ]
     (root / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     (root / "b.jsonl").write_bytes(b"")  # an empty file
@@ -66,6 +71,7 @@ def test_each_bad_record_is_excluded_with_reason_file_and_line(bad_run):
         "mine/a.jsonl:7": "bad_record:not_an_object",
         "mine/huge": "bad_record:too_large",
         "mine/c.jsonl.gz:1": "bad_record:invalid_json",
+        "mine/french": "language:other:fr",  # datatrove's LanguageFilter, offline with lid.176.ftz
     }
     details = dict(zip(excluded["id"], excluded["detail"], strict=True))
     assert details["mine/a.jsonl:1"].startswith(f"{root / 'a.jsonl'}:2: not valid JSON")
@@ -80,8 +86,8 @@ def test_each_bad_record_is_excluded_with_reason_file_and_line(bad_run):
 def test_run_finishes_and_accounts_for_every_record(bad_run):
     run, _ = bad_run
     counts = json.loads((run / "manifest.json").read_text())["counts"]["mine"]
-    assert counts["input"] == 11 and counts["kept"] == 2
-    assert sum(counts["dropped"].values()) == 9
+    assert counts["input"] == 12 and counts["kept"] == 2
+    assert sum(counts["dropped"].values()) == 10
     assert sorted(table(run, "documents")["id"]) == ["mine/good", "mine/zipped"]
     attributes = table(run, "attributes")
     bad = attributes.filter(pl.col("drop_reason").str.starts_with("bad_record:"))

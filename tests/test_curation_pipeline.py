@@ -100,3 +100,24 @@ def test_output_dir_of_another_config_is_refused(run, corpus):
 
     with pytest.raises(UserError, match="different config"):
         run_curation(make_config(run, corpus, executor={"tasks": 3, "workers": 1}))
+
+
+def test_slurm_executor_chain_comes_from_the_yaml(corpus, tmp_path):
+    from datatrove.executor.slurm import SlurmPipelineExecutor
+
+    from curation.pipeline import build_stages, config_as_json, make_executor
+    from stablecpt.errors import UserError
+
+    options = {"partition": "cpu", "time": "01:00:00", "cpus_per_task": 2}
+    cfg = make_config(tmp_path / "s", corpus, executor={"kind": "slurm", "tasks": 4, "workers": 2, "options": options})
+    executors, previous = [], None
+    for stage in build_stages(cfg, config_as_json(cfg)):
+        previous = make_executor(cfg.executor, stage, str(tmp_path / stage.name), depends=previous)
+        executors.append(previous)
+    assert all(isinstance(e, SlurmPipelineExecutor) for e in executors)
+    assert [e.world_size for e in executors] == [4, 14, 1, 4, 1]
+    assert executors[-1].depends is executors[-2] and executors[0].partition == "cpu"
+    assert executors[0].cpus_per_task == 2 and executors[0].job_name == "stablecpt-filter"
+    no_partition = make_config(tmp_path / "t", corpus, executor={"kind": "slurm", "options": {"time": "1:00:00"}})
+    with pytest.raises(UserError, match="slurm needs partition"):
+        make_executor(no_partition.executor, build_stages(no_partition, {})[0], str(tmp_path / "x"))
