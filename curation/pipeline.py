@@ -40,7 +40,7 @@ def _minhash_config(cfg: CurateConfig):
                          seed=m.seed, hash_config=HashConfig(precision=m.precision))
 
 
-def build_stages(cfg: CurateConfig, config_json: dict) -> list[Stage]:
+def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | None = None) -> list[Stage]:
     from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupSignature
 
     from .blocks.dedup import (
@@ -100,7 +100,7 @@ def build_stages(cfg: CurateConfig, config_json: dict) -> list[Stage]:
     final += [HeldoutSplit(cfg.heldout.fraction_by_domain, cfg.heldout.fraction_by_source, cfg.heldout.salt),
               *scorers, DecisionRecorder(out, "final", final=True)]
     stages.append(Stage("final", final, tasks))
-    inputs = {s.name: input_fingerprint(s) for s in cfg.sources}
+    inputs = inputs if inputs is not None else {s.name: input_fingerprint(s) for s in cfg.sources}
     stages.append(Stage("manifest", [Finalise(out, f"{work}/counts", [s.name for s in cfg.sources], config_json,
                                               inputs, scorer_infos)], 1))
     return stages
@@ -134,19 +134,25 @@ def make_executor(executor: ExecutorConfig, stage: Stage, logging_dir: str, depe
                                skip_completed=True, **options)
 
 
-def _claim_output_dir(cfg: CurateConfig, config_json: dict) -> None:
-    """A run folder belongs to one config: rerunning it resumes; another config there is an error."""
+def _claim_output_dir(cfg: CurateConfig, config_json: dict, inputs: dict[str, str]) -> None:
+    """A run folder belongs to one config and one state of its inputs: rerunning it resumes; a different
+    config, or inputs whose files changed, is an error (finished tasks would otherwise mix old and new data)."""
     work = cfg.output_dir / WORK_DIR
     stamp = work / "config.json"
     if stamp.is_file():
-        if json.loads(stamp.read_text()) != config_json:
+        claimed = json.loads(stamp.read_text())
+        if claimed.get("config") != config_json:
             raise UserError(f"{cfg.output_dir}: holds a run of a different config; choose another output_dir "
                             f"or rerun with --restart to discard it")
+        changed = sorted(name for name, fp in inputs.items() if claimed.get("inputs", {}).get(name) != fp)
+        if changed:
+            raise UserError(f"{cfg.output_dir}: input of source(s) {', '.join(changed)} changed since this run "
+                            f"started; rerun with --restart")
         return
     if cfg.output_dir.exists() and any(cfg.output_dir.iterdir()):
         raise UserError(f"{cfg.output_dir}: exists and is not a curation run folder; choose another output_dir")
     work.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(json.dumps(config_json, indent=2, sort_keys=True) + "\n")
+    stamp.write_text(json.dumps({"config": config_json, "inputs": inputs}, indent=2, sort_keys=True) + "\n")
 
 
 def config_as_json(cfg: CurateConfig) -> dict:
@@ -155,15 +161,18 @@ def config_as_json(cfg: CurateConfig) -> dict:
 
 def run_curation(cfg: CurateConfig, restart: bool = False) -> Path:
     """Run (or resume) the curation stage; returns the run folder. Complete once manifest.json exists."""
+    from .inputs import input_fingerprint
+
     config_json = config_as_json(cfg)
+    inputs = {s.name: input_fingerprint(s) for s in cfg.sources}
     if restart and cfg.output_dir.exists():
         if not (cfg.output_dir / WORK_DIR).is_dir():
             raise UserError(f"{cfg.output_dir}: --restart only discards curation run folders")
         shutil.rmtree(cfg.output_dir)
-    _claim_output_dir(cfg, config_json)
+    _claim_output_dir(cfg, config_json, inputs)
     if (cfg.output_dir / MANIFEST).is_file():
         return cfg.output_dir
-    stages = build_stages(cfg, config_json)
+    stages = build_stages(cfg, config_json, inputs)
     logs = cfg.output_dir / WORK_DIR / "logs"
     if cfg.executor.kind == "ray":
         import ray

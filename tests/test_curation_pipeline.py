@@ -121,3 +121,23 @@ def test_slurm_executor_chain_comes_from_the_yaml(corpus, tmp_path):
     no_partition = make_config(tmp_path / "t", corpus, executor={"kind": "slurm", "options": {"time": "1:00:00"}})
     with pytest.raises(UserError, match="slurm needs partition"):
         make_executor(no_partition.executor, build_stages(no_partition, {})[0], str(tmp_path / "x"))
+
+
+def test_changed_input_files_refuse_a_resume(corpus, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from stablecpt.errors import UserError
+
+    copy = {name: str(tmp_path / name / "*.jsonl") for name in corpus}
+    for name, pattern in corpus.items():
+        shutil.copytree(Path(pattern).parent, tmp_path / name)
+    cfg = make_config(tmp_path / "run", copy, executor={"tasks": 1, "workers": 1})
+    from curation.inputs import input_fingerprint
+    from curation.pipeline import _claim_output_dir, config_as_json
+
+    fingerprints = {s.name: input_fingerprint(s) for s in cfg.sources}
+    _claim_output_dir(cfg, config_as_json(cfg), fingerprints)
+    (tmp_path / "gen" / "part-0.jsonl").write_text('{"id": "new", "text": "changed"}\n')
+    with pytest.raises(UserError, match="input of source\\(s\\) gen changed"):
+        run_curation(cfg)
