@@ -134,6 +134,9 @@ class CurateConfig(StrictModel):
             unknown = sorted(set(listed) - known)
             if unknown:
                 raise ValueError(f"{where} names unknown source(s): {', '.join(unknown)}")
+        unknown = sorted(set(self.heldout.fraction_by_domain) - {s.domain for s in self.sources})
+        if unknown:
+            raise ValueError(f"heldout.fraction_by_domain names domain(s) no source has: {', '.join(unknown)}")
         for name in FILTER_ORDER:
             unknown = sorted(set(getattr(self.filters, name).exempt_sources) - known)
             if unknown:
