@@ -5,7 +5,8 @@ per worker) and reports its own wall time and peak RSS.
   embedded: the whole stage (filters, exact + MinHash dedup, held-out) on the five embedded corpora,
             with the demo config's filter settings, scoring and decontamination off.
   pool:     the whole stage on a generated pool: HPO + Wikipedia + Lee repeated `--replicas` times with
-            fresh ids (so every document has replicas-1 exact duplicates for dedup to remove).
+            fresh ids (so every document has replicas-1 exact duplicates for dedup to remove), with the
+            demo's filter settings for those three sources.
   overhead: the same filters (Gopher repetition + quality, FineWeb; no exemptions) on one copy of the
             pool, as (a) datatrove's own JsonlReader -> filters -> ParquetWriter, dropping documents,
             and (b) our blocks: tolerant reader -> normalise -> Verdict(filters) -> decision recorder
@@ -45,17 +46,28 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+POOL_SOURCES = {"hpo": ("medical", "web"), "wiki": ("general", "wikipedia"), "lee": ("general", "web")}
+
+
 def build_pool(folder: Path, replicas: int) -> tuple[Path, int]:
+    """<folder>/<source>/part-<r>.jsonl, one file per replica, plus part-00.jsonl of all three for the overhead runs."""
     from curation.sources import SourceSpec, make_reader
 
-    folder.mkdir(parents=True, exist_ok=True)
-    base = [{"id": d.id, "text": d.text} for name in ("hpo", "wiki", "lee")
-            for d in make_reader(SourceSpec(name=name, uri=f"embedded:{name}")).run()]
-    for r in range(replicas):
-        with open(folder / f"part-{r:02d}.jsonl", "w", encoding="utf-8") as f:
-            for record in base:
-                f.write(json.dumps({"id": f"{record['id']}#r{r}", "text": record["text"]}) + "\n")
-    return folder, len(base)
+    total = 0
+    everything = []
+    for name in POOL_SOURCES:
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        base = [{"id": d.id.split("/", 1)[1], "text": d.text}
+                for d in make_reader(SourceSpec(name=name, uri=f"embedded:{name}")).run()]
+        total += len(base)
+        everything += base
+        for r in range(replicas):
+            with open(folder / name / f"part-{r:02d}.jsonl", "w", encoding="utf-8") as f:
+                for record in base:
+                    f.write(json.dumps({"id": f"{record['id']}#r{r}", "text": record["text"]}) + "\n")
+    with open(folder / "part-00.jsonl", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(record) + "\n" for record in everything)
+    return folder, total
 
 
 def _stage_config(output_dir: Path, sources: list[dict]) -> object:
@@ -67,6 +79,10 @@ def _stage_config(output_dir: Path, sources: list[dict]) -> object:
                            ["scoring.enabled=false", "decontamination.enabled=false", "executor.tasks=1",
                             "executor.workers=1"])
     data["output_dir"], data["sources"] = str(output_dir), sources
+    names = {s["name"] for s in sources}  # keep the demo's exemptions and priority for the sources present
+    data["dedup"]["source_priority"] = [n for n in data["dedup"]["source_priority"] if n in names]
+    for step in data["filters"].values():
+        step["exempt_sources"] = [n for n in step.get("exempt_sources", []) if n in names]
     return validate(data, CurateConfig, "bench")
 
 
@@ -76,7 +92,8 @@ def part_stage(tmp: Path, which: str, pool: Path) -> dict:
     if which == "embedded":
         sources = [{"name": n, "uri": f"embedded:{n}"} for n in ("hpo", "icd10cm", "wiki", "lee", "pystdlib")]
     else:
-        sources = [{"name": "pool", "uri": str(pool / "*.jsonl"), "domain": "medical", "category": "web"}]
+        sources = [{"name": name, "uri": str(pool / name / "*.jsonl"), "domain": domain, "category": category}
+                   for name, (domain, category) in POOL_SOURCES.items()]
     cfg = _stage_config(tmp / f"run_{which}", sources)
     start = time.perf_counter()
     run = run_curation(cfg)
@@ -105,7 +122,7 @@ def part_overhead(tmp: Path, which: str, pool: Path) -> dict:
                ("fineweb", FineWebQualityFilter())] if with_filters else []
     out = tmp / f"overhead_{which}"
     if which.startswith("datatrove"):
-        pipeline = [JsonlReader(str(pool), glob_pattern="part-00.jsonl"), *[f for _, f in filters],
+        pipeline = [JsonlReader(str(pool), glob_pattern="part-00.jsonl", recursive=False), *[f for _, f in filters],
                     ParquetWriter(str(out / "kept"), max_file_size=-1)]
     else:
         source = SourceSpec(name="pool", uri=str(pool / "part-00.jsonl"), domain="medical", category="web")
