@@ -45,8 +45,11 @@ def _text_problem(data: dict, text_key: str, max_bytes: int) -> tuple[str, str] 
         return "non_string_text", f"'{text_key}' is {type(text).__name__}, not a string"
     if not text.strip():
         return "empty_text", f"'{text_key}' is empty"
-    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
-        return "too_large", f"'{text_key}' has {len(text.encode('utf-8', 'surrogatepass')):,} bytes > {max_bytes:,}"
+    # a character is at most 4 UTF-8 bytes: only texts near the limit are encoded to measure them
+    if len(text) * 4 > max_bytes:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > max_bytes:
+            return "too_large", f"'{text_key}' has {size:,} bytes > {max_bytes:,}"
     return None
 
 
