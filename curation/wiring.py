@@ -26,7 +26,11 @@ def scorer_blocks(scoring: ScoringConfig) -> tuple[list, dict]:
     """(blocks, {"kenlm": {"fingerprint": ..., ...}, ...}) for the manifest."""
     if not scoring.enabled:
         return [], {}
-    from curation.scoring import FastTextScorer, KenLMScorer, load_scorer_info
+    try:
+        from curation.scoring import FastTextScorer, KenLMScorer, load_scorer_info
+    except ImportError as err:
+        raise UserError(f"scoring.enabled is true but the scorer blocks cannot be imported ({err}); "
+                        f"set scoring.enabled: false") from None
 
     blocks, infos = [], {}
     for kind, ref, cls in (("kenlm", scoring.kenlm, KenLMScorer), ("fasttext", scoring.fasttext, FastTextScorer)):
@@ -57,7 +61,11 @@ def decontamination_block(decontam: DecontaminationConfig):
     """The DecontaminationFilter (a datatrove BaseFilter) over an n-gram index of the eval items, or None."""
     if not decontam.enabled:
         return None
-    from curation.decontam import DecontaminationFilter, EvalNgramIndex
+    try:
+        from curation.decontam import DecontaminationFilter, EvalNgramIndex
+    except ImportError as err:
+        raise UserError(f"decontamination.enabled is true but the decontamination blocks cannot be imported "
+                        f"({err}); set decontamination.enabled: false") from None
 
     index = EvalNgramIndex.from_jsonl(eval_item_files(decontam.eval_items), n=decontam.n)
     return DecontaminationFilter(index)
