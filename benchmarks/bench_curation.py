@@ -104,7 +104,7 @@ def part_stage(tmp: Path, which: str, pool: Path) -> dict:
             "docs_per_s_per_worker": round(docs / seconds, 1), "peak_rss_mb": _peak_rss_mb()}
 
 
-def part_overhead(tmp: Path, which: str, pool: Path) -> dict:
+def part_overhead(tmp: Path, which: str, pool: Path, repeat: int = 0) -> dict:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
     from datatrove.pipeline.readers import JsonlReader
@@ -120,7 +120,7 @@ def part_overhead(tmp: Path, which: str, pool: Path) -> dict:
     with_filters = which in ("datatrove", "ours")
     filters = [("gopher_repetition", GopherRepetitionFilter()), ("gopher_quality", GopherQualityFilter()),
                ("fineweb", FineWebQualityFilter())] if with_filters else []
-    out = tmp / f"overhead_{which}"
+    out = tmp / f"overhead_{which}_{repeat}"  # a fresh folder: datatrove would skip a completed task
     if which.startswith("datatrove"):
         pipeline = [JsonlReader(str(pool), glob_pattern="part-00.jsonl", recursive=False), *[f for _, f in filters],
                     ParquetWriter(str(out / "kept"), max_file_size=-1)]
@@ -135,10 +135,11 @@ def part_overhead(tmp: Path, which: str, pool: Path) -> dict:
     return {"seconds": round(seconds, 2), "peak_rss_mb": _peak_rss_mb()}
 
 
-def _subprocess(part: str, which: str, tmp: Path, pool: Path) -> dict:
+def _subprocess(part: str, which: str, tmp: Path, pool: Path, repeat: int = 0) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run([sys.executable, __file__, "--part", part, "--which", which, "--tmp", str(tmp),
-                             "--pool", str(pool)], env=env, cwd=ROOT, capture_output=True, text=True)
+                             "--pool", str(pool), "--repeat", str(repeat)], env=env, cwd=ROOT, capture_output=True,
+                            text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{part}/{which} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -153,10 +154,13 @@ def main() -> None:
     parser.add_argument("--which")
     parser.add_argument("--tmp")
     parser.add_argument("--pool")
+    parser.add_argument("--repeat", type=int, default=0)
     args = parser.parse_args()
     if args.part:
-        part = part_stage if args.part == "stage" else part_overhead
-        print(json.dumps(part(Path(args.tmp), args.which, Path(args.pool))))
+        if args.part == "stage":
+            print(json.dumps(part_stage(Path(args.tmp), args.which, Path(args.pool))))
+        else:
+            print(json.dumps(part_overhead(Path(args.tmp), args.which, Path(args.pool), args.repeat)))
         return
     with tempfile.TemporaryDirectory(prefix="bench_curation_") as tmp_name:
         tmp = Path(tmp_name)
@@ -164,9 +168,9 @@ def main() -> None:
         figures = {} if args.only_overhead else {"embedded": _subprocess("stage", "embedded", tmp, pool),
                                                  "pool": _subprocess("stage", "pool", tmp, pool)}
         runs: dict[str, list[dict]] = {}
-        for _ in range(args.repeats):  # alternate the sides so drifting machine load hits both alike
+        for repeat in range(args.repeats):  # alternate the sides so drifting machine load hits both alike
             for which in ("datatrove", "ours", "datatrove_nofilters", "ours_nofilters"):
-                runs.setdefault(which, []).append(_subprocess("overhead", which, tmp, pool))
+                runs.setdefault(which, []).append(_subprocess("overhead", which, tmp, pool, repeat))
         overhead = {w: min(r, key=lambda x: x["seconds"]) | {"all_seconds": [x["seconds"] for x in r]}
                     for w, r in runs.items()}
         overhead["docs"] = base_docs

@@ -169,10 +169,11 @@ def run_curation(cfg: CurateConfig, restart: bool = False) -> Path:
         if not (cfg.output_dir / WORK_DIR).is_dir():
             raise UserError(f"{cfg.output_dir}: --restart only discards curation run folders")
         shutil.rmtree(cfg.output_dir)
-    _claim_output_dir(cfg, config_json, inputs)
     if (cfg.output_dir / MANIFEST).is_file():
+        _claim_output_dir(cfg, config_json, inputs)
         return cfg.output_dir
-    stages = build_stages(cfg, config_json, inputs)
+    stages = build_stages(cfg, config_json, inputs)  # validates everything before the folder is claimed
+    _claim_output_dir(cfg, config_json, inputs)
     logs = cfg.output_dir / WORK_DIR / "logs"
     if cfg.executor.kind == "ray":
         import ray
