@@ -14,6 +14,15 @@ def register(stages: argparse._SubParsersAction) -> None:
     sources.add_argument("--config", help="a curation config whose sources to count (default: the embedded ones)")
     sources.set_defaults(handler=_sources)
 
+    run = actions.add_parser("run", help="run (or resume) the curation pipeline of a config",
+                             description="Filter, dedup, score and decontaminate the config's sources into a run "
+                             "folder (documents, attributes, excluded, heldout, manifest.json). Rerunning resumes.")
+    run.add_argument("--config", required=True, help="curation config (YAML), e.g. configs/demo/curate.yaml")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (dotted path, YAML value), e.g. --set scoring.enabled=false")
+    run.add_argument("--restart", action="store_true", help="discard the config's existing run folder first")
+    run.set_defaults(handler=_run)
+
     train = actions.add_parser("train-scorer", help="train the KenLM and/or fastText domain-relevance scorers",
                                description="Train domain-relevance scorers on reference (and background) "
                                "sources, skipping held-out ids; each is saved with its own fingerprint.")
@@ -48,4 +57,52 @@ def _train_scorer(args: argparse.Namespace) -> int:
         counts = {k: v for k, v in info.training.items() if isinstance(v, int)}
         print(f"{info.kind:<9} {info.directory}  fingerprint {info.fingerprint[:16]}  "
               f"{time.perf_counter() - started:.1f}s  {counts}")
+    return 0
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """`a.b=value` -> data["a"]["b"] = yaml.safe_load("value")."""
+    import yaml
+
+    from stablecpt.errors import UserError
+
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item}: expected KEY=VALUE")
+        *parents, last = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item}: '{part}' is not a mapping")
+        node[last] = yaml.safe_load(raw)
+    return data
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from curation.config import CurateConfig
+    from curation.outputs import MANIFEST, AccountingError
+    from curation.pipeline import run_curation
+    from stablecpt.config import read_yaml, validate
+
+    cfg = validate(apply_overrides(read_yaml(args.config), args.set), CurateConfig, args.config)
+    try:
+        run_dir = run_curation(cfg, restart=args.restart)
+    except AccountingError as err:
+        print(f"stablecpt: error: {err}", file=sys.stderr)
+        return 1
+    manifest = run_dir / MANIFEST
+    if not manifest.is_file():  # slurm: submitted; the last job writes the manifest
+        print(f"submitted; the run is complete when {manifest} exists")
+        return 0
+    counts = json.loads(manifest.read_text())["counts"]
+    print(f"{'source':<12} {'input':>9} {'kept':>9}  dropped")
+    for source, c in counts.items():
+        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(c["dropped"].items(), key=lambda kv: -kv[1]))
+        print(f"{source:<12} {c['input']:>9,} {c['kept']:>9,}  {dropped or '-'}")
+    print(f"run folder: {run_dir} (manifest.json written last)")
     return 0

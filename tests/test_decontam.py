@@ -50,7 +50,8 @@ def test_every_string_value_is_indexed_recursively_and_short_ones_are_counted(it
     assert len(decontam_words(explanation)) == 15
     _, docs, kept = _run(index, [f"Notes: {explanation.lower()}."])
     assert kept == [] and docs[0].metadata["contamination_ngrams"] == 3  # 15 words hold three 13-grams
-    assert index.stats == {"files": 1, "records": 1, "strings": 6, "too_short_strings": 4}  # the 4 choices
+    assert index.stats == {"files": 1, "records": 1, "strings": 6, "too_short_strings": 4,  # the 4 choices
+                           "source_ids": 0}
 
 
 def test_strings_shorter_than_n_but_long_enough_match_whole(tmp_path):
@@ -103,3 +104,14 @@ def test_ascii_fast_path_splits_like_datatrove_simplify_text():
 
     for text in [QUESTION, "def f(x):\treturn x**2  # 42", "A\x0bB\x1fC -- d/e_f", "Naïve café"]:
         assert decontam_words(text) == simplify_text(text, config=_CONFIG).split()
+
+
+def test_documents_items_were_built_from_are_dropped_by_id_even_without_a_shared_ngram(tmp_path):
+    path = tmp_path / "icd.jsonl"
+    path.write_text(json.dumps({"question": "A01", "choices": ["Typhoid fever", "Cholera"], "answer": 0,
+                                "source_ids": ["icd10cm/A01"]}) + "\n")
+    index = EvalNgramIndex.from_jsonl([path])
+    assert index.source_ids == {"icd10cm/A01"}
+    block = DecontaminationFilter(index)
+    assert block.filter(Document(text="A01 Typhoid and paratyphoid fevers", id="icd10cm/A01")) == (False, "eval_source")
+    assert block.filter(Document(text="A01 Typhoid and paratyphoid fevers", id="icd10cm/A02")) is True

@@ -9,13 +9,15 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from .index import EvalNgramIndex
 
 REASON = "contaminated"
+SOURCE_REASON = "eval_source"  # the document an evaluation item was built from
 
 
 class DecontaminationFilter(BaseFilter):
     """Keeps a document only when it shares no n-gram with `index`.
 
     Every document, kept or dropped, gets doc.metadata["contamination_ngrams"]: the number of distinct indexed
-    n-grams it contains (0 for kept ones). Dropped documents carry the reason "contaminated".
+    n-grams it contains (0 for kept ones). Dropped documents carry the reason "contaminated", or "eval_source"
+    when the document is one an item was built from (listed in the item's "source_ids").
     """
 
     name = "🧽 Decontamination"
@@ -29,6 +31,9 @@ class DecontaminationFilter(BaseFilter):
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         found = len(self.index.matches(doc.text))
         doc.metadata[self.metadata_key] = found
+        if doc.id in self.index.source_ids:
+            self.stat_update(SOURCE_REASON)
+            return False, SOURCE_REASON
         if found:
             self.stat_update("contamination_ngrams", value=found)
             return False, REASON

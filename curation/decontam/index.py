@@ -76,7 +76,10 @@ class EvalNgramIndex:
         self.ngrams: set[str] = set()
         self.lengths: set[int] = set()
         self.first_words: set[str] = set()
-        self.stats = {"files": 0, "records": 0, "strings": 0, "too_short_strings": 0}
+        # ids of the documents items were built from (a record's "source_ids"): dropped whatever their length,
+        # since short items (an ICD code title) escape n-gram matching
+        self.source_ids: set[str] = set()
+        self.stats = {"files": 0, "records": 0, "strings": 0, "too_short_strings": 0, "source_ids": 0}
 
     def add_string(self, text: str) -> None:
         words = decontam_words(text)
@@ -92,6 +95,11 @@ class EvalNgramIndex:
 
     def add_record(self, record: Any) -> None:
         self.stats["records"] += 1
+        if isinstance(record, dict) and isinstance(record.get("source_ids"), list):
+            new = {str(i) for i in record["source_ids"]} - self.source_ids
+            self.source_ids |= new
+            self.stats["source_ids"] += len(new)
+            record = {k: v for k, v in record.items() if k != "source_ids"}
         for text in string_values(record):
             self.add_string(text)
 

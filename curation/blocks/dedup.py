@@ -1,0 +1,201 @@
+"""Exact and MinHash dedup with one documented keep rule, the same for any number of tasks.
+
+datatrove's four MinHash stages find the near-duplicate clusters (signatures, buckets, union-find
+clusters with `save_cluster_id=True`). Which copy of a cluster survives is decided here, because
+datatrove keeps the union-find root (set by union-by-size and by which task read which file), so the
+surviving copy would change with the task count. The rule:
+
+    Of every set of duplicates (identical normalised text, or one MinHash cluster), the copy whose
+    (source priority, document id, content hash) sorts first is kept; the others are dropped as
+    "exact_duplicate" when their text equals the kept copy's, else "minhash_duplicate".
+    `dedup_cluster` is the id of the kept copy, for every member of a set with more than one member.
+
+Blocks: `DedupKeyRecorder` notes (position, id, priority, content hash) of each document entering
+MinHash stage 1; `KeeperSelection` (one task) applies the rule over all tasks with polars;
+`DedupDecisionApplier` marks the documents when the survivors are read back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import orjson
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.readers import ParquetReader
+from datatrove.pipeline.writers import ParquetWriter
+from datatrove.utils.logging import logger
+
+from . import marks
+
+EXACT, NEAR = "exact_duplicate", "minhash_duplicate"
+
+
+def content_hash(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big") >> 1  # int64-safe
+
+
+def _survivor_row(self, doc: Document) -> dict:
+    return {"id": doc.id, "text": doc.text, "metadata": orjson.dumps(doc.metadata).decode()}
+
+
+def survivors_writer(folder: str) -> ParquetWriter:
+    """The documents alive after the filter stage, one file per task, in stream order (MinHash positions)."""
+    import pyarrow as pa
+
+    schema = pa.schema([("id", pa.string()), ("text", pa.string()), ("metadata", pa.string())])
+    return ParquetWriter(folder, output_filename="${rank}.parquet", adapter=_survivor_row, schema=schema,
+                         max_file_size=-1, compression="zstd")
+
+
+class RankFileReader(ParquetReader):
+    """Reads back exactly this task's survivors file (`<rank>.parquet`), so positions line up with the
+    MinHash signatures of the same task even when another task had no survivors and wrote no file."""
+
+    name = "📒 Survivors"
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        filename = f"{rank:05d}.parquet"
+        if not self.data_folder.isfile(filename):
+            return
+        for doc in self.read_file(filename):
+            doc.metadata.pop("file_path", None)
+            yield doc
+
+
+class DedupKeyRecorder(PipelineStep):
+    type = "🫂 - DEDUP"
+    name = "🔑 Dedup keys"
+
+    def __init__(self, keys_dir: str, source_rank: dict[str, int]):
+        super().__init__()
+        self.keys_dir = keys_dir
+        self.source_rank = dict(source_rank)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import polars as pl
+
+        ids, priorities, hashes = [], [], []
+        for doc in data:
+            ids.append(doc.id)
+            priorities.append(self.source_rank[doc.metadata["source"]])
+            hashes.append(content_hash(doc.text))
+            yield doc
+        frame = pl.DataFrame({"rank": pl.Series([rank] * len(ids), dtype=pl.Int32),
+                              "idx": pl.Series(range(len(ids)), dtype=pl.Int64), "id": ids,
+                              "priority": pl.Series(priorities, dtype=pl.Int32),
+                              "content_hash": pl.Series(hashes, dtype=pl.Int64)})
+        _write_parquet_atomic(frame, Path(self.keys_dir) / f"{rank:05d}.parquet")
+
+
+def _write_parquet_atomic(frame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.write_parquet(tmp)
+    tmp.replace(path)
+
+
+def read_minhash_clusters(clusters_dir: str | None):
+    """datatrove's `<rank:06d>.clusters` files ((position, cluster id) uint32 pairs) as one polars frame."""
+    import polars as pl
+
+    frames = []
+    for path in sorted(Path(clusters_dir).glob("*.clusters")) if clusters_dir else []:
+        pairs = np.fromfile(path, dtype="<u4").reshape(-1, 2)
+        frames.append(pl.DataFrame({"rank": pl.Series([int(path.stem)] * len(pairs), dtype=pl.Int32),
+                                    "idx": pl.Series(pairs[:, 0], dtype=pl.Int64),
+                                    "cluster": pl.Series(pairs[:, 1], dtype=pl.Int64)}))
+    if not frames:
+        return pl.DataFrame(schema={"rank": pl.Int32, "idx": pl.Int64, "cluster": pl.Int64})
+    return pl.concat(frames)
+
+
+def select_keepers(keys, clusters, exact: bool):
+    """Apply the keep rule. keys: rank, idx, id, priority, content_hash; clusters: rank, idx, cluster.
+
+    Returns rows (rank, idx, reason, dedup_cluster) for every member of a set with more than one member;
+    reason is null for the kept copy.
+    """
+    import polars as pl
+
+    frame = keys.join(clusters, on=["rank", "idx"], how="left")
+    group = pl.when(pl.col("cluster").is_not_null()).then(pl.format("m{}", pl.col("cluster")))
+    if exact:
+        group = group.otherwise(pl.format("e{}", pl.col("content_hash")))
+    frame = frame.with_columns(group=group).filter(pl.col("group").is_not_null())
+    order = ["priority", "id", "content_hash", "rank", "idx"]
+    frame = frame.sort(order).with_columns(
+        size=pl.len().over("group"),
+        keeper_id=pl.col("id").first().over("group"),
+        keeper_hash=pl.col("content_hash").first().over("group"),
+        keeper_rank=pl.col("rank").first().over("group"),
+        keeper_idx=pl.col("idx").first().over("group"),
+    ).filter(pl.col("size") > 1)
+    is_keeper = (pl.col("rank") == pl.col("keeper_rank")) & (pl.col("idx") == pl.col("keeper_idx"))
+    reason = (pl.when(is_keeper).then(None)
+              .when(pl.col("content_hash") == pl.col("keeper_hash")).then(pl.lit(EXACT))
+              .otherwise(pl.lit(NEAR)))
+    return frame.select("rank", "idx", reason.alias("reason"), pl.col("keeper_id").alias("dedup_cluster"))
+
+
+class KeeperSelection(PipelineStep):
+    """One task over all tasks' keys (and MinHash clusters): writes `<decisions_dir>/<rank>.parquet`."""
+
+    type = "🫂 - DEDUP"
+    name = "🏅 Keep rule"
+
+    def __init__(self, keys_dir: str, clusters_dir: str | None, decisions_dir: str, exact: bool):
+        super().__init__()
+        self.keys_dir, self.clusters_dir, self.decisions_dir, self.exact = keys_dir, clusters_dir, decisions_dir, exact
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import polars as pl
+
+        if world_size != 1:
+            raise ValueError("KeeperSelection runs as a single task")
+        with self.track_time():
+            key_files = sorted(Path(self.keys_dir).glob("*.parquet"))
+            keys = (pl.read_parquet(key_files) if key_files else
+                    pl.DataFrame(schema={"rank": pl.Int32, "idx": pl.Int64, "id": pl.String,
+                                         "priority": pl.Int32, "content_hash": pl.Int64}))
+            clusters = read_minhash_clusters(self.clusters_dir)
+            decisions = select_keepers(keys, clusters, self.exact)
+            for task in sorted(keys["rank"].unique().to_list()):
+                part = decisions.filter(pl.col("rank") == task).sort("idx").select("idx", "reason", "dedup_cluster")
+                _write_parquet_atomic(part, Path(self.decisions_dir) / f"{task:05d}.parquet")
+            removed = decisions["reason"].drop_nulls()
+            for reason, count in removed.value_counts().iter_rows():
+                self.stat_update(reason, value=count)
+            logger.info(f"keep rule: {len(keys)} documents, {removed.len()} duplicates removed")
+        return
+        yield  # a generator like every step, though nothing flows out of it
+
+
+class DedupDecisionApplier(PipelineStep):
+    type = "🫂 - DEDUP"
+    name = "🏷️ Dedup decisions"
+
+    def __init__(self, decisions_dir: str):
+        super().__init__()
+        self.decisions_dir = decisions_dir
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import polars as pl
+
+        path = Path(self.decisions_dir) / f"{rank:05d}.parquet"
+        decided = {}
+        if path.exists():
+            for idx, reason, cluster in pl.read_parquet(path).iter_rows():
+                decided[idx] = (reason, cluster)
+        for idx, doc in enumerate(data):
+            if idx in decided:
+                reason, cluster = decided[idx]
+                doc.metadata[marks.DEDUP_CLUSTER] = cluster
+                if reason is not None:
+                    marks.drop(doc, reason)
+                    self.stat_update(reason)
+            yield doc

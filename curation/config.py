@@ -1,0 +1,144 @@
+"""`CurateConfig`: the typed YAML config of `stablecpt curate run` (validated before any work starts).
+
+Every filter is a datatrove block whose constructor arguments go under `params` unchanged, so any
+threshold datatrove exposes can be set in YAML. Each filter can be switched off (`enabled: false`)
+and skipped for named sources, domains or categories (`exempt_*`): exempted documents pass that
+filter untouched and the verdict column says `exempt`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from curation.scoring.config import DecontamConfig, FastTextConfig, KenLMConfig
+from curation.sources.spec import SourceSpec
+from stablecpt.config import StrictModel
+
+FILTER_ORDER = ("language", "gopher_repetition", "gopher_quality", "c4", "fineweb")
+
+
+class ReadingConfig(StrictModel):
+    # A record over this many bytes of text is set aside as bad_record:too_large (a 50 MB record
+    # would stall the word tokenizer for minutes and hold its whole text in memory several times).
+    max_document_bytes: int = Field(10_000_000, ge=1)
+    # Bad records logged one by one per task before only counting them.
+    max_logged_bad_records: int = Field(20, ge=0)
+
+
+class NormaliseConfig(StrictModel):
+    enabled: bool = True
+    unicode_form: Literal["NFC", "NFKC"] = "NFC"
+
+
+class FilterStep(StrictModel):
+    enabled: bool = True
+    params: dict[str, Any] = {}
+    exempt_sources: list[str] = []
+    exempt_domains: list[str] = []
+    exempt_categories: list[str] = []
+
+    def exempts(self, source: str, domain: str, category: str) -> bool:
+        return source in self.exempt_sources or domain in self.exempt_domains or category in self.exempt_categories
+
+
+class FiltersConfig(StrictModel):
+    language: FilterStep = FilterStep(params={"languages": ["en"], "language_threshold": 0.65})
+    gopher_repetition: FilterStep = FilterStep()
+    gopher_quality: FilterStep = FilterStep()
+    c4: FilterStep = FilterStep(enabled=False)
+    fineweb: FilterStep = FilterStep()
+
+
+class MinhashSettings(StrictModel):
+    enabled: bool = True
+    n_grams: int = Field(5, ge=1)
+    num_buckets: int = Field(14, ge=1)
+    hashes_per_bucket: int = Field(8, ge=1)
+    precision: Literal[32, 64] = 64
+    seed: int = 1
+
+
+class DedupConfig(StrictModel):
+    exact: bool = True
+    minhash: MinhashSettings = MinhashSettings()
+    # Of a set of duplicates, the copy whose (source rank in this list, id) sorts first is kept.
+    # Sources not listed rank after the listed ones, in config order. Empty: config order.
+    source_priority: list[str] = []
+
+
+class HeldoutConfig(StrictModel):
+    # Fraction of each domain's (or source's; a source entry wins) surviving documents set aside for
+    # held-out perplexity, chosen by curation.scoring.split.is_heldout (a hash of the document id):
+    # independent of order and workers.
+    fraction_by_domain: dict[str, float] = {}
+    fraction_by_source: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _fractions(self) -> HeldoutConfig:
+        for key, value in {**self.fraction_by_domain, **self.fraction_by_source}.items():
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"held-out fraction for '{key}' must be in [0, 1), got {value}")
+        return self
+
+
+class ScoringConfig(StrictModel):
+    """Relevance scorers trained by `stablecpt curate train-scorer` (their folders hold scorer.json)."""
+
+    enabled: bool = False
+    kenlm: KenLMConfig | None = None
+    fasttext: FastTextConfig | None = None
+
+
+class ExecutorConfig(StrictModel):
+    kind: Literal["local", "slurm", "ray"] = "local"
+    tasks: int = Field(2, ge=1)  # shards of the input; fixed per run folder (changing it needs a new run)
+    workers: int = Field(1, ge=1)  # tasks run at once
+    # Passed to SlurmPipelineExecutor / RayPipelineExecutor unchanged (partition, time, cpus_per_task, ...).
+    options: dict[str, Any] = {}
+
+
+class CurateConfig(StrictModel):
+    output_dir: Path
+    sources: list[SourceSpec] = Field(min_length=1)
+    reading: ReadingConfig = ReadingConfig()
+    normalise: NormaliseConfig = NormaliseConfig()
+    filters: FiltersConfig = FiltersConfig()
+    dedup: DedupConfig = DedupConfig()
+    heldout: HeldoutConfig = HeldoutConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    decontamination: DecontamConfig = DecontamConfig(enabled=False)
+    executor: ExecutorConfig = ExecutorConfig()
+
+    @model_validator(mode="after")
+    def _names(self) -> CurateConfig:
+        names = [s.name for s in self.sources]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(duplicated)}")
+        known = set(names)
+        for where, listed in [("dedup.source_priority", self.dedup.source_priority),
+                              ("heldout.fraction_by_source", list(self.heldout.fraction_by_source))]:
+            unknown = sorted(set(listed) - known)
+            if unknown:
+                raise ValueError(f"{where} names unknown source(s): {', '.join(unknown)}")
+        unknown = sorted(set(self.heldout.fraction_by_domain) - {s.domain for s in self.sources})
+        if unknown:
+            raise ValueError(f"heldout.fraction_by_domain names domain(s) no source has: {', '.join(unknown)}")
+        for name in FILTER_ORDER:
+            unknown = sorted(set(getattr(self.filters, name).exempt_sources) - known)
+            if unknown:
+                raise ValueError(f"filters.{name}.exempt_sources names unknown source(s): {', '.join(unknown)}")
+        if self.scoring.enabled and not (self.scoring.kenlm or self.scoring.fasttext):
+            raise ValueError("scoring is enabled but neither scoring.kenlm nor scoring.fasttext is set")
+        if self.decontamination.enabled and not self.decontamination.eval_items:
+            raise ValueError("decontamination is enabled but decontamination.eval_items is empty")
+        return self
+
+    def source_rank(self) -> dict[str, int]:
+        """Priority of each source for the dedup keep rule (0 = kept first)."""
+        listed = list(self.dedup.source_priority)
+        rest = [s.name for s in self.sources if s.name not in listed]
+        return {name: i for i, name in enumerate(listed + rest)}
