@@ -1,34 +1,42 @@
-"""`stablecpt demo`: the main job on the embedded default (real text and a real model from packages).
+"""`stablecpt demo`: every stage on the embedded default (real text and a real model from packages).
 
-It runs the stages that exist, in order, and ends by printing where everything landed.
-Stages so far: source inventory, then the embedded model's perplexity on each domain's text.
+Each step runs the very command a user would type (printed before it runs), in its own process, so the
+demo is also the walkthrough. A step whose output is already complete is reused: a rerun after an
+interruption picks up where it stopped. Every stage config is validated before the first step starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import subprocess
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import FilePath
 
-from curation.sources import SourceSpec
 from stablecpt.config import StrictModel, load_config
-from stablecpt.models import DEFAULT_MODEL
-
-
-class ProbeConfig(StrictModel):
-    documents_per_domain: int = Field(16, ge=1)
-    max_tokens: int = Field(256, ge=16)
+from stablecpt.errors import UserError
 
 
 class DemoConfig(StrictModel):
     output_dir: Path = Path("outputs/demo")
-    model: str = DEFAULT_MODEL
-    sources: list[SourceSpec]
-    probe: ProbeConfig = ProbeConfig()
+    eval_items: Path = Path("outputs/demo/eval_items")
+    scorers: FilePath
+    curate: FilePath
+    shards: FilePath
+    train: FilePath
+    eval: FilePath
+
+
+@dataclass
+class Step:
+    title: str
+    argv: list[str]
+    done: bool  # its output is complete already: reuse it
+    seconds: float = 0.0
 
 
 def register(stages: argparse._SubParsersAction) -> None:
@@ -38,60 +46,88 @@ def register(stages: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=run_demo)
 
 
-def _domain_perplexity(model, tokenizer, texts: list[str], max_tokens: int) -> tuple[float, int]:
-    import torch
+def plan_steps(cfg: DemoConfig) -> tuple[list[Step], dict[str, Path]]:
+    """Validate every stage config, then say which commands run and which outputs are reused."""
+    from curation.config import CurateConfig
+    from curation.scoring.config import TrainScorersConfig
+    from curation.shards.config import ShardsConfig
+    from evaluation.run import EvalConfig
+    from training.config import TrainConfig
 
-    total_nll, total_tokens = 0.0, 0
-    with torch.no_grad():
-        for text in texts:
-            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=max_tokens).input_ids
-            if ids.shape[1] < 2:
-                continue
-            out = model(input_ids=ids, labels=ids)
-            n = ids.shape[1] - 1
-            total_nll += out.loss.item() * n
-            total_tokens += n
-    return math.exp(total_nll / total_tokens), total_tokens
+    scorers = load_config(cfg.scorers, TrainScorersConfig)
+    curate = load_config(cfg.curate, CurateConfig)
+    shards = load_config(cfg.shards, ShardsConfig)
+    train = load_config(cfg.train, TrainConfig)
+    evaluate = load_config(cfg.eval, EvalConfig)
+    if Path(shards.curation_run) != Path(curate.output_dir):
+        raise UserError(f"{cfg.shards}: key 'curation_run' is {shards.curation_run}, but {cfg.curate} writes "
+                        f"{curate.output_dir}")
+    version = Path(train.shards)
+    if version.parent != Path(shards.output_root) / shards.name:
+        raise UserError(f"{cfg.train}: key 'shards' ({version}) is not a version of {cfg.shards} "
+                        f"({Path(shards.output_root) / shards.name}/v<k>)")
+    run_dir = Path(train.output_dir)
+    cli = [sys.executable, "-m", "stablecpt"]
+    steps = [
+        Step("export the offline task pack's items (for decontamination)",
+             [*cli, "eval", "--export-items", str(cfg.eval_items)], any(cfg.eval_items.glob("*.jsonl"))),
+        Step("train the KenLM and fastText relevance scorers",
+             [*cli, "curate", "train-scorer", "--config", str(cfg.scorers)],
+             all((Path(s.output_dir) / "scorer.json").is_file() for s in scorers.scorers)),
+        Step("curate: filter, dedup, hold out, score, decontaminate",
+             [*cli, "curate", "run", "--config", str(cfg.curate)],
+             (Path(curate.output_dir) / "manifest.json").is_file()),
+        Step("build the shard version (subset by relevance, mixture, epoch plans)",
+             [*cli, "shards", "build", "--config", str(cfg.shards), "--version", version.name.lstrip("v")],
+             (version / "manifest.json").is_file()),
+        Step("continual pre-training with the stability-gap monitor",
+             [*cli, "train", "--config", str(cfg.train)]
+             + (["--resume"] if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").iterdir())
+                else []),
+             (run_dir / "final" / "config.json").is_file()),
+        Step("evaluate before and after (offline task pack, held-out perplexity)",
+             [*cli, "eval", "--config", str(cfg.eval)], (evaluate.output_dir / "comparison.json").is_file()),
+        Step("stability-gap analysis and plots", [*cli, "gap", str(run_dir)], False),
+        Step("audit the shard version",
+             [*cli, "audit", str(version), "--out", str(cfg.output_dir / "audit" / "shards")], False),
+        Step("audit what training consumed",
+             [*cli, "audit", str(run_dir), "--out", str(cfg.output_dir / "audit" / "train")], False),
+    ]
+    places = {"curation run": Path(curate.output_dir), "shard version": version, "training run": run_dir,
+              "final model": run_dir / "final", "evaluation": evaluate.output_dir,
+              "stability-gap plots": run_dir / "gap", "audit reports": cfg.output_dir / "audit"}
+    return steps, places
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from curation.sources.inventory import count_source, print_inventory
-    from curation.sources.readers import make_reader
-    from stablecpt.models import load_model, load_tokenizer, resolve_model
-
     cfg = load_config(args.config, DemoConfig)
+    steps, places = plan_steps(cfg)
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-
-    print("[1/2] sources: reading the embedded corpora", flush=True)
-    counts = [count_source(spec) for spec in cfg.sources]
-    print_inventory(counts)
-
-    print(f"\n[2/2] model: {cfg.model}", flush=True)
-    model_path = resolve_model(cfg.model)
-    tokenizer, model = load_tokenizer(cfg.model), load_model(cfg.model).eval()
-    print(f"      loaded from {model_path} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M params)")
-    texts_by_domain: dict[str, list[str]] = {}
-    for spec in cfg.sources:
-        bucket = texts_by_domain.setdefault(spec.domain, [])
-        for document in make_reader(spec).run():
-            if len(bucket) >= cfg.probe.documents_per_domain:
-                break
-            bucket.append(document.text)
-    perplexity = {}
-    for domain, texts in sorted(texts_by_domain.items()):
-        ppl, tokens = _domain_perplexity(model, tokenizer, texts, cfg.probe.max_tokens)
-        perplexity[domain] = {"perplexity": round(ppl, 3), "tokens": tokens, "documents": len(texts)}
-        print(f"      {domain:<9} perplexity {ppl:8.2f} over {tokens:,} tokens of {len(texts)} documents")
-
-    summary = {
-        "model": cfg.model,
-        "model_path": model_path,
-        "sources": [c.__dict__ for c in counts],
-        "perplexity": perplexity,
-        "seconds": round(time.time() - started, 1),
-    }
-    summary_path = cfg.output_dir / "summary.json"
-    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\ndone in {summary['seconds']} s. summary: {summary_path}\nmodel folder: {model_path}")
+    for number, step in enumerate(steps, 1):
+        command = " ".join(["stablecpt", *step.argv[3:]])
+        print(f"\n[{number}/{len(steps)}] {step.title}\n$ {command}", flush=True)
+        if step.done:
+            print("  output complete already: reused", flush=True)
+            continue
+        t0 = time.time()
+        if subprocess.run(step.argv).returncode != 0:
+            raise UserError(f"step {number} failed: {command} (rerun `make demo` to resume from this step)")
+        step.seconds = time.time() - t0
+    total = time.time() - started
+    summary = {"seconds": round(total, 1),
+               "steps": [{"title": s.title, "seconds": round(s.seconds, 1), "reused": s.done} for s in steps],
+               "outputs": {k: str(v) for k, v in places.items()}}
+    comparison = places["evaluation"] / "comparison.md"
+    (cfg.output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\n== demo finished in {total / 60:.1f} min")
+    for step in steps:
+        print(f"  {'reused' if step.done else f'{step.seconds:6.0f} s'}  {step.title}")
+    if comparison.is_file():
+        print("\nbefore (base model) and after (final) on the offline task pack and held-out perplexity:")
+        print(comparison.read_text())
+    print("outputs:")
+    for name, path in places.items():
+        print(f"  {name:<20} {path}")
+    print(f"  {'summary':<20} {cfg.output_dir / 'summary.json'}")
     return 0
