@@ -27,6 +27,12 @@ class LineageTables:
     curation_config: dict[str, Any] | None
     findings: list[str] = field(default_factory=list)
 
+RUN_VERSION_PATH_KEYS = ("shard_version.path", "shards")  # "shards": what training/ writes
+
+
+def run_fingerprint(run: dict) -> str | None:
+    return first_present(run, "shard_version.fingerprint", "manifest_fingerprint")
+
 
 def _as_path(value: Any, base: Path) -> Path | None:
     if not isinstance(value, str) or not value:
@@ -101,7 +107,7 @@ def trace(result: EvalResult, search: list[Path]) -> LineageTables:
     if run_dir is not None and (run_dir / "run.json").is_file():
         run = read_json(run_dir / "run.json")
         links.append({"link": "training run", "path": str(run_dir),
-                      "fingerprint": first_present(run, "shard_version.fingerprint"), "status": VERIFIED})
+                      "fingerprint": run_fingerprint(run), "status": VERIFIED})
         checkpoint = _as_path(model, base)
         if checkpoint is not None and (checkpoint / "trainer_state.json").is_file():
             state = read_json(checkpoint / "trainer_state.json")
@@ -113,13 +119,13 @@ def trace(result: EvalResult, search: list[Path]) -> LineageTables:
         findings.append("no training run recorded or found for this result: the model was not trained by a "
                         "stablecpt run, or the run folder moved (give its place in lineage.training_run)")
 
-    fingerprints = {f for f in (result.fingerprint, first_present(run, "shard_version.fingerprint")) if f}
+    fingerprints = {f for f in (result.fingerprint, run_fingerprint(run)) if f}
     fingerprints |= {link["fingerprint"] for link in links if link["link"] == "checkpoint" and link["fingerprint"]}
     if len(fingerprints) > 1:
         findings.append("the result, the run and the checkpoint record different shard fingerprints: "
                         + ", ".join(sorted(f[:12] for f in fingerprints)))
-    wanted = result.fingerprint or first_present(run, "shard_version.fingerprint")
-    recorded = _as_path(first_present(run, "shard_version.path"), run_dir or base)
+    wanted = result.fingerprint or run_fingerprint(run)
+    recorded = _as_path(first_present(run, *RUN_VERSION_PATH_KEYS), run_dir or base)
     version_dir, version, status = locate(recorded, wanted, "shard_version", roots)
     links.append({"link": "shard version", "path": str(version_dir or recorded or ""),
                   "fingerprint": (version or {}).get("fingerprint", wanted), "status": status})

@@ -22,7 +22,7 @@ from stablecpt.errors import UserError
 
 SEQ_LEN_KEYS = ("seq_len", "config.seq_len", "config.data.seq_len", "config.train.seq_len")
 BUDGET_KEYS = ("total_tokens", "config.total_tokens", "config.train.total_tokens")
-VERSION_PATH_KEYS = ("shard_version.path", "shard_version")
+VERSION_PATH_KEYS = ("shard_version.path", "shard_version", "shards")  # "shards": what training/ writes
 
 
 @dataclass
@@ -38,7 +38,7 @@ def resolve_version(run: TrainingRun, override: str | Path | None) -> ShardVersi
     where = run.path / "run.json"
     raw = override if override is not None else first_present(run.run, *VERSION_PATH_KEYS)
     if not isinstance(raw, str | Path):
-        raise UserError(f"{where}: key 'shard_version.path' missing")
+        raise UserError(f"{where}: key 'shards' (or 'shard_version.path') missing")
     candidates = [Path(raw)] if Path(raw).is_absolute() else [Path(raw), run.path / raw]
     folder = next((c for c in candidates if (c / "manifest.json").is_file()), None)
     if folder is None:
@@ -67,6 +67,8 @@ def epoch_position(checkpoint: Checkpoint | None, seq_len: int) -> tuple[int, in
     state = checkpoint.state.get("loader_state")
     if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
         raise UserError(f"{where}: key 'loader_state.epoch' missing")
+    if isinstance(state.get("sequence_in_epoch"), int):  # training/'s loader: sequences_consumed counts all epochs
+        return state["epoch"], state["sequence_in_epoch"] * seq_len
     if isinstance(state.get("sequences_consumed"), int):
         return state["epoch"], state["sequences_consumed"] * seq_len
     if isinstance(state.get("tokens_consumed"), int):

@@ -10,14 +10,7 @@ from pathlib import Path
 
 from curation.sources.embedded import embedded_source
 from curation.sources.spec import SourceSpec
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+from stablecpt.hashing import sha256_file
 
 
 def _files(uri: str) -> list[Path]:
@@ -44,5 +37,5 @@ def input_fingerprint(source: SourceSpec) -> str:
         files = _files(local)
         if not files:  # a hub dataset: its name is all we know here
             return _over([source.uri, source.split, f"limit={source.limit}"])
-        return _over([f"{p} {file_sha256(p)}" for p in files] + [source.split, f"limit={source.limit}"])
-    return _over([f"{p} {file_sha256(p)}" for p in _files(source.uri)] + [f"limit={source.limit}"])
+        return _over([f"{p} {sha256_file(p)}" for p in files] + [source.split, f"limit={source.limit}"])
+    return _over([f"{p} {sha256_file(p)}" for p in _files(source.uri)] + [f"limit={source.limit}"])

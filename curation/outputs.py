@@ -22,7 +22,7 @@ from datatrove.utils.logging import logger
 
 from curation.blocks import marks
 from curation.blocks.recording import SCHEMAS
-from curation.inputs import file_sha256
+from stablecpt.hashing import sha256_file
 
 MANIFEST = "manifest.json"
 WORK_DIR = ".work"
@@ -96,7 +96,7 @@ def data_files(output_dir: Path) -> dict[str, str]:
     for path in sorted(output_dir.rglob("*")):
         rel = path.relative_to(output_dir).as_posix()
         if path.is_file() and rel != MANIFEST and not rel.startswith(WORK_DIR + "/"):
-            files[rel] = file_sha256(path)
+            files[rel] = sha256_file(path)
     return files
 
 

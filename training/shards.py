@@ -17,19 +17,12 @@ from typing import Any
 import numpy as np
 
 from stablecpt.errors import UserError
+from stablecpt.hashing import sha256_file
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "fingerprint", "files", "tokenizer", "token_dtype", "epochs")
 DOCUMENT_COLUMNS = ("doc_index", "source", "shard", "token_offset", "token_length")
 TOKEN_DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def files_fingerprint(files: dict[str, Any], final_newline: bool = False) -> str:

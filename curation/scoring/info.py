@@ -19,6 +19,7 @@ from typing import Any
 
 from stablecpt import __version__
 from stablecpt.errors import UserError
+from stablecpt.hashing import sha256_file
 
 SCORER_FILE = "scorer.json"
 
@@ -40,14 +41,6 @@ class ScorerInfo:
         return Path(self.directory) / self.model_file
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def scorer_fingerprint(kind: str, model_sha256: str, params: dict[str, Any]) -> str:
     canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{kind}\n{model_sha256}\n{canonical}".encode()).hexdigest()
@@ -62,7 +55,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def write_scorer_info(out_dir: Path, kind: str, model_file: str, params: dict[str, Any],
                       training: dict[str, Any]) -> ScorerInfo:
     """Fingerprint the (already renamed into place) model file and write scorer.json last."""
-    model_sha = file_sha256(out_dir / model_file)
+    model_sha = sha256_file(out_dir / model_file)
     info = ScorerInfo(kind=kind, fingerprint=scorer_fingerprint(kind, model_sha, params), model_file=model_file,
                       model_sha256=model_sha, params=params, training=training,
                       created_at=datetime.now(UTC).isoformat(timespec="seconds"), stablecpt_version=__version__)
@@ -87,7 +80,7 @@ def load_scorer_info(directory: str | Path, kind: str | None = None, verify: boo
         raise UserError(f"{path}: key 'kind': expected a {kind} scorer, found {info.kind}")
     if not info.model_path.is_file():
         raise UserError(f"{info.model_path}: model file named in {path} is missing")
-    if verify and file_sha256(info.model_path) != info.model_sha256:
+    if verify and sha256_file(info.model_path) != info.model_sha256:
         raise UserError(f"{info.model_path}: model file changed since training (sha256 differs from {path})")
     return info
 

@@ -21,6 +21,7 @@ import polars as pl
 
 from stablecpt import __version__
 from stablecpt.errors import UserError
+from stablecpt.hashing import sha256_file
 
 from .mixture import EpochPlan
 from .run import CurationRun
@@ -47,14 +48,6 @@ def reserve_version(output_root: Path, name: str, version: int | None) -> Path:
         raise UserError(f"{target}: version exists; a shard version is never written over "
                         "(build without --version to get the next one)")
     return target
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fingerprint(files: dict[str, dict]) -> str:
