@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.machine import cpu_model  # noqa: E402
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from curation.decontam import DecontaminationFilter, EvalNgramIndex  # noqa: E402
@@ -36,13 +37,6 @@ from curation.scoring.lmplz import DEFAULT_BUILD, RARE_TOKEN  # noqa: E402
 from curation.sources import SourceSpec, make_reader  # noqa: E402
 
 MEDICAL, GENERAL = ("hpo", "icd10cm"), ("wiki", "lee", "pystdlib")
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def run_child(cmd: list[str], env: dict | None = None, timeout: float = 900) -> dict:

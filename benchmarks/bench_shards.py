@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,16 +23,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from benchmarks.machine import cpu_model  # noqa: E402
+
 SOURCES = ("hpo", "icd10cm", "wiki", "lee", "pystdlib")
 TOKENIZER = "embedded:smollm2-135m-instruct"
 REPEATS = 3
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def write_pool(path: Path, replicas: int) -> Path:

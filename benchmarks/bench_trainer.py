@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.machine import cpu_model  # noqa: E402
+
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -111,13 +114,6 @@ def run_hf(model_dir: Path, version: Path, seq_len: int, batch: int, steps: int,
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     Trainer(model=model, args=args, train_dataset=Sequences(), callbacks=[StepTimer()]).train()
     return times[WARMUP_STEPS - 1:]
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def worker(which: str, model_dir: str, version: str, seq_len: int, batch: int, steps: int) -> None:
