@@ -34,7 +34,7 @@ def spec(tmp_path: Path, run: Path, tokenizer: Path, **overrides) -> ShardsConfi
 
 
 def quiet(*_args) -> None:
-    pass
+    """A log function that prints nothing."""
 
 
 def read_version(path: Path) -> tuple[dict, pl.DataFrame, list[pl.DataFrame]]:

@@ -93,7 +93,7 @@ def test_two_gloo_processes_train_disjoint_halves_and_resume(version, tiny_model
 
 
 class CrashDuringSave(RuntimeError):
-    pass
+    """Raised inside a checkpoint write to interrupt it."""
 
 
 def test_a_checkpoint_write_interrupted_halfway_never_looks_complete(version, tiny_model_dir, tmp_path, monkeypatch):
