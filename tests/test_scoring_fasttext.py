@@ -7,7 +7,7 @@ from datatrove.data import Document
 from datatrove.executor import LocalPipelineExecutor
 from scoring_corpora import GENERAL, MEDICAL, auc, fasttext_scorer_dir, texts
 
-from curation.scoring import FastTextScorer, load_scorer_info
+from curation.scoring import FastTextScorer, load_scorer_info, train_fasttext
 from curation.scoring.fasttext import line_chunks
 
 
@@ -90,3 +90,22 @@ def test_text_given_to_fasttext_has_single_spaces_and_no_newlines():
     from curation.scoring.fasttext import fasttext_text
 
     assert fasttext_text("  Renal cyst.\n\nKidney\tabnormality \u00a0 x\n") == "Renal cyst. Kidney abnormality x"
+
+
+def test_a_diverged_fasttext_run_is_retried_and_recorded(tmp_path, monkeypatch):
+    import fasttext
+
+    real, calls = fasttext.train_supervised, []
+
+    def diverge_once(**params):
+        calls.append(params)
+        if len(calls) == 1:
+            raise RuntimeError("Encountered NaN.")
+        return real(**params)
+
+    monkeypatch.setattr(fasttext, "train_supervised", diverge_once)
+    info = train_fasttext(["insulin lowers blood glucose after meals in patients"] * 20,
+                          ["the river flooded the valley after spring rains"] * 20, tmp_path, bucket=200_000, dim=8,
+                          min_chunk_words=3)
+    assert len(calls) == 2 and info.training["attempts"] == 2
+    assert calls[0] == calls[1]  # the same settings: a rerun, not a different recipe

@@ -74,8 +74,6 @@ def train_fasttext(positive_texts: Iterable[str], negative_texts: Iterable[str],
                    chunk_words: int = 32, min_chunk_words: int = 5, balance: bool = True, seed: int = 0,
                    threads: int = 1, training_extra: dict[str, Any] | None = None) -> ScorerInfo:
     """Train P(domain) on positive (reference) vs negative (background) texts; write model.bin + scorer.json."""
-    import fasttext
-
     if bucket < MIN_BUCKET:
         raise UserError(f"fasttext bucket must be >= {MIN_BUCKET:,}: with fewer hash buckets, fasttext-numpy2-wheel "
                         f"0.9.2 training was not reproducible and sometimes diverged (NaN), got {bucket:,}")
@@ -98,9 +96,8 @@ def train_fasttext(positive_texts: Iterable[str], negative_texts: Iterable[str],
                 line = f"{label} {fasttext_text(chunk)}\n"
                 f.write(line)
                 digest.update(line.encode("utf-8"))
-        model = fasttext.train_supervised(input=str(train_file), wordNgrams=word_ngrams, epoch=epoch, lr=lr,
-                                          dim=dim, minCount=min_count, bucket=bucket, seed=seed, thread=threads,
-                                          verbose=0)
+        model, attempts = _train_supervised(train_file, wordNgrams=word_ngrams, epoch=epoch, lr=lr, dim=dim,
+                                            minCount=min_count, bucket=bucket, seed=seed, thread=threads, verbose=0)
         model.save_model(str(model_tmp))
         os.replace(model_tmp, out_dir / MODEL_FILE)
     params = {"word_ngrams": word_ngrams, "epoch": epoch, "lr": lr, "dim": dim, "min_count": min_count,
@@ -109,8 +106,30 @@ def train_fasttext(positive_texts: Iterable[str], negative_texts: Iterable[str],
     training = {"positive_documents": positive_docs, "negative_documents": negative_docs,
                 "positive_chunks": len(positive), "negative_chunks": len(negative),
                 "positive_examples": len(examples[POSITIVE]), "negative_examples": len(examples[NEGATIVE]),
-                "fingerprint": digest.hexdigest()}
+                "fingerprint": digest.hexdigest(), "attempts": attempts}
     return write_scorer_info(out_dir, KIND, MODEL_FILE, params, training | (training_extra or {}))
+
+
+NAN_ATTEMPTS = 3
+
+
+def _train_supervised(train_file: Path, **params):
+    """fastText's trainer, retried when it stops with "Encountered NaN".
+
+    fastText 0.9.2 occasionally diverges on the same file and parameters (seen here 1 run in ~10 at 200k
+    buckets, more at fewer buckets): a rerun with identical settings trains normally. The number of attempts
+    is recorded in scorer.json; after NAN_ATTEMPTS divergences the error is raised.
+    """
+    import fasttext
+
+    for attempt in range(1, NAN_ATTEMPTS + 1):
+        try:
+            return fasttext.train_supervised(input=str(train_file), **params), attempt
+        except RuntimeError as err:
+            if "NaN" not in str(err) or attempt == NAN_ATTEMPTS:
+                raise UserError(f"{train_file}: fastText training diverged ({err}) in {attempt} attempt(s); "
+                                f"try a lower lr or more buckets") from None
+    raise AssertionError("unreachable")
 
 
 class FastTextScorer(PipelineStep):
