@@ -45,3 +45,29 @@ def test_llama3_recipe_uses_the_papers_context_and_epochs():
     assert (cfg.seq_len, cfg.grad_accumulation, spec.epochs) == (8192, 12, 4)
     raw = yaml.safe_load((PAPER / "train_llama3_8b_physician.yaml").read_text())
     assert raw["model"] == "meta-llama/Meta-Llama-3-8B"
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.stem)
+def test_dry_run_prints_the_plan_without_data_or_weights(path, capsys):
+    from stablecpt.cli import main
+
+    assert main(["train", "--config", str(path), "--dry-run", "--world-size", "64", "--params", "3.4e9"]) == 0
+    out = capsys.readouterr().out
+    steps = int(next(line for line in out.splitlines() if line.split()[:1] == ["steps"]).split()[1].replace(",", ""))
+    cfg = load_config(path, TrainConfig)
+    assert steps == cfg.token_budget // (cfg.seq_len * cfg.micro_batch_size * cfg.grad_accumulation * 64)
+    assert "gpu_hours" in out and "eval_points_tokens       0, 50,000,000" in out
+
+
+def test_dry_run_counts_a_local_models_parameters_from_its_config(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from training.plan import count_parameters, training_plan
+
+    expected = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model_dir).parameters())
+    assert count_parameters(str(tiny_model_dir)) == expected
+    cfg = TrainConfig.model_validate({"shards": tmp_path / "absent" / "v1", "model": str(tiny_model_dir),
+                                      "output_dir": tmp_path / "run", "seq_len": 32, "token_budget": 32 * 10})
+    plan = training_plan(cfg, world_size=2, params=expected, mfu=0.5, gpu="A100")
+    assert (plan["steps"], plan["tokens"], plan["unused_budget_tokens"]) == (5, 320, 0)
+    assert plan["gpu_hours"] == round(6 * expected * 320 / (312e12 * 0.5) / 3600, 1)

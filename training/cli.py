@@ -14,14 +14,31 @@ def register(stages: argparse._SubParsersAction) -> None:
     train.add_argument("--config", required=True, help="training config (YAML), see configs/demo/train.yaml")
     train.add_argument("--resume", action="store_true",
                        help="continue from the latest complete checkpoint in the config's output_dir")
+    plan = train.add_argument_group("--dry-run: print the plan (steps, schedule, eval points, GPU hours) and exit")
+    plan.add_argument("--dry-run", action="store_true", help="read no data and load no weights")
+    plan.add_argument("--world-size", type=int, default=1, help="processes the run will use (default 1)")
+    plan.add_argument("--params", type=float, help="model parameters, when its config cannot be read offline")
+    plan.add_argument("--mfu", type=float, default=0.4, help="assumed model FLOPs utilization (default 0.4)")
+    plan.add_argument("--gpu", default="H100", help="GPU for the peak FLOP/s (H100, H200, A100, ...)")
     train.set_defaults(handler=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
     from stablecpt.config import load_config
     from training.config import TrainConfig
+
+    cfg = load_config(args.config, TrainConfig)
+    if args.dry_run:
+        from training.plan import count_parameters, format_plan, training_plan
+
+        params = int(args.params) if args.params else count_parameters(cfg.model)
+        print(f"plan for {args.config}:")
+        print(format_plan(training_plan(cfg, args.world_size, params, args.mfu, args.gpu)))
+        if params is None:
+            print("  (parameters unknown: the model config is not readable offline; pass --params)")
+        return 0
     from training.loop import train
 
-    final = train(load_config(args.config, TrainConfig), resume=args.resume)
+    final = train(cfg, resume=args.resume)
     print(f"final model: {final}")
     return 0

@@ -1,0 +1,65 @@
+"""`stablecpt train --dry-run`: what a training config will do, without data, model weights or GPUs.
+
+Steps and schedule follow from the config and the world size alone; the model's parameter count comes
+from its config (a local folder, an embedded name, or the hub cache), or from --params when offline.
+GPU hours = 6 * N * tokens / (peak FLOP/s * MFU) / 3600, the usual dense-transformer estimate.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from training.callbacks import build_callback
+from training.config import TrainConfig
+from training.metrics import PEAK_BF16_FLOPS
+
+
+def count_parameters(model_name: str) -> int | None:
+    """Parameters of the model's architecture, built on the meta device (no weights are read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from stablecpt.models import resolve_model
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model(model_name))
+    except (OSError, ValueError):
+        return None
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def training_plan(cfg: TrainConfig, world_size: int, params: int | None, mfu: float, gpu: str) -> dict[str, Any]:
+    tokens_per_step = cfg.tokens_per_step(world_size)
+    steps = cfg.total_steps(world_size)
+    tokens = steps * tokens_per_step
+    steps_per_cycle = steps / cfg.schedule.cycles
+    points = sorted({p for cb in cfg.callbacks for p in build_callback(cb.path, cb.kwargs).eval_points(tokens)})
+    plan: dict[str, Any] = {
+        "model": cfg.model, "shards": str(cfg.shards), "world_size": world_size,
+        "tokens_per_step": tokens_per_step, "steps": steps, "tokens": tokens,
+        "unused_budget_tokens": cfg.token_budget - tokens,
+        "warmup_steps_per_cycle": math.floor(steps_per_cycle * cfg.schedule.warmup_ratio),
+        "lr": cfg.optimizer.lr, "min_lr": cfg.optimizer.lr * cfg.schedule.min_lr_ratio, "cycles": cfg.schedule.cycles,
+        "checkpoints": tokens // cfg.checkpoint.every_tokens if cfg.checkpoint.every_tokens else 0,
+        "eval_points_tokens": points, "parameters": params,
+    }
+    peak = cfg.metrics.peak_flops_per_device or PEAK_BF16_FLOPS.get(gpu)
+    if params and peak:
+        device_hours = 6 * params * tokens / (peak * mfu) / 3600
+        plan |= {"gpu": gpu, "assumed_mfu": mfu, "gpu_hours": round(device_hours, 1),
+                 "wall_hours": round(device_hours / world_size, 2)}
+    return plan
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    lines = []
+    for key, value in plan.items():
+        if key == "eval_points_tokens":
+            value = ", ".join(f"{v:,}" for v in value) if value else "-"
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = f"{value:,}"
+        lines.append(f"  {key:<24} {value}")
+    return "\n".join(lines)
