@@ -17,6 +17,19 @@ TRAIN_CONFIGS = sorted(PAPER.glob("train_*.yaml"))
 SHARD_SPECS = {load_config(p, ShardsConfig).name: load_config(p, ShardsConfig) for p in PAPER.glob("shards_*.yaml")}
 
 
+def test_the_slurm_curation_config_validates():
+    from curation.config import CurateConfig
+
+    cfg = load_config(PAPER / "curate_slurm.yaml", CurateConfig)
+    assert cfg.executor.kind == "slurm" and {"partition", "time"} <= set(cfg.executor.options)
+    assert {s.category for s in cfg.sources} == {"web", "code", "wikipedia", "books", "arxiv", "stackexchange"}
+    from curation.scoring.config import TrainScorersConfig
+
+    scorers = load_config(PAPER / "scorers.yaml", TrainScorersConfig)
+    assert {str(cfg.scoring.kenlm.model_dir), str(cfg.scoring.fasttext.model_dir)} == {
+        s.output_dir for s in scorers.scorers}
+
+
 def test_every_recipe_of_the_paper_ships():
     names = {p.stem.removeprefix("train_") for p in TRAIN_CONFIGS}
     for recipe in ("baseline_50b", "random5b_x5", "hq5b_x5", "mixture_fixed", "mixture_dynamic", "replay10",
