@@ -84,3 +84,23 @@ def test_dry_run_counts_a_local_models_parameters_from_its_config(tmp_path, tiny
     plan = training_plan(cfg, world_size=2, params=expected, mfu=0.5, gpu="A100")
     assert (plan["steps"], plan["tokens"], plan["unused_budget_tokens"]) == (5, 320, 0)
     assert plan["gpu_hours"] == round(6 * expected * 320 / (312e12 * 0.5) / 3600, 1)
+
+
+@pytest.mark.parametrize("name", sorted(SHARD_SPECS))
+def test_shards_dry_run_budgets_add_up(name):
+    from curation.shards.mixture import planned_budgets
+
+    spec = SHARD_SPECS[name]
+    plan = planned_budgets(spec)
+    parts = sum(v for k, v in plan.items() if k.endswith("_per_epoch") and k != "tokens_per_epoch")
+    assert parts == plan["tokens_per_epoch"] and plan["tokens_all_epochs"] == spec.epochs * parts
+    if spec.mixture is not None:  # the web share (CC + C4) goes to the domain: 82% under LLaMA-1's rates
+        assert plan["domain_per_epoch"] == round(0.82 * plan["tokens_per_epoch"])
+
+
+def test_shards_dry_run_from_the_command_line(capsys):
+    from stablecpt.cli import main
+
+    assert main(["shards", "build", "--config", str(PAPER / "shards_replay10.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "replay_per_epoch           500,000,000" in out and "tokens_all_epochs          20,000,000,000" in out

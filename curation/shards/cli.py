@@ -15,6 +15,8 @@ def register(stages: argparse._SubParsersAction) -> None:
     build.add_argument("--config", required=True, help="shards config (YAML)")
     build.add_argument("--version", type=int, help="version number to write (default: the next free one)")
     build.add_argument("--workers", type=int, help="tokenizer worker processes (overrides tokenize.workers)")
+    build.add_argument("--dry-run", action="store_true",
+                       help="print the token budgets per epoch and share from the config alone, and exit")
     build.set_defaults(handler=_build)
 
     verify = actions.add_parser("verify", help="recheck every hash and count of a version")
@@ -36,6 +38,13 @@ def _build(args: argparse.Namespace) -> int:
     from stablecpt.config import load_config
 
     cfg = load_config(args.config, ShardsConfig)
+    if args.dry_run:
+        from curation.shards.mixture import planned_budgets
+
+        print(f"plan for {args.config}:")
+        for key, value in planned_budgets(cfg).items():
+            print(f"  {key:<26} {value:,}" if isinstance(value, int) else f"  {key:<26} {value}")
+        return 0
     if args.workers is not None:
         cfg = cfg.model_copy(update={"tokenize": cfg.tokenize.model_copy(update={"workers": max(1, args.workers)})})
     build_version(cfg, args.version)

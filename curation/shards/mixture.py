@@ -51,6 +51,28 @@ def part_targets(cfg: ShardsConfig, subset: Subset) -> tuple[int, dict[str, int]
     return domain, general
 
 
+def planned_budgets(cfg: ShardsConfig) -> dict[str, object]:
+    """The token budgets a config asks for, from the config alone (`shards build --dry-run`).
+
+    Needs an explicit selection.tokens (S) or tokens_per_epoch: without both, the budget is the pool's size,
+    which only the data knows.
+    """
+    subset_tokens = cfg.selection.tokens
+    if subset_tokens is None and cfg.tokens_per_epoch is None:
+        raise UserError("a dry run needs selection.tokens or tokens_per_epoch: otherwise the budget is the "
+                        "whole pool, which only the curation run knows")
+    domain, general = part_targets(cfg, Subset(rows=np.empty(0, dtype=np.int64), tokens=subset_tokens or 0))
+    per_epoch = domain + sum(general.values())
+    plan: dict[str, object] = {"epochs": cfg.epochs, "mode": cfg.mode, "selection": f"{cfg.selection.domain} by "
+                               f"{cfg.selection.score}", "subset_tokens (S)": subset_tokens or "whole pool",
+                               "tokens_per_epoch": per_epoch, "domain_per_epoch": domain}
+    plan |= {f"{name}_per_epoch": tokens for name, tokens in general.items()}
+    plan["tokens_all_epochs"] = per_epoch * cfg.epochs
+    if subset_tokens:
+        plan["domain_passes_over_S"] = f"{domain * cfg.epochs / subset_tokens:.2f}"
+    return plan
+
+
 def general_pool(cfg: ShardsConfig, run: CurationRun, part: str) -> np.ndarray:
     recipe = cfg.mixture if cfg.mixture is not None else cfg.replay
     domains = recipe.general_domains
