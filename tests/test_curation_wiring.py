@@ -4,10 +4,11 @@ import json
 
 import polars as pl
 from curation_helpers import table, write_jsonl
+from scoring_corpora import fasttext_scorer_dir
 
 from curation.config import CurateConfig
 from curation.pipeline import run_curation
-from curation.scoring import train_fasttext, train_kenlm
+from curation.scoring import load_scorer_info, train_kenlm
 from stablecpt.config import validate
 
 QUESTION = ("Which of the following hormones is secreted by the beta cells of the pancreatic islets in response "
@@ -26,7 +27,9 @@ GENERAL = ["The river flooded the valley after the spring rains and the farmers 
 def test_real_scores_and_contamination_land_in_the_tables(tmp_path):
     """The real KenLM and fastText blocks (trained here on tiny corpora) and the real decontamination filter."""
     kenlm = train_kenlm(MEDICAL, tmp_path / "kenlm", order=3)
-    fasttext = train_fasttext(MEDICAL, GENERAL, tmp_path / "fasttext", bucket=200_000, dim=16, min_chunk_words=3)
+    # the fastText scorer the scoring tests train on the embedded corpora (cached per session): a tiny
+    # fastText model trained here on 30 lines diverged (NaN) depending on what ran before it in the process
+    fasttext = load_scorer_info(fasttext_scorer_dir())
     write_jsonl(tmp_path / "items" / "mmlu.jsonl", [{"question": QUESTION + "?", "choices": ["insulin", "a"]}])
     write_jsonl(tmp_path / "in" / "a.jsonl", [
         {"id": "leak", "text": f"Exam prep: {QUESTION}? The answer is insulin."},
@@ -39,7 +42,7 @@ def test_real_scores_and_contamination_land_in_the_tables(tmp_path):
         "sources": [{"name": "s", "uri": str(tmp_path / "in" / "a.jsonl"), "domain": "medical", "category": "web"}],
         "filters": {"language": off, "gopher_repetition": off, "gopher_quality": off, "fineweb": off},
         "scoring": {"enabled": True, "kenlm": {"model_dir": str(tmp_path / "kenlm")},
-                    "fasttext": {"model_dir": str(tmp_path / "fasttext")}},
+                    "fasttext": {"model_dir": str(fasttext_scorer_dir())}},
         "decontamination": {"enabled": True, "n": 13, "eval_items": [str(tmp_path / "items" / "*.jsonl")]},
         "executor": {"tasks": 1, "workers": 1},
     }, CurateConfig, "test-config")

@@ -8,7 +8,6 @@ plans, and memory-mapped token files.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from stablecpt.errors import UserError
 from stablecpt.hashing import sha256_file
+from stablecpt.jsonfile import read_json_object
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "fingerprint", "files", "tokenizer", "token_dtype", "epochs")
@@ -83,12 +83,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: shard version folder not found")
     if not manifest_path.is_file():
         raise UserError(f"{manifest_path}: missing; not a complete shard version (an unfinished write?)")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{manifest_path}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
-    if not isinstance(manifest, dict):
-        raise UserError(f"{manifest_path}: top level must be a JSON object")
+    manifest = read_json_object(manifest_path)
     for key in REQUIRED_KEYS:
         if key not in manifest:
             raise UserError(f"{manifest_path}: key '{key}' missing")

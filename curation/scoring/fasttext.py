@@ -30,7 +30,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from stablecpt.errors import UserError
 
-from .info import ScorerInfo, load_scorer_info, prepare_output_dir, write_scorer_info
+from .info import ScorerInfo, prepare_output_dir, scorer_model, write_scorer_info
 
 KIND = "fasttext"
 MODEL_FILE = "model.bin"
@@ -145,11 +145,7 @@ class FastTextScorer(PipelineStep):
 
     def __init__(self, model_path: str | Path, score_key: str = "fasttext_score", positive_label: str = POSITIVE):
         super().__init__()
-        path = Path(model_path)
-        self.info = load_scorer_info(path, kind=KIND) if path.is_dir() else None
-        self.model_file = str(self.info.model_path if self.info else path)
-        if not Path(self.model_file).is_file():
-            raise UserError(f"{model_path}: no such fastText model file or scorer folder")
+        self.info, self.model_file = scorer_model(model_path, KIND)
         self.fingerprint = self.info.fingerprint if self.info else None
         self.score_key, self.positive_label = score_key, positive_label
         self._model = None

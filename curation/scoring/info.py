@@ -91,3 +91,13 @@ def prepare_output_dir(out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SCORER_FILE).unlink(missing_ok=True)
     return out_dir
+
+
+def scorer_model(model_path: str | Path, kind: str) -> tuple[ScorerInfo | None, str]:
+    """(info, model file) for a trained scorer folder (scorer.json checked) or a bare model file."""
+    path = Path(model_path)
+    info = load_scorer_info(path, kind=kind) if path.is_dir() else None
+    model_file = str(info.model_path if info else path)
+    if not Path(model_file).is_file():
+        raise UserError(f"{model_path}: no such {kind} model file or scorer folder")
+    return info, model_file

@@ -33,7 +33,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from stablecpt.errors import UserError
 
-from .info import ScorerInfo, load_scorer_info, prepare_output_dir, write_scorer_info
+from .info import ScorerInfo, prepare_output_dir, scorer_model, write_scorer_info
 from .normalize import normalized_lines
 
 KIND = "kenlm"
@@ -150,11 +150,7 @@ class KenLMScorer(PipelineStep):
     def __init__(self, model_path: str | Path, perplexity_key: str = "kenlm_perplexity",
                  oov_rate_key: str = "kenlm_oov_rate", unk_types: int = 1):
         super().__init__()
-        path = Path(model_path)
-        self.info = load_scorer_info(path, kind=KIND) if path.is_dir() else None
-        self.model_file = str(self.info.model_path if self.info else path)
-        if not Path(self.model_file).is_file():
-            raise UserError(f"{model_path}: no such kenlm model file or scorer folder")
+        self.info, self.model_file = scorer_model(model_path, KIND)
         self.fingerprint = self.info.fingerprint if self.info else None
         self.perplexity_key, self.oov_rate_key = perplexity_key, oov_rate_key
         self.unk_types = int(self.info.params.get("unk_types", 1)) if self.info else unk_types

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import numpy as np
 import polars as pl
 
 from stablecpt.errors import UserError
+from stablecpt.jsonfile import read_json_object
 
 DOCUMENT_COLUMNS = ("id", "text", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")
 
@@ -36,10 +36,7 @@ def open_run(path: str | Path) -> CurationRun:
         raise UserError(f"{path}: curation run folder not found (run `stablecpt curate run` first)")
     if not manifest_path.is_file():
         raise UserError(f"{path}: not a complete curation run (no manifest.json)")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{manifest_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    manifest = read_json_object(manifest_path)
     files = sorted((path / "documents").glob("*.parquet"))
     if not files:
         raise UserError(f"{path / 'documents'}: no *.parquet files in the curation run")

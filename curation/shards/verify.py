@@ -3,13 +3,13 @@ document table and epoch plans agree with each other and with the manifest's cou
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from stablecpt.errors import UserError
+from stablecpt.jsonfile import read_json_object
 
 from .writer import FORMAT_VERSION, VERSION_DIR, fingerprint, sha256_file
 
@@ -18,10 +18,7 @@ def read_manifest(version_dir: Path) -> dict:
     path = version_dir / "manifest.json"
     if not path.is_file():
         raise UserError(f"{version_dir}: not a shard version (no manifest.json)")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    manifest = read_json_object(path)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise UserError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
     return manifest
