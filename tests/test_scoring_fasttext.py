@@ -76,36 +76,48 @@ def test_same_data_and_params_give_the_same_fingerprint(tmp_path):
         info.model_path.unlink()
 
 
-def test_too_few_hash_buckets_are_refused(tmp_path):
-    import pytest
-
-    from curation.scoring import train_fasttext
-    from stablecpt.errors import UserError
-
-    with pytest.raises(UserError, match="bucket must be >= 200,000"):
-        train_fasttext(["a b c d e f"], ["g h i j k l"], tmp_path / "f", bucket=10_000)
-
-
 def test_text_given_to_fasttext_has_single_spaces_and_no_newlines():
     from curation.scoring.fasttext import fasttext_text
 
     assert fasttext_text("  Renal cyst.\n\nKidney\tabnormality \u00a0 x\n") == "Renal cyst. Kidney abnormality x"
 
 
-def test_a_diverged_fasttext_run_is_retried_and_recorded(tmp_path, monkeypatch):
+def _pollute_heap(byte: int) -> None:
+    """Fill and free 200 MB of this process's heap (kept on the heap, not unmapped) with a byte pattern."""
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+    libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve big blocks from the heap
+    libc.mallopt(-1, 1 << 31)  # M_TRIM_THRESHOLD: keep freed memory in the heap
+    size = 200_000_000
+    block = libc.malloc(size)
+    ctypes.memset(block, byte, size)
+    libc.free(block)
+
+
+def test_what_the_heap_held_before_does_not_change_the_model(tmp_path):
+    """fasttext-numpy2-wheel leaves most of the input matrix uninitialized; training runs in a fresh process."""
     import fasttext
+    import numpy as np
 
-    real, calls = fasttext.train_supervised, []
+    positive, negative = texts(MEDICAL, heldout=False)[:100], texts(GENERAL, heldout=False)[:40]
+    models = []
+    for byte in (0x41, 0x7F):
+        _pollute_heap(byte)
+        models.append(train_fasttext(positive, negative, tmp_path / str(byte), bucket=10_000))
+    assert models[0].model_sha256 == models[1].model_sha256
+    weights = fasttext.load_model(str(models[0].model_path)).get_input_matrix()
+    assert np.isfinite(weights).all() and np.abs(weights).max() < 1.0  # the pattern would read as 12.1 or 3.4e38
 
-    def diverge_once(**params):
-        calls.append(params)
-        if len(calls) == 1:
-            raise RuntimeError("Encountered NaN.")
-        return real(**params)
 
-    monkeypatch.setattr(fasttext, "train_supervised", diverge_once)
-    info = train_fasttext(["insulin lowers blood glucose after meals in patients"] * 20,
-                          ["the river flooded the valley after spring rains"] * 20, tmp_path, bucket=200_000, dim=8,
-                          min_chunk_words=3)
-    assert len(calls) == 2 and info.training["attempts"] == 2
-    assert calls[0] == calls[1]  # the same settings: a rerun, not a different recipe
+def test_a_failed_fasttext_run_is_one_line_naming_the_training_file(tmp_path):
+    import pytest
+
+    from curation.scoring.fasttext_child import train_supervised_in_child
+    from stablecpt.errors import UserError
+
+    missing = tmp_path / "train.txt"
+    with pytest.raises(UserError, match=r"train\.txt: fastText training failed: ValueError: .*cannot be opened"):
+        train_supervised_in_child(missing, tmp_path / "model.bin", thread=1)
+    assert not (tmp_path / "model.bin").exists()

@@ -107,7 +107,7 @@ class FastTextTrainSpec(StrictModel):
     lr: float = Field(0.1, gt=0)
     dim: int = Field(100, ge=1)
     min_count: int = Field(1, ge=1)
-    bucket: int = Field(2_000_000, ge=200_000)  # see fasttext.MIN_BUCKET
+    bucket: int = Field(2_000_000, ge=1)
     chunk_words: int = Field(32, ge=1)
     min_chunk_words: int = Field(5, ge=1)
     balance: bool = True

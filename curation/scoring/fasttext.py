@@ -10,7 +10,7 @@ The default, 32 words, is near the length of a typical reference document (an HP
 longer background chunks the classifier learns "short means domain" (measured: with 128-word chunks a
 one-line Python snippet scored P(domain) = 1.0). With `balance`, the larger class is cut to the size of
 the smaller one. Examples are written in sha1-of-text order: a deterministic shuffle, so the same inputs
-give the same training file (and, with one thread, the same model).
+give the same training file (and, with one thread, the same model: see fasttext_child).
 
 Text given to fastText, in training and scoring alike: whitespace runs (newlines included) -> one space.
 P(domain) is the probability fastText gives the `__label__domain` label for the whole document.
@@ -30,14 +30,12 @@ from datatrove.pipeline.base import PipelineStep
 
 from stablecpt.errors import UserError
 
+from .fasttext_child import train_supervised_in_child
 from .info import ScorerInfo, prepare_output_dir, scorer_model, write_scorer_info
 
 KIND = "fasttext"
 MODEL_FILE = "model.bin"
 POSITIVE, NEGATIVE = "__label__domain", "__label__background"
-# measured: 50k and 10k buckets gave different models from identical runs (and NaN in 4 of 15); 200k and 2M
-# gave the same model in 12/12 and 15/15 runs
-MIN_BUCKET = 200_000
 
 
 def fasttext_text(text: str) -> str:
@@ -74,9 +72,6 @@ def train_fasttext(positive_texts: Iterable[str], negative_texts: Iterable[str],
                    chunk_words: int = 32, min_chunk_words: int = 5, balance: bool = True, seed: int = 0,
                    threads: int = 1, training_extra: dict[str, Any] | None = None) -> ScorerInfo:
     """Train P(domain) on positive (reference) vs negative (background) texts; write model.bin + scorer.json."""
-    if bucket < MIN_BUCKET:
-        raise UserError(f"fasttext bucket must be >= {MIN_BUCKET:,}: with fewer hash buckets, fasttext-numpy2-wheel "
-                        f"0.9.2 training was not reproducible and sometimes diverged (NaN), got {bucket:,}")
     out_dir = prepare_output_dir(out_dir)
     positive, positive_docs = _chunks(positive_texts, chunk_words, min_chunk_words)
     negative, negative_docs = _chunks(negative_texts, chunk_words, min_chunk_words)
@@ -96,9 +91,8 @@ def train_fasttext(positive_texts: Iterable[str], negative_texts: Iterable[str],
                 line = f"{label} {fasttext_text(chunk)}\n"
                 f.write(line)
                 digest.update(line.encode("utf-8"))
-        model, attempts = _train_supervised(train_file, wordNgrams=word_ngrams, epoch=epoch, lr=lr, dim=dim,
-                                            minCount=min_count, bucket=bucket, seed=seed, thread=threads, verbose=0)
-        model.save_model(str(model_tmp))
+        train_supervised_in_child(train_file, model_tmp, wordNgrams=word_ngrams, epoch=epoch, lr=lr, dim=dim,
+                                  minCount=min_count, bucket=bucket, seed=seed, thread=threads, verbose=0)
         os.replace(model_tmp, out_dir / MODEL_FILE)
     params = {"word_ngrams": word_ngrams, "epoch": epoch, "lr": lr, "dim": dim, "min_count": min_count,
               "bucket": bucket, "chunk_words": chunk_words, "min_chunk_words": min_chunk_words, "balance": balance,
@@ -106,30 +100,8 @@ def train_fasttext(positive_texts: Iterable[str], negative_texts: Iterable[str],
     training = {"positive_documents": positive_docs, "negative_documents": negative_docs,
                 "positive_chunks": len(positive), "negative_chunks": len(negative),
                 "positive_examples": len(examples[POSITIVE]), "negative_examples": len(examples[NEGATIVE]),
-                "fingerprint": digest.hexdigest(), "attempts": attempts}
+                "fingerprint": digest.hexdigest()}
     return write_scorer_info(out_dir, KIND, MODEL_FILE, params, training | (training_extra or {}))
-
-
-NAN_ATTEMPTS = 3
-
-
-def _train_supervised(train_file: Path, **params):
-    """fastText's trainer, retried when it stops with "Encountered NaN".
-
-    fastText 0.9.2 occasionally diverges on the same file and parameters (seen here 1 run in ~10 at 200k
-    buckets, more at fewer buckets): a rerun with identical settings trains normally. The number of attempts
-    is recorded in scorer.json; after NAN_ATTEMPTS divergences the error is raised.
-    """
-    import fasttext
-
-    for attempt in range(1, NAN_ATTEMPTS + 1):
-        try:
-            return fasttext.train_supervised(input=str(train_file), **params), attempt
-        except RuntimeError as err:
-            if "NaN" not in str(err) or attempt == NAN_ATTEMPTS:
-                raise UserError(f"{train_file}: fastText training diverged ({err}) in {attempt} attempt(s); "
-                                f"try a lower lr or more buckets") from None
-    raise AssertionError("unreachable")
 
 
 class FastTextScorer(PipelineStep):
