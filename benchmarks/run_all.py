@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from machine import machine  # noqa: E402
 
 
 def last_json_line(stdout: str) -> dict | None:
@@ -37,7 +39,7 @@ def main() -> int:
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.only:
         scripts = [s for s in scripts if s.stem in args.only]
-    results = []
+    results, load_at_start = [], os.getloadavg()
     for script in scripts:
         print(f"== {script.stem}", flush=True)
         started = time.time()
@@ -49,7 +51,9 @@ def main() -> int:
             record["stderr_tail"] = proc.stderr[-1000:]
             print(f"   failed with exit status {proc.returncode}", flush=True)
         results.append(record)
-    header = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
+    # the load average says how much else shared the CPU: absolute rates under load are lower, ratios hold better
+    header = {"machine": machine(), "load_average_1_5_15_at_start": load_at_start,
+              "load_average_1_5_15_at_end": os.getloadavg(),
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in [header, *results]))
