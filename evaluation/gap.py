@@ -54,6 +54,12 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _say(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line)  # above the training progress bar, not through it
+
+
 def read_points(path: Path) -> list[dict]:
     if not path.is_file():
         raise UserError(f"{path}: no stability-gap points (was the run trained with the monitor?)")
@@ -112,6 +118,10 @@ class StabilityGapMonitor(Callback):
             # two scheduled points passed within one optimizer step: the model is the same, measure once
             return {f"gap/{k}": v for k, v in self.points[-1].items() if k not in ("tokens", "step", "epoch")}
         started = time.perf_counter()
+        main = _is_main(state.accelerator)
+        if main:
+            _say(f"stability-gap monitor at {state.tokens_seen:,} tokens (step {state.step}): "
+                 f"{len(self.config.tasks)} task(s) x {self.config.limit or 'all'} items + perplexity")
         if self._reference is None:
             self.on_train_start(state)
         model = state.model
@@ -128,9 +138,12 @@ class StabilityGapMonitor(Callback):
         if self._reference_tokens:
             point["weight_update_reference_tokens"] = self._reference_tokens
         self.points.append(point)
-        if _is_main(state.accelerator):
+        if main:
             _atomic_write(Path(state.output_dir) / "gap" / "points.jsonl",
                           "".join(json.dumps(p) + "\n" for p in self.points))
+            shown = ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()
+                              if k.endswith("/acc_norm") or k.startswith("ppl/"))
+            _say(f"  {metrics['eval_seconds']:.0f} s: {shown}")
         return {f"gap/{k}": v for k, v in metrics.items()}
 
     def on_train_end(self, state: TrainState) -> None:
