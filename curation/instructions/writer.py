@@ -1,0 +1,116 @@
+"""Writing an instruction shard version: the shard format of docs/shard-format.md with loss masks.
+
+Token files and their `.ds.loss` masks are written by datatrove's `TokenizedFile(save_loss_metadata=True)`;
+the document table, epoch plans, fingerprint and atomic rename are the shards writer's. Beside the format's
+files the version holds `instructions/items.parquet` (one row per input record with its fate), listed in
+the manifest and covered by the fingerprint like every other file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from curation.shards.tokenizing import TargetTokenizer
+from curation.shards.writer import FORMAT_VERSION, _sums, fingerprint
+from stablecpt import __version__
+from stablecpt.errors import UserError
+from stablecpt.hashing import sha256_file
+
+from .render import Rendered
+from .select import Candidate, InstructEpoch
+
+CATEGORY = "instruction"
+
+
+def write_tokens(folder: Path, runs: list[Rendered], tokenizer: TargetTokenizer,
+                 max_tokens_per_file: int) -> tuple[list[str], np.ndarray]:
+    from datatrove.pipeline.tokens.tokenizer import TokenizedFile
+
+    folder.mkdir(parents=True)
+    shards: list[str] = []
+    offsets = np.zeros(len(runs), dtype=np.int64)
+    current, n_files = None, 0
+    for i, run in enumerate(runs):
+        if current is None or (len(current) and len(current) + len(run.tokens) > max_tokens_per_file):
+            if current is not None:
+                current.close()
+            current = TokenizedFile(str(folder), f"{n_files:05d}.ds", save_index=True, save_loss_metadata=True,
+                                    tokenizer_name_or_path=tokenizer.name, save_final_metadata=True,
+                                    token_size=tokenizer.dtype.itemsize)
+            n_files += 1
+        offsets[i] = len(current)
+        current.write_bytes(run.tokens.astype(tokenizer.dtype).tobytes())
+        current.write_loss_bytes(run.mask.astype(np.uint8).tobytes())
+        shards.append(f"tokens/{n_files - 1:05d}.ds")
+    if current is not None:
+        current.close()
+    return shards, offsets
+
+
+def write_instruction_version(target: Path, tmp: Path, tokenizer: TargetTokenizer, candidates: list[Candidate],
+                              runs: dict[int, Rendered], plans: list[InstructEpoch], items: pl.DataFrame,
+                              config: dict, summary: dict, max_tokens_per_file: int) -> dict:
+    used = sorted({row for plan in plans for row, _ in plan.order}, key=lambda r: candidates[r].id)
+    shards, offsets = write_tokens(tmp / "tokens", [runs[r] for r in used], tokenizer, max_tokens_per_file)
+    lengths = np.array([len(runs[r].tokens) for r in used], dtype=np.int64)
+    docs = pl.DataFrame({
+        "doc_index": np.arange(len(used), dtype=np.int64),
+        "id": [candidates[r].id for r in used], "source": [candidates[r].source for r in used],
+        "domain": [candidates[r].domain for r in used], "category": [CATEGORY] * len(used),
+        "kenlm_perplexity": pl.Series([None] * len(used), dtype=pl.Float64),
+        "fasttext_score": pl.Series([None] * len(used), dtype=pl.Float64),
+        "quality_score": [candidates[r].score for r in used],
+        "shard": shards, "token_offset": offsets, "token_length": lengths,
+        "loss_tokens": np.array([int(runs[r].mask.sum()) for r in used], dtype=np.int64),
+    }, schema_overrides={"domain": pl.String, "source": pl.String, "id": pl.String, "shard": pl.String})
+    docs.write_parquet(tmp / "documents.parquet")
+    (tmp / "instructions").mkdir()
+    items.write_parquet(tmp / "instructions" / "items.parquet")
+    doc_index = {row: i for i, row in enumerate(used)}
+    (tmp / "epochs").mkdir()
+    epochs, by_epoch_source, by_epoch_category = [], {}, {}
+    for plan in plans:
+        rel = f"epochs/epoch_{plan.epoch:04d}.parquet"
+        index = np.array([doc_index[row] for row, _ in plan.order], dtype=np.int64)
+        pl.DataFrame({"position": np.arange(len(index), dtype=np.int64), "doc_index": index,
+                      "part": pl.Series([part for _, part in plan.order], dtype=pl.String)}).write_parquet(tmp / rel)
+        consumed = docs[index].select("source", "category", "token_length")
+        by_epoch_source[str(plan.epoch)] = _sums(consumed, "source")
+        by_epoch_category[str(plan.epoch)] = _sums(consumed, "category")
+        epochs.append({"epoch": plan.epoch, "file": rel, "documents": len(index),
+                       "tokens": int(lengths[index].sum()), "loss_tokens": int(docs["loss_tokens"].to_numpy()[index].sum()),
+                       "parts": plan.parts})
+    files = {}
+    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        rel = path.relative_to(tmp).as_posix()
+        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "name": target.parent.name, "version": int(target.name[1:]),
+        "fingerprint": fingerprint(files),
+        "files": files,
+        "tokenizer": tokenizer.describe(),
+        "token_dtype": tokenizer.dtype.name,
+        "has_loss_mask": True,
+        "epochs": epochs,
+        "tokens": {"total_unique": int(lengths.sum()), "loss_unique": int(docs["loss_tokens"].sum()),
+                   "by_source": _sums(docs, "source"), "by_category": _sums(docs, "category"),
+                   "by_epoch_source": by_epoch_source, "by_epoch_category": by_epoch_category},
+        "selection": summary["selection"],
+        "instruct": {k: v for k, v in summary.items() if k != "selection"},
+        "config": config,
+        "lineage": {"curation_run": None, "inputs": summary.get("inputs", {})},
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "stablecpt_version": __version__,
+    }
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    if target.exists():
+        raise UserError(f"{target}: version appeared while building; refusing to write over it")
+    os.rename(tmp, target)
+    return manifest
