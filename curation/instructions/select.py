@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from curation.shards.plan import hash_order
+from stablecpt.errors import UserError
 
 from .config import InstructConfig
 
@@ -49,6 +50,9 @@ def select_subset(cfg: InstructConfig, candidates: list[Candidate]) -> Selection
             by_source.setdefault(c.source, []).append(i)
         else:
             general.append(i)
+    if not by_source:
+        raise UserError(f"no '{cfg.selection.domain}' record is left to select from after dedup, decontamination "
+                        "and the max_length cut (the lines above count each step's drops)")
     subset: list[int] = []
     per_source = {}
     for source, rows in sorted(by_source.items()):

@@ -75,6 +75,7 @@ def write_instruction_version(target: Path, tmp: Path, tokenizer: TargetTokenize
     doc_index = {row: i for i, row in enumerate(used)}
     (tmp / "epochs").mkdir()
     epochs, by_epoch_source, by_epoch_category = [], {}, {}
+    loss_tokens = docs["loss_tokens"].to_numpy()
     for plan in plans:
         rel = f"epochs/epoch_{plan.epoch:04d}.parquet"
         index = np.array([doc_index[row] for row, _ in plan.order], dtype=np.int64)
@@ -84,7 +85,7 @@ def write_instruction_version(target: Path, tmp: Path, tokenizer: TargetTokenize
         by_epoch_source[str(plan.epoch)] = _sums(consumed, "source")
         by_epoch_category[str(plan.epoch)] = _sums(consumed, "category")
         epochs.append({"epoch": plan.epoch, "file": rel, "documents": len(index),
-                       "tokens": int(lengths[index].sum()), "loss_tokens": int(docs["loss_tokens"].to_numpy()[index].sum()),
+                       "tokens": int(lengths[index].sum()), "loss_tokens": int(loss_tokens[index].sum()),
                        "parts": plan.parts})
     files = {}
     for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
