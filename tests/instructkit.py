@@ -6,6 +6,8 @@ import json
 import random
 from pathlib import Path
 
+from training.callbacks import Callback
+
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
           "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
@@ -39,3 +41,16 @@ def build_config(tmp: Path, model_dir: Path, sources: list[dict], **overrides) -
     cfg = {"name": "ins", "output_root": str(tmp / "versions"), "tokenizer": str(model_dir), "chat_template": CHATML,
            "sources": sources, "decontamination": {"enabled": False}, "max_length": 256, "epochs": 2}
     return cfg | overrides
+
+
+class FailAt(Callback):
+    """A training callback that raises once training passes `tokens` (an interrupted run, in-process)."""
+
+    def __init__(self, tokens: int):
+        self.tokens = tokens
+
+    def eval_points(self, total_tokens: int) -> list[int]:
+        return [self.tokens]
+
+    def on_eval_point(self, state) -> None:
+        raise RuntimeError(f"interrupted at {state.tokens_seen} tokens")
