@@ -74,6 +74,7 @@ def test_bad_records_are_set_aside_with_file_line_and_reason(tmp_path):
         json.dumps(chat("q1 again", "a1 again", "r1")),
         json.dumps({"prompt": "Dose of X?", "response": "10 mg.", "system": "Be brief."}),
         "[1, 2]",
+        json.dumps({"id": "sg", "conversations": [{"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Hello."}]}),
     ])
     got = list(read_source(InstructionSource(name="s", uri=str(path), domain="medical")))
     bad = {b.id: (b.reason, b.detail) for b in got if isinstance(b, BadRecord)}
@@ -85,9 +86,10 @@ def test_bad_records_are_set_aside_with_file_line_and_reason(tmp_path):
         "s/r5": ("bad_record:empty_content", f"{path}:6: empty_content"),
         "s/r1": ("bad_record:duplicate_id", f"{path}:7: duplicate_id"),
         "s/a.jsonl:9": ("bad_record:not_an_object", f"{path}:9: not_an_object"),
-    } or bad
+    }
     good = [r for r in got if isinstance(r, InstructionRecord)]
-    assert [r.id for r in good] == ["s/r1", "s/a.jsonl:8"]
+    assert [r.id for r in good] == ["s/r1", "s/a.jsonl:8", "s/sg"]
+    assert good[2].messages == [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]
     assert good[1].messages == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Dose of X?"},
                                 {"role": "assistant", "content": "10 mg."}]
 

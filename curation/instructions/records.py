@@ -1,7 +1,8 @@
 """Reading instruction sources into one normalized record: {id, source, domain, messages, source_ids}.
 
-Accepted shapes (per record): `messages` = [{role, content}, ...] with roles system/user/assistant, or
-`prompt` + `response` (+ optional `system`). A record that is neither, or malformed, is set aside with a
+Accepted shapes (per record): `messages` = [{role, content}, ...] with roles system/user/assistant,
+ShareGPT's `conversations` = [{from: system|human|gpt, value}, ...], or `prompt` + `response` (+ optional
+`system`). A record that is neither, or malformed, is set aside with a
 `bad_record:<why>` reason and its file and line (or row); nothing is dropped silently.
 """
 
@@ -18,6 +19,7 @@ from stablecpt.errors import UserError
 from .config import InstructionSource
 
 ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"system": "system", "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
 
 
 @dataclass
@@ -56,6 +58,12 @@ def normalize(raw: object, source: InstructionSource, fallback_id: str) -> Instr
         messages = raw["messages"]
         if not isinstance(messages, list) or not messages:
             return "bad_messages"
+    elif raw.get("conversations") is not None:  # ShareGPT: [{from: system|human|gpt, value}] (e.g. Airoboros)
+        turns = raw["conversations"]
+        if not isinstance(turns, list) or not turns or not all(isinstance(t, dict) for t in turns):
+            return "bad_messages"
+        messages = [{"role": SHAREGPT_ROLES.get(t.get("from"), t.get("from")), "content": t.get("value")}
+                    for t in turns]
     elif raw.get("prompt") is not None or raw.get("response") is not None:
         messages = ([{"role": "system", "content": raw["system"]}] if raw.get("system") is not None else [])
         messages += [{"role": "user", "content": raw.get("prompt")},
