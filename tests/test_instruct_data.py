@@ -74,7 +74,8 @@ def test_bad_records_are_set_aside_with_file_line_and_reason(tmp_path):
         json.dumps(chat("q1 again", "a1 again", "r1")),
         json.dumps({"prompt": "Dose of X?", "response": "10 mg.", "system": "Be brief."}),
         "[1, 2]",
-        json.dumps({"id": "sg", "conversations": [{"from": "human", "value": "Hi?"}, {"from": "gpt", "value": "Hello."}]}),
+        json.dumps({"id": "sg", "conversations": [{"from": "human", "value": "Hi?"},
+                                                  {"from": "gpt", "value": "Hello."}]}),
     ])
     got = list(read_source(InstructionSource(name="s", uri=str(path), domain="medical")))
     bad = {b.id: (b.reason, b.detail) for b in got if isinstance(b, BadRecord)}
@@ -201,3 +202,16 @@ def test_padded_layout_gives_every_record_exactly_max_length_tokens(tmp_path, ti
     counts = manifest["instruct"]["counts"]["med"]
     assert counts["dropped"] == {"too_long": int((lengths > cut).sum())}
     assert counts["kept"] == int((lengths <= cut).sum())
+
+
+def test_the_llm_scorer_slot_rates_exchanges_between_1_and_6(tiny_model_dir):
+    from curation.instructions.quality import build_scorer, score_all
+
+    scorer = build_scorer("curation.instructions.quality:ChatRatingScorer",
+                          {"model": str(tiny_model_dir), "chat_template": CHATML, "batch_size": 2})
+    records = [_record(f"s/{i}", "s", f"Question {i}: what is the femur?", reply)
+               for i, reply in enumerate(["The thigh bone.", "A long bone of the upper leg, the body's longest.",
+                                          "bone bone bone"])]
+    scores = score_all(scorer, records)
+    assert len(scores) == 3 and all(1 <= s <= 6 for s in scores) and len(set(scores)) == 3
+    assert score_all(scorer, records[1:2]) == pytest.approx(scores[1:2], abs=1e-6)  # batching does not change it

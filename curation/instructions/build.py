@@ -145,14 +145,15 @@ def build_instruction_version(cfg: InstructConfig, version: int | None = None, l
 ITEM_SCHEMA = {"id": pl.String, "source": pl.String, "domain": pl.String, "kept": pl.Boolean,
                "drop_reason": pl.String, "detail": pl.String, "dedup_cluster": pl.String,
                "contamination_ngrams": pl.Int64, "tokens": pl.Int64, "loss_tokens": pl.Int64,
-               "quality_score": pl.Float64, "selected": pl.Boolean, "text": pl.String}
+               "quality_score": pl.Float64, "selected": pl.Boolean, "source_ids": pl.List(pl.String), "text": pl.String}
 
 
 def _row(item: InstructionRecord | BadRecord) -> dict:
     row = dict.fromkeys(ITEM_SCHEMA) | {"id": item.id, "source": item.source, "selected": False}
     if isinstance(item, BadRecord):
         return row | {"drop_reason": item.reason, "detail": item.detail, "text": item.text}
-    return row | {"domain": item.domain, "text": json.dumps(item.messages, ensure_ascii=False)}
+    return row | {"domain": item.domain, "source_ids": item.source_ids,
+                  "text": json.dumps(item.messages, ensure_ascii=False)}
 
 
 def _reasons(pairs) -> str:
