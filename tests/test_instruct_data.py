@@ -85,7 +85,7 @@ def test_bad_records_are_set_aside_with_file_line_and_reason(tmp_path):
         "s/r3": ("bad_record:unknown_role", f"{path}:4: unknown_role"),
         "s/r4": ("bad_record:no_assistant_turn", f"{path}:5: no_assistant_turn"),
         "s/r5": ("bad_record:empty_content", f"{path}:6: empty_content"),
-        "s/r1": ("bad_record:duplicate_id", f"{path}:7: duplicate_id"),
+        "s/a.jsonl:7": ("bad_record:duplicate_id", f"{path}:7: duplicate_id"),
         "s/a.jsonl:9": ("bad_record:not_an_object", f"{path}:9: not_an_object"),
     }
     good = [r for r in got if isinstance(r, InstructionRecord)]
@@ -151,7 +151,7 @@ def test_decontamination_rules_and_what_survives(tmp_path):
 
 
 def test_build_writes_a_loss_masked_version_that_verifies_and_training_opens(tmp_path, tiny_model_dir):
-    medical = write_jsonl(tmp_path / "med.jsonl", medical_records(40) + ["{broken"])
+    medical = write_jsonl(tmp_path / "med.jsonl", medical_records(40) + ["{broken", medical_records(1)[0]])
     general = write_jsonl(tmp_path / "gen.jsonl", medical_records(30, prefix="g", seed=1))
     sources = [{"name": "med", "uri": str(medical), "domain": "medical"},
                {"name": "gen", "uri": str(general), "domain": "general"}]
@@ -161,10 +161,10 @@ def test_build_writes_a_loss_masked_version_that_verifies_and_training_opens(tmp
     assert verify_version(path)["epochs"] == 3 and manifest["has_loss_mask"]
     version = open_version(path)
     items = pl.read_parquet(path / "instructions" / "items.parquet")
-    assert items.height == 71 and items.filter(pl.col("drop_reason") == "bad_record:invalid_json").height == 1
+    assert items.height == 72 and items.filter(pl.col("drop_reason") == "bad_record:invalid_json").height == 1
     counts = manifest["instruct"]["counts"]
-    assert counts["med"] == {"input": 41, "kept": 40, "selected": counts["med"]["selected"],
-                             "dropped": {"bad_record:invalid_json": 1}}
+    assert counts["med"] == {"input": 42, "kept": 40, "selected": counts["med"]["selected"],
+                             "dropped": {"bad_record:duplicate_id": 1, "bad_record:invalid_json": 1}}
     # top half of the medical tokens by quality score: the selected records all score above the others
     med = items.filter((pl.col("source") == "med") & pl.col("kept"))
     chosen, rest = med.filter(pl.col("selected")), med.filter(~pl.col("selected"))

@@ -86,25 +86,26 @@ def normalize(raw: object, source: InstructionSource, fallback_id: str) -> Instr
 
 
 def read_source(source: InstructionSource) -> Iterator[InstructionRecord | BadRecord]:
-    """Every record of a source, normalized or set aside, in file order; ids repeated within the source are bad."""
-    seen: set[str] = set()
+    """Every record of a source, normalized or set aside, in file order. An id seen before in the source (good or
+    bad) makes the record bad (`duplicate_id`), under its place-based id `<source>/<file>:<line>`."""
+    emitted: set[str] = set()
     count = 0
     for raw, where, fallback_id, raw_text in _raw_records(source):
         if source.limit is not None and count >= source.limit:
             return
         count += 1
         result = raw_text[1] if raw_text else normalize(raw, source, fallback_id)
-        if isinstance(result, InstructionRecord) and result.id in seen:
-            result = "duplicate_id"
+        record_id = result.id if isinstance(result, InstructionRecord) else f"{source.name}/{fallback_id}"
+        if isinstance(raw, dict) and raw.get("id") not in (None, ""):
+            record_id = f"{source.name}/{raw['id']}"
+        if record_id in emitted:
+            result, record_id = "duplicate_id", f"{source.name}/{fallback_id}"
+        emitted.add(record_id)
         if isinstance(result, str):
-            record_id = f"{source.name}/{fallback_id}"
-            if isinstance(raw, dict) and raw.get("id") not in (None, ""):
-                record_id = f"{source.name}/{raw['id']}"
             text = raw_text[0] if raw_text else json.dumps(raw, ensure_ascii=False, default=str)
             yield BadRecord(record_id, source.name, f"bad_record:{result}", f"{where or fallback_id}: {result}", text)
-            continue
-        seen.add(result.id)
-        yield result
+        else:
+            yield result
 
 
 def _raw_records(source: InstructionSource):
