@@ -215,3 +215,13 @@ def test_the_llm_scorer_slot_rates_exchanges_between_1_and_6(tiny_model_dir):
     scores = score_all(scorer, records)
     assert len(scores) == 3 and all(1 <= s <= 6 for s in scores) and len(set(scores)) == 3
     assert score_all(scorer, records[1:2]) == pytest.approx(scores[1:2], abs=1e-6)  # batching does not change it
+
+
+def test_hf_sources_read_a_local_dataset_folder(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", [chat("Q1?", "A1.", "x1"), chat("Q2?", "A2.", "x2")])
+    got = list(read_source(InstructionSource(name="h", uri=f"hf:{folder}", domain="medical")))
+    assert [r.id for r in got] == ["h/x1", "h/x2"] and all(isinstance(r, InstructionRecord) for r in got)
+    with pytest.raises(UserError, match="source 'missing'"):
+        list(read_source(InstructionSource(name="missing", uri=f"hf:{tmp_path / 'nope'}", domain="medical")))
