@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from curation.config import MinhashSettings
+from curation.sources.spec import _infer_format as infer_source_format
 from stablecpt.config import StrictModel
 from stablecpt.models import DEFAULT_MODEL
 
@@ -38,14 +39,11 @@ class InstructionSource(StrictModel):
 def _infer_format(uri: str) -> str:
     if uri.startswith("offline:"):
         return "offline"
-    if uri.startswith("hf:"):
-        return "hf"
-    lowered = uri.lower()
-    if ".parquet" in lowered:
-        return "parquet"
-    if ".jsonl" in lowered or ".json" in lowered:
-        return "jsonl"
-    raise ValueError(f"cannot tell the format of '{uri}'; set format: jsonl, parquet, hf or offline")
+    fmt = infer_source_format(uri)
+    if fmt == "embedded":
+        raise ValueError(f"'{uri}' is a document corpus, not instructions; the offline instruction sets are "
+                         + ", ".join(f"offline:{n}" for n in OFFLINE_SETS))
+    return fmt
 
 
 class InstructDedup(StrictModel):

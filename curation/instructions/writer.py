@@ -8,19 +8,13 @@ the manifest and covered by the fingerprint like every other file.
 
 from __future__ import annotations
 
-import json
-import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from curation.shards.tokenizing import TargetTokenizer
-from curation.shards.writer import FORMAT_VERSION, _sums, fingerprint
-from stablecpt import __version__
-from stablecpt.errors import UserError
-from stablecpt.hashing import sha256_file
+from curation.shards.writer import _sums, seal_version
 
 from .render import Rendered
 from .select import Candidate, InstructEpoch
@@ -87,31 +81,16 @@ def write_instruction_version(target: Path, tmp: Path, tokenizer: TargetTokenize
         epochs.append({"epoch": plan.epoch, "file": rel, "documents": len(index),
                        "tokens": int(lengths[index].sum()), "loss_tokens": int(loss_tokens[index].sum()),
                        "parts": plan.parts})
-    files = {}
-    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-        rel = path.relative_to(tmp).as_posix()
-        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "name": target.parent.name, "version": int(target.name[1:]),
-        "fingerprint": fingerprint(files),
-        "files": files,
+    return seal_version(target, tmp, {
         "tokenizer": tokenizer.describe(),
         "token_dtype": tokenizer.dtype.name,
         "has_loss_mask": True,
         "epochs": epochs,
-        "tokens": {"total_unique": int(lengths.sum()), "loss_unique": int(docs["loss_tokens"].sum()),
+        "tokens": {"total_unique": int(lengths.sum()), "loss_unique": int(loss_tokens.sum()),
                    "by_source": _sums(docs, "source"), "by_category": _sums(docs, "category"),
                    "by_epoch_source": by_epoch_source, "by_epoch_category": by_epoch_category},
         "selection": summary["selection"],
         "instruct": {k: v for k, v in summary.items() if k != "selection"},
         "config": config,
-        "lineage": {"curation_run": None, "inputs": summary.get("inputs", {})},
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "stablecpt_version": __version__,
-    }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    if target.exists():
-        raise UserError(f"{target}: version appeared while building; refusing to write over it")
-    os.rename(tmp, target)
-    return manifest
+        "lineage": {"curation_run": None, "curation_fingerprint": None},
+    })

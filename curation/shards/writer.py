@@ -112,15 +112,7 @@ def write_version(target: Path, tmp: Path, run: CurationRun, store: TokenStore, 
         epochs.append({"epoch": plan.epoch, "file": rel, "documents": len(index),
                        "tokens": int(docs["token_length"].to_numpy()[index].sum()),
                        "parts": {p.name: p.summary() for p in plan.parts}})
-    files = {}
-    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-        rel = path.relative_to(tmp).as_posix()
-        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "name": target.parent.name, "version": int(target.name[1:]),
-        "fingerprint": fingerprint(files),
-        "files": files,
+    return seal_version(target, tmp, {
         "tokenizer": tokenizer.describe(),
         "token_dtype": tokenizer.dtype.name,
         "has_loss_mask": False,
@@ -133,9 +125,19 @@ def write_version(target: Path, tmp: Path, run: CurationRun, store: TokenStore, 
         "lineage": {"curation_run": str(run.path), "curation_run_resolved": str(run.path.resolve()),
                     "curation_fingerprint": run.manifest.get("fingerprint"),
                     "inputs": run.manifest.get("inputs", {}), "scorers": run.manifest.get("scorers", {})},
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "stablecpt_version": __version__,
-    }
+    })
+
+
+def seal_version(target: Path, tmp: Path, fields: dict) -> dict:
+    """Hash every file in `tmp`, write manifest.json last (format_version, name, version, fingerprint, files, then
+    `fields`, created_at, stablecpt_version) and rename `tmp` to `target`. Returns the manifest."""
+    files = {}
+    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        rel = path.relative_to(tmp).as_posix()
+        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest = {"format_version": FORMAT_VERSION, "name": target.parent.name, "version": int(target.name[1:]),
+                "fingerprint": fingerprint(files), "files": files, **fields,
+                "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "stablecpt_version": __version__}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     if target.exists():
         raise UserError(f"{target}: version appeared while building; refusing to write over it")
