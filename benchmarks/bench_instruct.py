@@ -59,18 +59,22 @@ def datatrove_stages(recs, workdir: Path) -> tuple[float, int]:
     ordered = sorted(recs, key=lambda r: ({"hpo": 0, "icd": 1}[r.source], r.id))  # ours' keep order
     started = time.perf_counter()
     docs = (Document(text=r.text, id=r.id) for r in ordered)
-    for _ in MinhashDedupSignature(str(workdir / "sigs"), config=config).run(docs, rank=0, world_size=1):
-        pass
+    _drain(MinhashDedupSignature(str(workdir / "sigs"), config=config).run(docs, rank=0, world_size=1))
     for bucket in range(config.num_buckets):
-        for _ in MinhashDedupBuckets(str(workdir / "sigs"), str(workdir / "buckets"), config=config).run(
-                None, rank=bucket, world_size=config.num_buckets):
-            pass
-    for _ in MinhashDedupCluster(str(workdir / "buckets"), str(workdir / "clusters"), config=config).run(None):
-        pass
+        _drain(MinhashDedupBuckets(str(workdir / "sigs"), str(workdir / "buckets"), config=config).run(
+            None, rank=bucket, world_size=config.num_buckets))
+    _drain(MinhashDedupCluster(str(workdir / "buckets"), str(workdir / "clusters"), config=config).run(None))
     seconds = time.perf_counter() - started
     removed = workdir / "clusters" / "000000.remove"
     count = removed.stat().st_size // struct.calcsize("<I") if removed.is_file() else 0
     return seconds, count
+
+
+def _drain(result) -> None:
+    """A datatrove step's run() is a generator in some stages and a plain call in others."""
+    if result is not None:
+        for _ in result:
+            pass
 
 
 def main() -> None:
