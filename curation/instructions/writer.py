@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 
 from curation.shards.tokenizing import TargetTokenizer
-from curation.shards.writer import _sums, seal_version
+from curation.shards.writer import _sums, seal_version, write_token_runs
 
 from .render import Rendered
 from .select import Candidate, InstructEpoch
@@ -22,36 +22,12 @@ from .select import Candidate, InstructEpoch
 CATEGORY = "instruction"
 
 
-def write_tokens(folder: Path, runs: list[Rendered], tokenizer: TargetTokenizer,
-                 max_tokens_per_file: int) -> tuple[list[str], np.ndarray]:
-    from datatrove.pipeline.tokens.tokenizer import TokenizedFile
-
-    folder.mkdir(parents=True)
-    shards: list[str] = []
-    offsets = np.zeros(len(runs), dtype=np.int64)
-    current, n_files = None, 0
-    for i, run in enumerate(runs):
-        if current is None or (len(current) and len(current) + len(run.tokens) > max_tokens_per_file):
-            if current is not None:
-                current.close()
-            current = TokenizedFile(str(folder), f"{n_files:05d}.ds", save_index=True, save_loss_metadata=True,
-                                    tokenizer_name_or_path=tokenizer.name, save_final_metadata=True,
-                                    token_size=tokenizer.dtype.itemsize)
-            n_files += 1
-        offsets[i] = len(current)
-        current.write_bytes(run.tokens.astype(tokenizer.dtype).tobytes())
-        current.write_loss_bytes(run.mask.astype(np.uint8).tobytes())
-        shards.append(f"tokens/{n_files - 1:05d}.ds")
-    if current is not None:
-        current.close()
-    return shards, offsets
-
-
 def write_instruction_version(target: Path, tmp: Path, tokenizer: TargetTokenizer, candidates: list[Candidate],
                               runs: dict[int, Rendered], plans: list[InstructEpoch], items: pl.DataFrame,
                               config: dict, summary: dict, max_tokens_per_file: int) -> dict:
     used = sorted({row for plan in plans for row, _ in plan.order}, key=lambda r: candidates[r].id)
-    shards, offsets = write_tokens(tmp / "tokens", [runs[r] for r in used], tokenizer, max_tokens_per_file)
+    shards, offsets = write_token_runs(tmp / "tokens", ((runs[r].tokens, runs[r].mask) for r in used), len(used),
+                                       tokenizer, max_tokens_per_file, loss_masks=True)
     lengths = np.array([len(runs[r].tokens) for r in used], dtype=np.int64)
     docs = pl.DataFrame({
         "doc_index": np.arange(len(used), dtype=np.int64),
