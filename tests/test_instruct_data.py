@@ -182,6 +182,22 @@ def test_build_writes_a_loss_masked_version_that_verifies_and_training_opens(tmp
     assert (mask[ends - 1] == 0).all() and 0 < mask.mean() < 1
 
 
+def test_the_cli_builds_and_shows_an_instruction_version(tmp_path, tiny_model_dir, capsys):
+    import yaml
+
+    from stablecpt.cli import main
+
+    medical = write_jsonl(tmp_path / "med.jsonl", medical_records(10) + ["{broken"])
+    config = tmp_path / "instruct.yaml"
+    config.write_text(yaml.safe_dump(build_config(tmp_path, tiny_model_dir,
+                                                  [{"name": "med", "uri": str(medical), "domain": "medical"}])))
+    assert main(["instruct", "build", "--config", str(config)]) == 0
+    version = tmp_path / "versions" / "ins" / "v1"
+    assert main(["shards", "show", str(version)]) == 0 and main(["instruct", "show", str(version)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("med: 11 in, 10 kept") == 2 and "bad_record:invalid_json 1" in out and "in the loss" in out
+
+
 def test_padded_layout_gives_every_record_exactly_max_length_tokens(tmp_path, tiny_model_dir):
     medical = write_jsonl(tmp_path / "med.jsonl", medical_records(12))
     cfg = InstructConfig.model_validate(build_config(
