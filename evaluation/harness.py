@@ -123,9 +123,9 @@ class TaskCache:
         return self._managers[key]
 
     def _manager_for(self, name: str):
-        from evaluation.taskpack import PACK_TASKS, build_taskpack
+        from evaluation.taskpack import CHAT_TASKS, PACK_TASKS, build_taskpack
 
-        if name in PACK_TASKS:
+        if name in PACK_TASKS or name in CHAT_TASKS:
             return self._manager((str(build_taskpack()),))
         for path in self.include_paths:
             if next(path.rglob(f"{name}.yaml"), None) is not None:
@@ -175,8 +175,10 @@ def task_metrics(raw: dict, name: str, n_samples: dict | None) -> dict[str, Any]
     out: dict[str, Any] = {}
     for key, value in raw.items():
         metric, _, filt = key.partition(",")
-        if filt == "none" and isinstance(value, int | float) and not isinstance(value, bool):
-            out[metric] = float(value) if value == value else None  # NaN stderr (n=1) -> None
+        # log-likelihood metrics come unfiltered; a generative task's exact_match comes through its filter
+        wanted = filt == "none" or metric in ("exact_match", "exact_match_stderr")
+        if wanted and isinstance(value, int | float) and not isinstance(value, bool):
+            out.setdefault(metric, float(value) if value == value else None)  # NaN stderr (n=1) -> None
     if n_samples:
         out["n"] = int(n_samples.get("effective", n_samples.get("original", 0)))
     return out
@@ -189,11 +191,21 @@ def run_tasks(lm, tasks: dict[str, Any], limit: int | float | None = None) -> di
     """
     from lm_eval.evaluator import evaluate
 
-    if not tasks:
-        return {}
-    with quiet_lm_eval():
-        res = evaluate(lm, {"tasks": dict(tasks), "groups": {}, "group_map": {}}, limit=limit,
-                       log_samples=False, bootstrap_iters=1000)
-    if res is None:
-        return {}
-    return {name: task_metrics(res["results"][name], name, res.get("n-samples", {}).get(name)) for name in tasks}
+    generative = {n: t for n, t in tasks.items() if getattr(t, "OUTPUT_TYPE", None) == "generate_until"}
+    scored = {n: t for n, t in tasks.items() if n not in generative}
+    # generative tasks are chat tasks: prompts go through the model's chat template when it has one
+    chat = bool(getattr(getattr(lm, "tokenizer", None), "chat_template", None))
+    if generative and not chat:
+        print(f"generative tasks {', '.join(generative)}: the model has no chat template; plain prompts used",
+              file=sys.stderr, flush=True)
+    out: dict[str, dict[str, Any]] = {}
+    for group, apply_chat_template in ((scored, False), (generative, chat)):
+        if not group:
+            continue
+        with quiet_lm_eval():
+            res = evaluate(lm, {"tasks": dict(group), "groups": {}, "group_map": {}}, limit=limit,
+                           log_samples=False, bootstrap_iters=1000, apply_chat_template=apply_chat_template)
+        if res is None:
+            continue
+        out |= {name: task_metrics(res["results"][name], name, res.get("n-samples", {}).get(name)) for name in group}
+    return {name: out[name] for name in tasks if name in out}

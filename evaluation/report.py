@@ -102,8 +102,10 @@ def comparison_rows(results: list[dict], metric: str = "acc_norm") -> tuple[list
             row.append(text + ("*" if avg and not avg.get("complete", True) else ""))
         for t in tasks:
             task = r.get("tasks", {}).get(t, {})
-            value = task.get(metric, task.get("acc")) if task else None
-            stderr = task.get(f"{metric}_stderr", task.get("acc_stderr")) if task else None
+            # a generative (chat) task reports exact_match, its accuracy, in every metric's column
+            value = task.get(metric, task.get("acc", task.get("exact_match"))) if task else None
+            stderr = task.get(f"{metric}_stderr", task.get("acc_stderr", task.get("exact_match_stderr"))) \
+                if task else None
             row.append(_fmt(value, stderr) if task else ("n/a" if t in r.get("unavailable", {}) else "-"))
         row += [_fmt(r.get("perplexity", {}).get(p, {}).get("perplexity")) for p in ppl]
         rows.append(row)

@@ -60,7 +60,7 @@ def evaluate_model(model, tokenizer, config: EvalConfig, task_cache, report=prin
     from evaluation.harness import make_lm, run_tasks
     from evaluation.perplexity import measure
     from evaluation.suite import load_suite, macro_averages
-    from evaluation.taskpack import PACK_TASKS
+    from evaluation.taskpack import CHAT_TASKS, PACK_TASKS
 
     suites = [load_suite(s) for s in config.suites]
     names = list(dict.fromkeys(t for s in suites for t in s.tasks))
@@ -69,8 +69,8 @@ def evaluate_model(model, tokenizer, config: EvalConfig, task_cache, report=prin
     lm = make_lm(model, tokenizer, batch_size=config.batch_size)
     results = run_tasks(lm, tasks, limit=config.limit)
     for name, result in results.items():
-        if name in PACK_TASKS:
-            result["chance"] = PACK_TASKS[name].chance
+        if name in PACK_TASKS or name in CHAT_TASKS:
+            result["chance"] = PACK_TASKS[CHAT_TASKS.get(name, name)].chance
     body: dict = {
         "tasks": results,
         "suites": {s.name: macro_averages(s, {t: results[t] for t in s.tasks if t in results}) for s in suites},

@@ -3,8 +3,8 @@
 A suite's `groups` are macro averages over tasks (MMLU-Med-Avg = mean of 5 subsets); its `average`
 is the macro average over tasks and groups (the paper's "Avg" column). Averages are computed per
 metric; a task without acc_norm counts with its acc in the acc_norm average (boolq, copa, pubmedqa
-report acc only). An average over a set with missing members is marked incomplete, never silently
-shrunk.
+report acc only), and a generative task with its exact_match in both. An average over a set with
+missing members is marked incomplete, never silently shrunk.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def _metric(task_result: dict, metric: str) -> float | None:
     value = task_result.get(metric)
     if value is None and metric == "acc_norm":
         value = task_result.get("acc")
+    if value is None:  # a generative (chat) multiple-choice task: exact match of its answer letter is its accuracy
+        value = task_result.get("exact_match")
     return value
 
 

@@ -16,6 +16,7 @@ from stablecpt.errors import UserError
 def build_parser() -> argparse.ArgumentParser:
     from audit.cli import register as register_audit
     from curation.cli import register as register_curation
+    from curation.instructions.cli import register as register_instruct
     from curation.shards.cli import register as register_shards
     from evaluation.cli import register as register_evaluation
     from stablecpt.demo import register as register_demo
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     stages = parser.add_subparsers(dest="command", metavar="STAGE", required=True)
     register_curation(stages)
     register_shards(stages)
+    register_instruct(stages)
     register_training(stages)
     register_evaluation(stages)
     register_audit(stages)

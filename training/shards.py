@@ -169,6 +169,9 @@ def _check_token_files(version: ShardVersion, docs_path: Path) -> None:
             raise UserError(f"{file_path}: size is not a multiple of {version.token_dtype.itemsize} bytes")
         if version.has_loss_mask and not (version.path / f"{rel}.loss").is_file():
             raise UserError(f"{file_path}.loss: missing although manifest.json says has_loss_mask")
+        if version.has_loss_mask and (version.path / f"{rel}.loss").stat().st_size * version.token_dtype.itemsize \
+                != file_path.stat().st_size:
+            raise UserError(f"{file_path}.loss: not one byte per token of {rel}")
         in_file = version.doc_file == file_id
         ends = version.doc_offset[in_file] + version.doc_length[in_file]
         tokens = version.tokens(file_id)

@@ -84,6 +84,11 @@ def _show(args: argparse.Namespace) -> int:
     from curation.shards.verify import read_manifest
 
     m = read_manifest(Path(args.path))
+    if "instruct" in m:  # an instruction version (curation/instructions)
+        from curation.instructions.cli import describe
+
+        print("\n".join(describe(m)))
+        return 0
     cfg, sel, tok = m["config"], m["selection"], m["tokenizer"]
     recipe = "mixture" if cfg.get("mixture") else "replay" if cfg.get("replay") else "domain subset only"
     print(f"{m['name']} v{m['version']}  fingerprint {m['fingerprint']}")

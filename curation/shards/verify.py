@@ -65,6 +65,9 @@ def _check_structure(root: Path, manifest: dict) -> None:
             raise UserError(f"{ds}.metadata: says {meta[1]} tokens, the file holds {len(tokens)}")
         if not (tokens[ends - 1] == separator).all():
             raise UserError(f"{ds}: a document's token run does not end with the separator {separator}")
+        loss = Path(f"{ds}.loss")
+        if manifest.get("has_loss_mask") and (not loss.is_file() or loss.stat().st_size != len(tokens)):
+            raise UserError(f"{loss}: missing, or not one byte per token of {ds.name} (has_loss_mask is true)")
     if int(docs["token_length"].sum()) != manifest["tokens"]["total_unique"]:
         raise UserError(f"{root / 'manifest.json'}: tokens.total_unique disagrees with documents.parquet")
     lengths = docs["token_length"].to_numpy()

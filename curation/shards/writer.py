@@ -59,26 +59,40 @@ def fingerprint(files: dict[str, dict]) -> str:
 def write_tokens(folder: Path, rows: np.ndarray, store: TokenStore, tokenizer: TargetTokenizer,
                  max_tokens_per_file: int) -> tuple[list[str], np.ndarray]:
     """Copy each document's run from staging into tokens/NNNNN.ds; returns (shard, offset) per row."""
+
+    def runs():
+        for row in rows:
+            run = np.asarray(store.tokens(int(row)))
+            if int(row) in store.truncated:  # cut to fit a budget exactly: still ends with the separator
+                run = run.copy()
+                run[-1] = tokenizer.separator_id
+            yield run, None
+
+    return write_token_runs(folder, runs(), len(rows), tokenizer, max_tokens_per_file, loss_masks=False)
+
+
+def write_token_runs(folder: Path, runs, count: int, tokenizer: TargetTokenizer, max_tokens_per_file: int,
+                     loss_masks: bool) -> tuple[list[str], np.ndarray]:
+    """Write `count` (tokens, loss mask or None) runs in order into tokens/NNNNN.ds (+ .ds.loss with masks) with
+    datatrove's TokenizedFile, a document never spanning two files; returns (shard, offset) per run."""
     from datatrove.pipeline.tokens.tokenizer import TokenizedFile
 
     folder.mkdir(parents=True)
     shards: list[str] = []
-    offsets = np.zeros(len(rows), dtype=np.int64)
+    offsets = np.zeros(count, dtype=np.int64)
     current, n_files = None, 0
-    for i, row in enumerate(rows):
-        run = np.asarray(store.tokens(int(row)))
-        if int(row) in store.truncated:  # cut to fit a budget exactly: still ends with the separator
-            run = run.copy()
-            run[-1] = tokenizer.separator_id
+    for i, (run, mask) in enumerate(runs):
         if current is None or (len(current) and len(current) + len(run) > max_tokens_per_file):
             if current is not None:
                 current.close()
-            current = TokenizedFile(str(folder), f"{n_files:05d}.ds", save_index=True,
+            current = TokenizedFile(str(folder), f"{n_files:05d}.ds", save_index=True, save_loss_metadata=loss_masks,
                                     tokenizer_name_or_path=tokenizer.name, save_final_metadata=True,
                                     token_size=tokenizer.dtype.itemsize)
             n_files += 1
         offsets[i] = len(current)
         current.write_bytes(run.astype(tokenizer.dtype, copy=False).tobytes())
+        if loss_masks:
+            current.write_loss_bytes(mask.astype(np.uint8, copy=False).tobytes())
         shards.append(f"tokens/{n_files - 1:05d}.ds")
     if current is not None:
         current.close()
@@ -112,15 +126,7 @@ def write_version(target: Path, tmp: Path, run: CurationRun, store: TokenStore, 
         epochs.append({"epoch": plan.epoch, "file": rel, "documents": len(index),
                        "tokens": int(docs["token_length"].to_numpy()[index].sum()),
                        "parts": {p.name: p.summary() for p in plan.parts}})
-    files = {}
-    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-        rel = path.relative_to(tmp).as_posix()
-        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "name": target.parent.name, "version": int(target.name[1:]),
-        "fingerprint": fingerprint(files),
-        "files": files,
+    return seal_version(target, tmp, {
         "tokenizer": tokenizer.describe(),
         "token_dtype": tokenizer.dtype.name,
         "has_loss_mask": False,
@@ -133,9 +139,19 @@ def write_version(target: Path, tmp: Path, run: CurationRun, store: TokenStore, 
         "lineage": {"curation_run": str(run.path), "curation_run_resolved": str(run.path.resolve()),
                     "curation_fingerprint": run.manifest.get("fingerprint"),
                     "inputs": run.manifest.get("inputs", {}), "scorers": run.manifest.get("scorers", {})},
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "stablecpt_version": __version__,
-    }
+    })
+
+
+def seal_version(target: Path, tmp: Path, fields: dict) -> dict:
+    """Hash every file in `tmp`, write manifest.json last (format_version, name, version, fingerprint, files, then
+    `fields`, created_at, stablecpt_version) and rename `tmp` to `target`. Returns the manifest."""
+    files = {}
+    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+        rel = path.relative_to(tmp).as_posix()
+        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    manifest = {"format_version": FORMAT_VERSION, "name": target.parent.name, "version": int(target.name[1:]),
+                "fingerprint": fingerprint(files), "files": files, **fields,
+                "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "stablecpt_version": __version__}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     if target.exists():
         raise UserError(f"{target}: version appeared while building; refusing to write over it")

@@ -44,6 +44,11 @@ PACK_TASKS: dict[str, PackTask] = {t.name: t for t in [
 ]}
 
 
+# Generative (chat) versions of the medical tasks: the same items with lettered options, answered by generation
+# under the model's chat template, scored by exact match of the letter (tasks/_chat_template.yaml).
+CHAT_TASKS: dict[str, str] = {f"{name}_chat": name for name, task in PACK_TASKS.items() if task.domain == "medical"}
+
+
 @cache
 def _all_items() -> dict[str, tuple[Item, ...]]:
     from evaluation.taskpack.cloze import cloze_items
@@ -140,7 +145,8 @@ def build_taskpack(root: Path | None = None) -> Path:
         export_items(tmp)
         for template in TEMPLATES.glob("*.yaml"):
             text = template.read_text(encoding="utf-8")
-            (tmp / template.name).write_text(text.replace("@DATA@", str(target / f"{template.stem}.jsonl")),
+            items = CHAT_TASKS.get(template.stem, template.stem)  # a chat task reads its base task's items
+            (tmp / template.name).write_text(text.replace("@DATA@", str(target / f"{items}.jsonl")),
                                              encoding="utf-8")
         _write_heldout_texts(tmp / "heldout")
         sizes = {name: len(pack_items(name)) for name in PACK_TASKS}
