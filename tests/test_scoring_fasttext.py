@@ -87,7 +87,8 @@ def _pollute_heap(byte: int) -> None:
     import ctypes
 
     libc = ctypes.CDLL("libc.so.6")
-    libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
     libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve big blocks from the heap
     libc.mallopt(-1, 1 << 31)  # M_TRIM_THRESHOLD: keep freed memory in the heap
     size = 200_000_000
