@@ -3,6 +3,7 @@
 Usage: python benchmarks/run_all.py [--only NAME ...] [--out benchmarks/results.jsonl]
 Each benchmark prints one JSON line last (its figures and the machine); anything else it prints is
 shown but not collected. A benchmark that fails is recorded with its exit status, and the run goes on.
+The file holds one line per benchmark; `--only` reruns some and keeps the other benchmarks' lines.
 """
 
 from __future__ import annotations
@@ -39,27 +40,28 @@ def main() -> int:
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.only:
         scripts = [s for s in scripts if s.stem in args.only]
-    results, load_at_start = [], os.getloadavg()
+    results = {}
+    if args.only and args.out.is_file():
+        results = {r["benchmark"]: r for r in map(json.loads, args.out.read_text().splitlines()) if "benchmark" in r}
     for script in scripts:
         print(f"== {script.stem}", flush=True)
-        started = time.time()
+        started, load_before = time.time(), os.getloadavg()
         proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=HERE.parent)
         sys.stdout.write(proc.stdout[-2000:])
+        # the load average says how much else shared the CPU: rates under load are lower, ratios hold better
         record = {"benchmark": script.stem, "exit_status": proc.returncode,
-                  "wall_s": round(time.time() - started, 1), "result": last_json_line(proc.stdout)}
+                  "wall_s": round(time.time() - started, 1), "result": last_json_line(proc.stdout),
+                  "machine": machine(), "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
+                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if proc.returncode != 0:
             record["stderr_tail"] = proc.stderr[-1000:]
             print(f"   failed with exit status {proc.returncode}", flush=True)
-        results.append(record)
-    # the load average says how much else shared the CPU: absolute rates under load are lower, ratios hold better
-    header = {"machine": machine(), "load_average_1_5_15_at_start": load_at_start,
-              "load_average_1_5_15_at_end": os.getloadavg(),
-              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        results[script.stem] = record
     tmp = args.out.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in [header, *results]))
+    tmp.write_text("".join(json.dumps(results[name]) + "\n" for name in sorted(results)))
     tmp.replace(args.out)
     print(f"wrote {args.out}")
-    return 0 if all(r["exit_status"] == 0 for r in results) else 1
+    return 0 if all(results[s.stem]["exit_status"] == 0 for s in scripts) else 1
 
 
 if __name__ == "__main__":
