@@ -35,10 +35,11 @@ def _config(tmp_path: Path) -> dict:
     return {"curation_run": str(_curation_run(tmp_path / "curation")), "output_dir": str(tmp_path / "out"),
             "seq_len": 16, "micro_batch_size": 2, "log_every_steps": 1,
             "tokenizer": {"vocab_size": 300},
-            "model": {"hidden_size": 16, "intermediate_size": 32, "layers": 1, "heads": 2, "max_positions": 32},
+            "model": {"hidden_size": 16, "intermediate_size": 32, "layers": 1, "heads": 2, "max_positions": 1024},
             "pretrain": {"tokens": 64, "epochs": 1},
             "cpt": {"budget": 64, "seeds": [0, 1], "arms": ARMS},
-            "monitor": {"at_tokens": [0, 32, 64], "perplexity_tokens": 64}}
+            "monitor": {"at_tokens": [0, 32, 64], "perplexity_tokens": 64},
+            "final_eval": {"suites": ["offline_general"], "limit": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,11 @@ def test_every_run_trains_from_the_pretrained_base_under_the_monitor(reproduced)
     assert "held-out medical perplexity" in text and "| hq-mixture | mean |" in text
     assert (out / "results" / "overview.png").stat().st_size > 0
     assert (out / "results" / "ppl_medical.png").is_file()
+    evaluated = results["final_eval"]  # `stablecpt eval` of the base and all six final models, one file each
+    assert list(evaluated) == ["pretrain", "baseline-s0", "hq-s0", "hq-mixture-s0", "baseline-s1", "hq-s1",
+                               "hq-mixture-s1"]
+    assert all(r["tasks"]["general_next_sentence"]["n"] == 2 for r in evaluated.values())
+    assert "| hq-mixture-s1 |" in text
 
 
 def test_arms_get_the_shard_versions_their_strategy_names(reproduced):
@@ -93,7 +99,7 @@ def test_a_rerun_reuses_finished_stages(reproduced, capsys):
     started = {p.parent.name: json.loads(p.read_text())["started_at"] for p in (out / "runs").glob("*/run.json")}
     reproduce(cfg)
     printed = capsys.readouterr().out
-    assert "$ stablecpt" not in printed and printed.count("complete already: reused") == 2 + 2 * 7
+    assert "$ stablecpt" not in printed and printed.count("complete already: reused") == 2 + 2 * 7 + 1
     after = {p.parent.name: json.loads(p.read_text())["started_at"] for p in (out / "runs").glob("*/run.json")}
     assert after == started
 

@@ -64,6 +64,13 @@ class MonitorSpec(StrictModel):
     limit: int | None = Field(None, ge=1)
 
 
+class FinalEvalSpec(StrictModel):
+    """`stablecpt eval` of the base and every final model on offline-pack suites (the monitor runs perplexity)."""
+
+    suites: list[str] = ["offline_medical", "offline_general"]
+    limit: int | None = Field(200, ge=1)
+
+
 class CPTSpec(StrictModel):
     budget: TokenCount  # B: the medical-phase tokens every arm trains on
     seeds: list[int] = Field([0, 1], min_length=1)
@@ -90,6 +97,7 @@ class ReproConfig(StrictModel):
     pretrain: PretrainSpec
     cpt: CPTSpec
     monitor: MonitorSpec = MonitorSpec()
+    final_eval: FinalEvalSpec | None = FinalEvalSpec()
 
     @model_validator(mode="after")
     def _positions(self) -> ReproConfig:

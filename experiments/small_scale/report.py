@@ -16,7 +16,7 @@ from typing import Any
 from evaluation.analysis import analyse_series, lower_is_better
 from evaluation.gap import read_points
 from experiments.small_scale.config import ReproConfig
-from experiments.small_scale.stages import PRETRAIN, Layout, run_name
+from experiments.small_scale.stages import PRETRAIN, Layout, eval_label, run_name
 
 PPL_METRICS = ["ppl/medical", "ppl/general"]
 TITLES = {"ppl/medical": "held-out medical perplexity", "ppl/general": "held-out general perplexity"}
@@ -82,9 +82,46 @@ def collect(cfg: ReproConfig, layout: Layout) -> dict[str, Any]:
                                  "final_spread": max(finals) - min(finals)}
     pretrain = layout.run(PRETRAIN)
     timings_path = layout.root / "timings.json"
-    return {"config": cfg.model_dump(mode="json"), "machine": _machine(),
+    return {"config": cfg.model_dump(mode="json"), "machine": _machine(), "final_eval": final_eval(cfg, layout),
             "timings_seconds": json.loads(timings_path.read_text()) if timings_path.is_file() else {},
             "pretrain": {"run": str(pretrain), **_run_summary(pretrain)}, "runs": runs, "arms": arms}
+
+
+def final_eval(cfg: ReproConfig, layout: Layout) -> dict[str, Any]:
+    """acc_norm (stderr, n, chance) per offline-pack task of the base and each final model, from `stablecpt eval`."""
+    if cfg.final_eval is None:
+        return {}
+    names = [PRETRAIN] + [run_name(a, s) for s in cfg.cpt.seeds for a in cfg.cpt.arms]
+    out = {}
+    for name in names:
+        path = layout.eval / "results" / f"{eval_label(layout.run(name) / 'final')}.json"
+        result = json.loads(path.read_text())
+        out[name] = {"tasks": {t: {k: r.get(k) for k in ("acc", "acc_norm", "acc_norm_stderr", "n", "chance")}
+                               for t, r in result["tasks"].items()},
+                     "perplexity": {s: p["perplexity"] for s, p in result["perplexity"].items()}}
+    return out
+
+
+def final_eval_markdown(evaluated: dict[str, Any]) -> list[str]:
+    if not evaluated:
+        return []
+    tasks = sorted({t for r in evaluated.values() for t in r["tasks"]})
+    chance = {t: next(r["tasks"][t].get("chance") for r in evaluated.values() if t in r["tasks"]) for t in tasks}
+    lines = ["### Offline task pack on the base and final models (`stablecpt eval`, acc_norm ± stderr)", "",
+             "| model | " + " | ".join(f"{t} (n={_n(evaluated, t)}, chance {chance[t]})" for t in tasks) + " |",
+             "|---" * (len(tasks) + 1) + "|"]
+    for name, result in evaluated.items():
+        cells = []
+        for t in tasks:
+            r = result["tasks"].get(t)
+            cells.append("-" if not r or r["acc_norm"] is None else
+                         f"{r['acc_norm']:.3f} ± {r['acc_norm_stderr'] or 0:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _n(evaluated: dict[str, Any], task: str) -> int | None:
+    return next((r["tasks"][task].get("n") for r in evaluated.values() if task in r["tasks"]), None)
 
 
 def _run_summary(run: Path) -> dict[str, Any]:
@@ -218,5 +255,5 @@ def write_results(cfg: ReproConfig, layout: Layout) -> Path:
               f"from {len(results['runs'])} runs; machine: {results['machine']['cpu']}, "
               f"{results['machine']['cores']} cores, OMP_NUM_THREADS={results['machine']['omp_num_threads']}. "
               "Plots: `overview.png` and one PNG per metric.\n\n")
-    _write(table, header + markdown(results, metrics))
+    _write(table, header + markdown(results, metrics) + "\n".join(final_eval_markdown(results["final_eval"])))
     return table

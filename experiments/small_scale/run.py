@@ -21,6 +21,8 @@ from experiments.small_scale.stages import (
     PRETRAIN,
     Layout,
     arm_shards,
+    eval_config,
+    eval_label,
     pretrain_shards,
     run_name,
     train_config,
@@ -100,6 +102,13 @@ def reproduce(cfg: ReproConfig) -> Path:
             _build_and_train(cfg, layout, timings, name, arm_shards(cfg, layout, arm, seed),
                              train_config(cfg, layout, name, layout.base_model(), cfg.cpt.budget, cfg.cpt.optim,
                                           seed, monitor=True))
+    if cfg.final_eval is not None:
+        models = [layout.base_model()] + [layout.run(run_name(a, s)) / "final" for s in cfg.cpt.seeds
+                                          for a in cfg.cpt.arms]
+        eval_yaml = write_yaml(layout.configs / "eval.yaml", eval_config(cfg, layout, models))
+        done = (layout.eval / "comparison.json").is_file() and all(
+            (layout.eval / "results" / f"{eval_label(m)}.json").is_file() for m in models)
+        _step(timings, "eval", done, lambda: _stablecpt(["eval", "--config", str(eval_yaml)]))
     from experiments.small_scale.report import write_results
 
     started = time.time()

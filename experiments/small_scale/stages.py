@@ -30,6 +30,7 @@ class Layout:
         self.configs = self.root / "configs"
         self.shards = self.root / "shards"
         self.runs = self.root / "runs"
+        self.eval = self.root / "eval"
         self.results = Path(cfg.results_dir) if cfg.results_dir else self.root / "results"
 
     def version(self, name: str) -> Path:
@@ -80,10 +81,15 @@ def _optimizer(optim: OptimSpec) -> tuple[dict, dict]:
             {"warmup_ratio": optim.warmup_ratio, "min_lr_ratio": optim.min_lr_ratio, "cycles": 1})
 
 
+def perplexity_sources(cfg: ReproConfig) -> list[dict[str, Any]]:
+    """Medical: the curation run's held-out documents; general: the news/Wikipedia texts the task pack holds out."""
+    return [{"name": "medical", "path": str(cfg.curation_run), "kind": "curation_run", "domain": "medical"},
+            {"name": "general", "path": "taskpack:general"}]
+
+
 def monitor_callback(cfg: ReproConfig) -> dict[str, Any]:
     m = cfg.monitor
-    perplexity = [{"name": "medical", "path": str(cfg.curation_run), "kind": "curation_run", "domain": "medical"},
-                  {"name": "general", "path": "taskpack:general"}]
+    perplexity = perplexity_sources(cfg)
     kwargs = {"tasks": list(m.tasks), "limit": m.limit, "perplexity": perplexity, "perplexity_context": cfg.seq_len,
               "perplexity_tokens": m.perplexity_tokens, "points": m.points, "first_tokens": m.first_tokens,
               "at_tokens": m.at_tokens, "top_k": 1, "batch_size": 32, "plots": False}
@@ -100,6 +106,19 @@ def train_config(cfg: ReproConfig, layout: Layout, name: str, model: Path, token
             "checkpoint": {"every_tokens": max(1, steps // 2) * cfg.seq_len * cfg.micro_batch_size, "keep_last": 1},
             "metrics": {"log_every_steps": cfg.log_every_steps, "progress_bar": False},
             "callbacks": [monitor_callback(cfg)] if monitor else []}
+
+
+def eval_config(cfg: ReproConfig, layout: Layout, models: list[Path]) -> dict[str, Any]:
+    spec = cfg.final_eval
+    return {"output_dir": str(layout.eval), "models": [str(m) for m in models], "suites": list(spec.suites),
+            "limit": spec.limit, "batch_size": 32,
+            "perplexity": {"context": cfg.seq_len, "max_tokens": cfg.monitor.perplexity_tokens,
+                           "sources": perplexity_sources(cfg)}}
+
+
+def eval_label(model: Path) -> str:
+    """The results file `stablecpt eval` writes for a run's final/ (evaluation.run labels it <run>/final)."""
+    return f"{model.parent.name}__{model.name}"
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:
