@@ -19,6 +19,7 @@ from experiments.small_scale.config import ReproConfig
 from experiments.small_scale.stages import PRETRAIN, Layout, eval_label, run_name
 
 PPL_METRICS = ["ppl/medical", "ppl/general"]
+RATIO = "weight_update/ratio"  # relative update of the bottom block over the top block (evaluation/weights.py)
 TITLES = {"ppl/medical": "held-out medical perplexity", "ppl/general": "held-out general perplexity"}
 
 
@@ -57,21 +58,29 @@ def train_losses(run: Path) -> list[tuple[int, float]]:
 
 def collect(cfg: ReproConfig, layout: Layout) -> dict[str, Any]:
     metrics = metric_names(cfg)
-    runs, arms = {}, {}
+    from experiments.small_scale.run import train_done
+
+    runs, arms, missing = {}, {}, []
     for arm in cfg.cpt.arms:
         per_metric: dict[str, list] = {m: [] for m in metrics}
         for seed in cfg.cpt.seeds:
             name = run_name(arm, seed)
             run = layout.run(name)
+            if not train_done(run):
+                missing.append(name)
+                continue
             points = read_points(run / "gap" / "points.jsonl")
             record = json.loads((run / "run.json").read_text())
             runs[name] = {"arm": arm.name, "seed": seed, "shards_fingerprint": record["manifest_fingerprint"],
                           "eval_seconds": round(sum(p.get("eval_seconds", 0.0) for p in points), 1),
+                          "weight_update_ratio": series(points, RATIO),
                           "metrics": {m: {"series": series(points, m), **analyse(series(points, m), m)}
                                       for m in metrics if series(points, m)}}
             for m in metrics:
                 if series(points, m):
                     per_metric[m].append(series(points, m))
+        if not any(per_metric.values()):
+            continue
         arms[arm.name] = {}
         for m, seeds in per_metric.items():
             if not seeds:
@@ -82,7 +91,8 @@ def collect(cfg: ReproConfig, layout: Layout) -> dict[str, Any]:
                                  "final_spread": max(finals) - min(finals)}
     pretrain = layout.run(PRETRAIN)
     timings_path = layout.root / "timings.json"
-    return {"config": cfg.model_dump(mode="json"), "machine": _machine(), "final_eval": final_eval(cfg, layout),
+    return {"config": cfg.model_dump(mode="json"), "machine": _machine(), "missing_runs": missing,
+            "final_eval": final_eval(cfg, layout),
             "timings_seconds": json.loads(timings_path.read_text()) if timings_path.is_file() else {},
             "pretrain": {"run": str(pretrain), **_run_summary(pretrain)}, "runs": runs, "arms": arms}
 
@@ -95,6 +105,8 @@ def final_eval(cfg: ReproConfig, layout: Layout) -> dict[str, Any]:
     out = {}
     for name in names:
         path = layout.eval / "results" / f"{eval_label(layout.run(name) / 'final')}.json"
+        if not path.is_file():  # a run not finished (reported under missing_runs)
+            continue
         result = json.loads(path.read_text())
         out[name] = {"tasks": {t: {k: r.get(k) for k in ("acc", "acc_norm", "acc_norm_stderr", "n", "chance")}
                                for t, r in result["tasks"].items()},
@@ -137,6 +149,14 @@ def _machine() -> dict[str, Any]:
     return {**machine(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
 
 
+def _gap(a: dict[str, Any], metric: str) -> str:
+    """The worst point below start: its value, the change from start, where."""
+    if not a["drop"]:
+        return "none"
+    change = f"{a['drop'] / a['start'] * 100:+.1f}%" if lower_is_better(metric) else f"{-a['drop']:+.3f}"
+    return f"{_fmt(a['trough'], metric)} ({change}, {_ktok(a['drop_tokens'])})"
+
+
 def _fmt(value: float | None, metric: str) -> str:
     if value is None:
         return "-"
@@ -153,11 +173,12 @@ def markdown(results: dict[str, Any], metrics: list[str]) -> str:
     for m in metrics:
         worse = "rise" if lower_is_better(m) else "fall"
         lines += [f"### {TITLES.get(m, m)} (`{m}`)", "",
-                  f"| arm | seed | start | largest {worse} above start (at) | best (at) | final | final vs start | "
+                  f"| arm | seed | start | worst point: largest {worse} from start (at) | best (at) | final | "
+                  "final vs start | "
                   "recovered to start at | final spread between seeds |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for arm, by_metric in results["arms"].items():
-            rows = [(str(s), results["runs"][f"{arm}-s{s}"]["metrics"].get(m)) for s in seeds]
+            rows = [(str(s), results["runs"].get(f"{arm}-s{s}", {}).get("metrics", {}).get(m)) for s in seeds]
             rows.append(("mean", by_metric.get(m)))
             for label, a in rows:
                 if not a:
@@ -165,13 +186,14 @@ def markdown(results: dict[str, Any], metrics: list[str]) -> str:
                 change = (a["final"] - a["start"]) / a["start"] * 100 if lower_is_better(m) and a["start"] \
                     else a["final"] - a["start"]
                 change_text = f"{change:+.1f}%" if lower_is_better(m) else f"{change:+.3f}"
-                gap = f"{a['drop']:.3g} ({_ktok(a['drop_tokens'])})" if a["drop"] else "none"
+                gap = _gap(a, m)
                 spread = _fmt(a["final_spread"], m) if label == "mean" else ""
                 lines.append(f"| {arm} | {label} | {_fmt(a['start'], m)} | {gap} | {_fmt(a['best'], m)} "
                              f"({_ktok(a['best_tokens'])}) | {_fmt(a['final'], m)} | {change_text} | "
                              f"{_ktok(a['recovery_tokens']) if a['recovered'] else ('never' if a['drop'] else '-')} "
                              f"| {spread} |")
         lines.append("")
+    lines += ratio_markdown(results)
     lines += ["### Curves (mean over seeds)", ""]
     for m in metrics:
         arms = [a for a in results["arms"] if m in results["arms"][a]]
@@ -184,6 +206,23 @@ def markdown(results: dict[str, Any], metrics: list[str]) -> str:
             lines.append(f"| {t:,} | " + " | ".join(_fmt(v, m) for v in values) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def ratio_markdown(results: dict[str, Any]) -> list[str]:
+    """Bottom-block / top-block relative weight update per arm (mean over seeds); the paper reports > 1.35 early."""
+    by_arm: dict[str, list] = {}
+    for run in results["runs"].values():
+        if run["weight_update_ratio"]:
+            by_arm.setdefault(run["arm"], []).append(run["weight_update_ratio"])
+    if not by_arm:
+        return []
+    means = {arm: dict(mean_series(s)) for arm, s in by_arm.items()}
+    tokens = sorted(set.intersection(*(set(m) for m in means.values())))
+    lines = ["### Relative weight update, bottom block / top block (mean over seeds)", "",
+             "| arm | " + " | ".join(_ktok(t) for t in tokens) + " |", "|---" * (len(tokens) + 1) + "|"]
+    for arm, mean in means.items():
+        lines.append(f"| {arm} | " + " | ".join(f"{mean[t]:.2f}" for t in tokens) + " |")
+    return lines + [""]
 
 
 def plot(results: dict[str, Any], metrics: list[str], out_dir: Path) -> list[Path]:
@@ -255,5 +294,7 @@ def write_results(cfg: ReproConfig, layout: Layout) -> Path:
               f"from {len(results['runs'])} runs; machine: {results['machine']['cpu']}, "
               f"{results['machine']['cores']} cores, OMP_NUM_THREADS={results['machine']['omp_num_threads']}. "
               "Plots: `overview.png` and one PNG per metric.\n\n")
-    _write(table, header + markdown(results, metrics) + "\n".join(final_eval_markdown(results["final_eval"])))
+    if results["missing_runs"]:
+        header += f"**Not finished, left out:** {', '.join(results['missing_runs'])}.\n\n"
+    _write(table, header + markdown(results, metrics) + "\n" + "\n".join(final_eval_markdown(results["final_eval"])))
     return table

@@ -40,7 +40,7 @@ def _stablecpt(argv: list[str]) -> None:
         raise UserError(f"`stablecpt {' '.join(argv)}` failed; rerun the reproduction to resume from this step")
 
 
-def _train_done(run: Path) -> bool:
+def train_done(run: Path) -> bool:
     record = run / "run.json"
     return (run / "final" / "config.json").is_file() and record.is_file() and \
         json.loads(record.read_text()).get("finished_at") is not None
@@ -76,19 +76,38 @@ def _build_and_train(cfg: ReproConfig, layout: Layout, timings: Timings, name: s
           lambda: _stablecpt(["shards", "build", "--config", str(shards_yaml), "--version", "1"]))
     run = layout.run(name)
     resume = (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir())
-    _step(timings, f"train:{name}", _train_done(run),
+    _step(timings, f"train:{name}", train_done(run),
           lambda: _stablecpt(["train", "--config", str(train_yaml)] + (["--resume"] if resume else [])))
 
 
-def reproduce(cfg: ReproConfig) -> Path:
+def reproduce(cfg: ReproConfig, report_only: bool = False) -> Path:
+    """Every stage, reusing what is finished; report_only: no new training, evaluate and report the finished runs."""
     from experiments.small_scale.model import init_model
     from experiments.small_scale.tokenizer import train_tokenizer
 
+    layout = Layout(cfg)
+    timings = Timings(layout.root / "timings.json")
+    if not report_only:
+        _train_all(cfg, layout, timings, init_model, train_tokenizer)
+    if cfg.final_eval is not None:
+        models = [m for m in [layout.base_model()] + [layout.run(run_name(a, s)) / "final" for s in cfg.cpt.seeds
+                                                      for a in cfg.cpt.arms] if train_done(m.parent)]
+        # one results file per model: only models without one are evaluated (a rerun after more runs finished)
+        todo = [m for m in models if not (layout.eval / "results" / f"{eval_label(m)}.json").is_file()]
+        eval_yaml = write_yaml(layout.configs / "eval.yaml", eval_config(cfg, layout, todo or models))
+        _step(timings, f"eval:{len(models)}", not todo, lambda: _stablecpt(["eval", "--config", str(eval_yaml)]))
+    from experiments.small_scale.report import write_results
+
+    started = time.time()
+    table = write_results(cfg, layout)
+    timings.record("results", time.time() - started)
+    return table
+
+
+def _train_all(cfg: ReproConfig, layout: Layout, timings: Timings, init_model, train_tokenizer) -> None:
     if not (Path(cfg.curation_run) / "manifest.json").is_file():
         raise UserError(f"{cfg.curation_run}: no complete curation run (manifest.json); `make demo` (steps 1-3) or "
                         "`stablecpt curate run` writes one")
-    layout = Layout(cfg)
-    timings = Timings(layout.root / "timings.json")
     _step(timings, "tokenizer", (layout.tokenizer / "tokenizer.json").is_file(),
           lambda: train_tokenizer(Path(cfg.curation_run), layout.tokenizer, cfg.tokenizer.vocab_size))
     _step(timings, "init_model", (layout.init_model / "config.json").is_file(),
@@ -102,27 +121,16 @@ def reproduce(cfg: ReproConfig) -> Path:
             _build_and_train(cfg, layout, timings, name, arm_shards(cfg, layout, arm, seed),
                              train_config(cfg, layout, name, layout.base_model(), cfg.cpt.budget, cfg.cpt.optim,
                                           seed, monitor=True))
-    if cfg.final_eval is not None:
-        models = [layout.base_model()] + [layout.run(run_name(a, s)) / "final" for s in cfg.cpt.seeds
-                                          for a in cfg.cpt.arms]
-        eval_yaml = write_yaml(layout.configs / "eval.yaml", eval_config(cfg, layout, models))
-        done = (layout.eval / "comparison.json").is_file() and all(
-            (layout.eval / "results" / f"{eval_label(m)}.json").is_file() for m in models)
-        _step(timings, "eval", done, lambda: _stablecpt(["eval", "--config", str(eval_yaml)]))
-    from experiments.small_scale.report import write_results
-
-    started = time.time()
-    table = write_results(cfg, layout)
-    timings.record("results", time.time() - started)
-    return table
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/small_scale/repro.yaml", help="reproduction config (YAML)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: evaluate and report the runs finished so far (the others are listed)")
     args = parser.parse_args(argv)
     try:
-        table = reproduce(load_config(args.config, ReproConfig))
+        table = reproduce(load_config(args.config, ReproConfig), report_only=args.report_only)
     except UserError as err:
         print(f"reproduce: error: {err}", file=sys.stderr)
         return 2
