@@ -19,7 +19,9 @@ from stablecpt.errors import UserError
 ARMS = [{"name": "baseline", "score": "random", "epochs": 1},
         {"name": "hq", "score": "kenlm_perplexity", "epochs": 2},
         {"name": "hq-mixture", "score": "kenlm_perplexity", "epochs": 2,
-         "mixture": {"web": 0.5, "code": 0.25, "wikipedia": 0.25}}]
+         "mixture": {"web": 0.5, "code": 0.25, "wikipedia": 0.25}},
+        {"name": "hq-cap", "score": "kenlm_perplexity", "epochs": 2, "max_document_tokens": 8, "seeds": [0]}]
+RUNS = ["baseline-s0", "hq-s0", "hq-mixture-s0", "hq-cap-s0", "baseline-s1", "hq-s1", "hq-mixture-s1"]
 
 
 def _curation_run(path: Path) -> Path:
@@ -55,7 +57,7 @@ def test_every_run_trains_from_the_pretrained_base_under_the_monitor(reproduced)
     base = out / "runs" / "pretrain" / "final"
     assert (base / "config.json").is_file()
     results = json.loads((out / "results" / "results.json").read_text())
-    assert sorted(results["runs"]) == sorted(f"{a['name']}-s{s}" for a in ARMS for s in (0, 1))
+    assert sorted(results["runs"]) == sorted(RUNS) and results["missing_runs"] == []
     starts = set()
     for name, run in results["runs"].items():
         record = json.loads((out / "runs" / name / "run.json").read_text())
@@ -66,15 +68,14 @@ def test_every_run_trains_from_the_pretrained_base_under_the_monitor(reproduced)
         starts.add(round(medical["start"], 6))
     assert len(starts) == 1  # token 0 is the same base model for every arm and seed
     arms = results["arms"]
-    assert set(arms) == {"baseline", "hq", "hq-mixture"}
+    assert set(arms) == {"baseline", "hq", "hq-mixture", "hq-cap"}
     assert arms["hq"]["ppl/medical"]["final_spread"] >= 0
     text = table.read_text()
     assert "held-out medical perplexity" in text and "| hq-mixture | mean |" in text
     assert (out / "results" / "overview.png").stat().st_size > 0
     assert (out / "results" / "ppl_medical.png").is_file()
     evaluated = results["final_eval"]  # `stablecpt eval` of the base and all six final models, one file each
-    assert list(evaluated) == ["pretrain", "baseline-s0", "hq-s0", "hq-mixture-s0", "baseline-s1", "hq-s1",
-                               "hq-mixture-s1"]
+    assert list(evaluated) == ["pretrain", *RUNS]
     assert all(r["tasks"]["general_next_sentence"]["n"] == 2 for r in evaluated.values())
     assert "| hq-mixture-s1 |" in text
 
@@ -87,6 +88,9 @@ def test_arms_get_the_shard_versions_their_strategy_names(reproduced):
     assert '"score": "random"' in configs["baseline-s0"] and '"epochs": 1' in configs["baseline-s0"]
     assert '"score": "kenlm_perplexity"' in configs["hq-s0"] and len(manifests["hq-s0"]["epochs"]) == 2
     assert '"code"' in configs["hq-mixture-s0"] and '"wikipedia"' in configs["hq-mixture-s0"]
+    capped = json.loads((out / "shards" / "hq-cap-s0" / "v1" / "manifest.json").read_text())["selection"]
+    assert capped["documents_cut_to_max_tokens"] > 0
+    assert manifests["hq-s0"]["selection"]["documents_cut_to_max_tokens"] == 0
     # seeds change what a random pool holds (and the order), the KenLM subset stays the same documents
     assert manifests["baseline-s0"]["fingerprint"] != manifests["baseline-s1"]["fingerprint"]
     ids = {n: sorted(pq.read_table(out / "shards" / n / "v1" / "documents.parquet").column("id").to_pylist())
@@ -99,7 +103,7 @@ def test_a_rerun_reuses_finished_stages(reproduced, capsys):
     started = {p.parent.name: json.loads(p.read_text())["started_at"] for p in (out / "runs").glob("*/run.json")}
     reproduce(cfg)
     printed = capsys.readouterr().out
-    assert "$ stablecpt" not in printed and printed.count("complete already: reused") == 2 + 2 * 7 + 1
+    assert "$ stablecpt" not in printed and printed.count("complete already: reused") == 2 + 2 * (1 + len(RUNS)) + 1
     after = {p.parent.name: json.loads(p.read_text())["started_at"] for p in (out / "runs").glob("*/run.json")}
     assert after == started
 

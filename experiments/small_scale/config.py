@@ -53,6 +53,10 @@ class ArmSpec(StrictModel):
     score: Literal["random", "kenlm_perplexity", "fasttext_score"]
     epochs: int = Field(1, ge=1)
     mixture: dict[str, float] | None = None  # per-category rates; the web share becomes medical tokens
+    # shards tokenize.max_document_tokens: whole-document draws of long code/Wikipedia files land near a small
+    # share's target only with a cap; it also changes which documents fill the top-S medical tokens
+    max_document_tokens: int | None = Field(None, ge=2)
+    seeds: list[int] | None = None  # None: cpt.seeds
 
 
 class MonitorSpec(StrictModel):
@@ -76,6 +80,17 @@ class CPTSpec(StrictModel):
     seeds: list[int] = Field([0, 1], min_length=1)
     optim: OptimSpec = OptimSpec(lr=1e-3)
     arms: list[ArmSpec] = Field(min_length=1)
+
+    def arm_seeds(self, arm: ArmSpec) -> list[int]:
+        return list(arm.seeds) if arm.seeds is not None else list(self.seeds)
+
+    def runs(self) -> list[tuple[ArmSpec, int]]:
+        """(arm, seed) seed-major: an interrupted reproduction has whole seeds of every arm."""
+        seeds = sorted({s for arm in self.arms for s in self.arm_seeds(arm)}, key=self._seed_order)
+        return [(arm, seed) for seed in seeds for arm in self.arms if seed in self.arm_seeds(arm)]
+
+    def _seed_order(self, seed: int) -> tuple[int, int]:
+        return (self.seeds.index(seed), 0) if seed in self.seeds else (len(self.seeds), seed)
 
     @model_validator(mode="after")
     def _unique_arms(self) -> CPTSpec:

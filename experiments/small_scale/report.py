@@ -63,7 +63,7 @@ def collect(cfg: ReproConfig, layout: Layout) -> dict[str, Any]:
     runs, arms, missing = {}, {}, []
     for arm in cfg.cpt.arms:
         per_metric: dict[str, list] = {m: [] for m in metrics}
-        for seed in cfg.cpt.seeds:
+        for seed in cfg.cpt.arm_seeds(arm):
             name = run_name(arm, seed)
             run = layout.run(name)
             if not train_done(run):
@@ -101,7 +101,7 @@ def final_eval(cfg: ReproConfig, layout: Layout) -> dict[str, Any]:
     """acc_norm (stderr, n, chance) per offline-pack task of the base and each final model, from `stablecpt eval`."""
     if cfg.final_eval is None:
         return {}
-    names = [PRETRAIN] + [run_name(a, s) for s in cfg.cpt.seeds for a in cfg.cpt.arms]
+    names = [PRETRAIN] + [run_name(a, s) for a, s in cfg.cpt.runs()]
     out = {}
     for name in names:
         path = layout.eval / "results" / f"{eval_label(layout.run(name) / 'final')}.json"

@@ -90,8 +90,8 @@ def reproduce(cfg: ReproConfig, report_only: bool = False) -> Path:
     if not report_only:
         _train_all(cfg, layout, timings, init_model, train_tokenizer)
     if cfg.final_eval is not None:
-        models = [m for m in [layout.base_model()] + [layout.run(run_name(a, s)) / "final" for s in cfg.cpt.seeds
-                                                      for a in cfg.cpt.arms] if train_done(m.parent)]
+        models = [m for m in [layout.base_model()] + [layout.run(run_name(a, s)) / "final" for a, s in cfg.cpt.runs()]
+                  if train_done(m.parent)]
         # one results file per model: only models without one are evaluated (a rerun after more runs finished)
         todo = [m for m in models if not (layout.eval / "results" / f"{eval_label(m)}.json").is_file()]
         eval_yaml = write_yaml(layout.configs / "eval.yaml", eval_config(cfg, layout, todo or models))
@@ -115,12 +115,11 @@ def _train_all(cfg: ReproConfig, layout: Layout, timings: Timings, init_model, t
     _build_and_train(cfg, layout, timings, PRETRAIN, pretrain_shards(cfg, layout),
                      train_config(cfg, layout, PRETRAIN, layout.init_model, cfg.pretrain.tokens, cfg.pretrain.optim,
                                   cfg.pretrain.seed, monitor=False))
-    for seed in cfg.cpt.seeds:  # seed-major: an interrupted reproduction has whole seeds of every arm
-        for arm in cfg.cpt.arms:
-            name = run_name(arm, seed)
-            _build_and_train(cfg, layout, timings, name, arm_shards(cfg, layout, arm, seed),
-                             train_config(cfg, layout, name, layout.base_model(), cfg.cpt.budget, cfg.cpt.optim,
-                                          seed, monitor=True))
+    for arm, seed in cfg.cpt.runs():
+        name = run_name(arm, seed)
+        _build_and_train(cfg, layout, timings, name, arm_shards(cfg, layout, arm, seed),
+                         train_config(cfg, layout, name, layout.base_model(), cfg.cpt.budget, cfg.cpt.optim,
+                                      seed, monitor=True))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -72,7 +72,8 @@ def arm_shards(cfg: ReproConfig, layout: Layout, arm: ArmSpec, seed: int) -> dic
     if arm.mixture is not None:
         spec["tokens_per_epoch"] = per_epoch
         spec["mixture"] = {"rates": dict(arm.mixture), "domain_replaces": ["web"]}
-        spec["tokenize"]["max_document_tokens"] = 4 * cfg.seq_len  # whole-document draws land near each target
+    if arm.max_document_tokens is not None:
+        spec["tokenize"]["max_document_tokens"] = arm.max_document_tokens
     return spec
 
 
