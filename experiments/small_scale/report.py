@@ -265,10 +265,10 @@ def _draw(ax, results: dict[str, Any], metric: str) -> None:
         ax.plot(x, y, color=color, linewidth=2, marker=".", label=f"{arm} (mean)")
         ax.axhline(by_metric[metric]["start"], color="grey", linestyle=":", linewidth=0.8)
     ax.set_xscale("symlog", linthresh=1024)
-    ax.set_xlabel("continual pre-training tokens")
+    ax.set_xlim(0, ax.get_xlim()[1] * 1.3)
+    ax.set_xlabel("CPT tokens (linear to 1,024, then log)", fontsize=8)
     ax.set_title(TITLES.get(metric, metric), fontsize=9)
-    if metric.startswith("ppl/"):
-        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
 
 
 def _save(fig, path: Path) -> None:
