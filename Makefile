@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test lint bench clean lmplz
+.PHONY: setup demo test lint bench clean lmplz reproduce-small
 
 setup: $(STAMP)
 
@@ -33,8 +33,19 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The small-scale stability-gap reproduction (docs/small-scale-reproduction.md): about an hour on one core.
+# It needs the demo's curation run (steps 1-3 of `make demo`); finished stages are reused on a rerun.
+DEMO_CURATION := outputs/demo/curation/manifest.json
+reproduce-small: $(STAMP) $(DEMO_CURATION)
+	OMP_NUM_THREADS=1 $(PY) -m experiments.small_scale.run --config experiments/small_scale/repro.yaml
+
+$(DEMO_CURATION): | $(STAMP)
+	$(VENV)/bin/stablecpt eval --export-items outputs/demo/eval_items
+	$(VENV)/bin/stablecpt curate train-scorer --config configs/demo/scorers.yaml
+	$(VENV)/bin/stablecpt curate run --config configs/demo/curate.yaml
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check stablecpt curation training evaluation audit tests benchmarks
+	$(VENV)/bin/ruff check stablecpt curation training evaluation audit tests benchmarks experiments
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -50,8 +50,15 @@ def expand_models(entries: list[str]) -> list[tuple[str, str]]:
             if not checkpoints:
                 raise UserError(f"{path}: a training run without checkpoints or final/")
             out += [(f"{path.name}/{c.name}", str(c)) for c in checkpoints]
+        elif path.is_dir() and (path.parent / "run.json").is_file():  # a run's final/: named after its run
+            out.append((f"{path.parent.name}/{path.name}", entry))
         else:
             out.append((path.name if path.is_dir() else entry.replace("/", "__"), entry))
+    labels = [label for label, _ in out]
+    repeated = next((label for label in labels if labels.count(label) > 1), None)
+    if repeated is not None:
+        raise UserError(f"models: two entries are both labelled '{repeated}', so one's results file would "
+                        "overwrite the other's; list a run folder or folders with different names")
     return out
 
 
