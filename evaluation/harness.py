@@ -164,11 +164,12 @@ class TaskCache:
 
 
 def make_lm(model, tokenizer, batch_size: int = 16, max_length: int | None = None):
-    """An lm-eval HFLM around a live model (no copy, no reload)."""
-    from lm_eval.models.huggingface import HFLM
+    """An lm-eval HFLM around a live model (no copy, no reload), scoring each multiple-choice item's
+    context once (evaluation/packed_choices.py)."""
+    from evaluation.packed_choices import PackedChoiceLM
 
     with quiet_lm_eval():
-        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+        return PackedChoiceLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
 
 
 def task_metrics(raw: dict, name: str, n_samples: dict | None) -> dict[str, Any]:
