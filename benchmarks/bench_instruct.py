@@ -10,6 +10,7 @@ whether both find the same duplicates. Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import struct
@@ -73,8 +74,7 @@ def datatrove_stages(recs, workdir: Path) -> tuple[float, int]:
 def _drain(result) -> None:
     """A datatrove step's run() is a generator in some stages and a plain call in others."""
     if result is not None:
-        for _ in result:
-            pass
+        collections.deque(result, maxlen=0)  # run the generator to its end
 
 
 def main() -> None:
