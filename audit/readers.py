@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from stablecpt.errors import UserError
+from stablecpt.jsonfile import read_jsonl_objects
 
 DOCUMENT_COLUMNS = ("doc_index", "id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score",
                     "shard", "token_offset", "token_length")
@@ -204,20 +205,7 @@ class TrainingRun:
 
     def metrics(self) -> list[dict[str, Any]]:
         path = self.path / "metrics.jsonl"
-        if not path.is_file():
-            return []
-        events = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    raise UserError(f"{path}:{number}: not valid JSON") from None
-                if isinstance(event, dict):
-                    events.append(event)
-        return events
+        return read_jsonl_objects(path) if path.is_file() else []
 
 
 @dataclass(frozen=True)

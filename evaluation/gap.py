@@ -23,6 +23,7 @@ from pydantic import Field, ValidationError
 
 from stablecpt.config import StrictModel, format_validation_error
 from stablecpt.errors import UserError
+from stablecpt.jsonfile import read_jsonl_objects
 from training.callbacks import Callback, TrainState, log_spaced_points
 
 DEFAULT_TASKS = ["hpo_term_definition", "hpo_definition_term", "icd10cm_code_description", "general_next_sentence"]
@@ -63,14 +64,7 @@ def _say(line: str) -> None:
 def read_points(path: Path) -> list[dict]:
     if not path.is_file():
         raise UserError(f"{path}: no stability-gap points (was the run trained with the monitor?)")
-    points = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                points.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise UserError(f"{path}:{number}: not valid JSON") from None
-    return points
+    return read_jsonl_objects(path)
 
 
 class StabilityGapMonitor(Callback):
