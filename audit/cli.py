@@ -25,17 +25,18 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 
 def default_out(name: str) -> Path:
-    from audit.report import slug
+    from stablecpt.audit.report import slug
 
     return Path("outputs") / "audit" / slug(name)
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from audit.build import audit, comparison_report
-    from audit.compare import compare
-    from audit.readers import open_audited
-    from audit.report import render_terminal, write_report
-    from stablecpt.errors import UserError
+    from stablecpt.audit.build import audit, comparison_report
+    from stablecpt.audit.compare import compare
+    from stablecpt.audit.readers import open_audited
+    from stablecpt.audit.report import render_terminal, write_report
+
+    from stablecpt.core.errors import UserError
 
     if bool(args.compare) == bool(args.path):
         raise UserError("audit: give one PATH, or --compare A B")

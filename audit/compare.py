@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+from stablecpt.audit.readers import CurationRun, ShardVersion
+from stablecpt.audit.tables import collect_all, composition_query
 
-from audit.readers import CurationRun, ShardVersion
-from audit.tables import collect_all, composition_query
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 
 @dataclass

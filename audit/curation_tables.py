@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import polars as pl
-
-from audit.readers import CurationRun
-from audit.tables import collect_all, score_histograms, score_summary_query
+from stablecpt.audit.readers import CurationRun
+from stablecpt.audit.tables import collect_all, score_histograms, score_summary_query
 
 DEDUP_SUFFIX = "duplicate"  # drop reasons "exact_duplicate", "minhash_duplicate", ...
 CONTAMINATED = "contaminated"

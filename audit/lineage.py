@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
-from audit.readers import EvalResult, first_present, read_json
+from stablecpt.audit.readers import EvalResult, first_present, read_json
 
 VERIFIED, MOVED, MISMATCH, NOT_FOUND, NOT_RECORDED = (
     "verified", "found by fingerprint", "fingerprint mismatch", "not found", "not recorded")

@@ -13,8 +13,8 @@ from typing import Any, Literal
 import polars as pl
 from pydantic import Field, ValidationError, field_validator
 
-from stablecpt.config import StrictModel, format_validation_error, load_config
-from stablecpt.errors import UserError
+from stablecpt.core.config import StrictModel, format_validation_error, load_config
+from stablecpt.core.errors import UserError
 
 
 class TargetMixture(StrictModel):

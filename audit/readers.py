@@ -19,8 +19,8 @@ from typing import Any
 
 import polars as pl
 
-from stablecpt.errors import UserError
-from stablecpt.jsonfile import read_jsonl_objects
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import read_jsonl_objects
 
 DOCUMENT_COLUMNS = ("doc_index", "id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score",
                     "shard", "token_offset", "token_length")

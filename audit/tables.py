@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from stablecpt.audit.mixture import TargetMixture, realised_vs_target
+from stablecpt.audit.readers import ShardVersion
 
-from audit.mixture import TargetMixture, realised_vs_target
-from audit.readers import ShardVersion
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 SCORES = ("kenlm_perplexity", "fasttext_score")
 LOG_SCALE = {"kenlm_perplexity": True, "fasttext_score": False}

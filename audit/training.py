@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from stablecpt.audit.readers import Checkpoint, ShardVersion, TrainingRun, first_present, read_json
+from stablecpt.audit.tables import collect_all
 
-from audit.readers import Checkpoint, ShardVersion, TrainingRun, first_present, read_json
-from audit.tables import collect_all
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 SEQ_LEN_KEYS = ("seq_len", "config.seq_len", "config.data.seq_len", "config.train.seq_len")
 BUDGET_KEYS = ("total_tokens", "config.total_tokens", "config.train.total_tokens")

@@ -60,7 +60,9 @@ def generate(folder: Path, n: int, epochs: int, seed: int = 0) -> None:
 
 LAZY = """
 import sys; from pathlib import Path
-from audit.readers import open_audited; from audit.mixture import load_target; from audit.tables import version_tables
+from stablecpt.audit.readers import open_audited
+from stablecpt.audit.mixture import load_target
+from stablecpt.audit.tables import version_tables
 v = open_audited(sys.argv[1])
 t = version_tables(v, load_target(v.manifest, Path(sys.argv[1]) / 'manifest.json', None), check_token_files=False)
 print(t.composition.height, t.repetition.height, t.scores.height)
@@ -91,8 +93,9 @@ print(len(comp), len(rep), len(scores))
 
 EAGER_POLARS = """
 import sys; from pathlib import Path; import polars as pl
-from audit.readers import open_audited; from audit.tables import (composition_query, repetition_queries,
-    score_summary_query, selection_boundary)
+from stablecpt.audit.readers import open_audited
+from stablecpt.audit.tables import (composition_query, repetition_queries, score_summary_query,
+    selection_boundary)
 v = open_audited(sys.argv[1])
 docs = pl.read_parquet(v.path / 'documents.parquet').lazy()
 plan = pl.concat([pl.read_parquet(v.path / e['file']).with_columns(epoch=pl.lit(e['epoch'], pl.Int64))

@@ -42,7 +42,7 @@ POOL_SOURCES = {"hpo": ("medical", "web"), "wiki": ("general", "wikipedia"), "le
 
 def build_pool(folder: Path, replicas: int) -> tuple[Path, int]:
     """<folder>/<source>/part-<r>.jsonl, one file per replica, plus part-00.jsonl of all three for the overhead runs."""
-    from curation.sources import SourceSpec, make_reader
+    from stablecpt.curation.sources import SourceSpec, make_reader
 
     total = 0
     everything = []
@@ -62,9 +62,10 @@ def build_pool(folder: Path, replicas: int) -> tuple[Path, int]:
 
 
 def _stage_config(output_dir: Path, sources: list[dict]) -> object:
-    from curation.cli import apply_overrides
-    from curation.config import CurateConfig
-    from stablecpt.config import read_yaml, validate
+    from stablecpt.curation.cli import apply_overrides
+    from stablecpt.curation.config import CurateConfig
+
+    from stablecpt.core.config import read_yaml, validate
 
     data = apply_overrides(read_yaml(ROOT / "configs/demo/curate.yaml"),
                            ["scoring.enabled=false", "decontamination.enabled=false", "executor.tasks=1",
@@ -78,7 +79,7 @@ def _stage_config(output_dir: Path, sources: list[dict]) -> object:
 
 
 def part_stage(tmp: Path, which: str, pool: Path) -> dict:
-    from curation.pipeline import run_curation
+    from stablecpt.curation.pipeline import run_curation
 
     if which == "embedded":
         sources = [{"name": n, "uri": f"embedded:{n}"} for n in ("hpo", "icd10cm", "wiki", "lee", "pystdlib")]
@@ -100,13 +101,12 @@ def part_overhead(tmp: Path, which: str, pool: Path, repeat: int = 0) -> dict:
     from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import ParquetWriter
-
-    from curation.blocks.dedup import survivors_writer
-    from curation.blocks.normalise import Normalise
-    from curation.blocks.reading import SourcesReader
-    from curation.blocks.recording import DecisionRecorder
-    from curation.blocks.verdicts import Verdict
-    from curation.sources import SourceSpec
+    from stablecpt.curation.blocks.dedup import survivors_writer
+    from stablecpt.curation.blocks.normalise import Normalise
+    from stablecpt.curation.blocks.reading import SourcesReader
+    from stablecpt.curation.blocks.recording import DecisionRecorder
+    from stablecpt.curation.blocks.verdicts import Verdict
+    from stablecpt.curation.sources import SourceSpec
 
     with_filters = which in ("datatrove", "ours")
     filters = [("gopher_repetition", GopherRepetitionFilter()), ("gopher_quality", GopherQualityFilter()),

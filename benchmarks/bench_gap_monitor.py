@@ -53,12 +53,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from stablecpt.evaluation.gap import StabilityGapMonitor
+    from stablecpt.evaluation.harness import TaskCache, make_lm, run_tasks
+    from stablecpt.training.callbacks import TrainState
 
-    from curation.sources.embedded import hpo_records
-    from evaluation.gap import StabilityGapMonitor
-    from evaluation.harness import TaskCache, make_lm, run_tasks
-    from stablecpt.models import load_model, load_tokenizer
-    from training.callbacks import TrainState
+    from stablecpt.core.models import load_model, load_tokenizer
+    from stablecpt.corpora.hpo import hpo_records
 
     tokenizer = load_tokenizer("embedded:smollm2-135m-instruct" if args.model is None else args.model)
     model = small_llama(tokenizer) if args.model is None else load_model(args.model)

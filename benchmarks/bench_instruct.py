@@ -26,8 +26,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def records(n: int):
-    from curation.instructions.config import InstructionSource
-    from curation.instructions.records import InstructionRecord, read_source
+    from stablecpt.curation.instructions.config import InstructionSource
+    from stablecpt.curation.instructions.records import InstructionRecord, read_source
 
     half = n // 2
     out = []
@@ -38,8 +38,8 @@ def records(n: int):
 
 
 def ours(recs) -> tuple[float, int]:
-    from curation.instructions.config import InstructDedup
-    from curation.instructions.dedup import find_duplicates
+    from stablecpt.curation.instructions.config import InstructDedup
+    from stablecpt.curation.instructions.dedup import find_duplicates
 
     started = time.perf_counter()
     dropped = find_duplicates(recs, ["hpo", "icd"], InstructDedup(exact=False))

@@ -29,12 +29,12 @@ from benchmarks.machine import cpu_model  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from curation.decontam import DecontaminationFilter, EvalNgramIndex  # noqa: E402
-from curation.scoring import FastTextScorer, KenLMScorer, is_heldout, train_fasttext  # noqa: E402
-from curation.scoring.info import write_scorer_info  # noqa: E402
-from curation.scoring.kenlm import KIND, MODEL_FILE, NORMALIZATION, UNK, write_training_corpus  # noqa: E402
-from curation.scoring.lmplz import DEFAULT_BUILD, RARE_TOKEN  # noqa: E402
-from curation.sources import SourceSpec, make_reader  # noqa: E402
+from stablecpt.curation.decontam import DecontaminationFilter, EvalNgramIndex  # noqa: E402
+from stablecpt.curation.scoring import FastTextScorer, KenLMScorer, is_heldout, train_fasttext  # noqa: E402
+from stablecpt.curation.scoring.info import write_scorer_info  # noqa: E402
+from stablecpt.curation.scoring.kenlm import KIND, MODEL_FILE, NORMALIZATION, UNK, write_training_corpus  # noqa: E402
+from stablecpt.curation.scoring.lmplz import DEFAULT_BUILD, RARE_TOKEN  # noqa: E402
+from stablecpt.curation.sources import SourceSpec, make_reader  # noqa: E402
 
 MEDICAL, GENERAL = ("hpo", "icd10cm"), ("wiki", "lee", "pystdlib")
 

@@ -35,8 +35,7 @@ def write_pool(path: Path, replicas: int) -> Path:
     Scores are stand-ins (a hash of the id): this measures throughput, not relevance."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from curation.sources import SourceSpec, make_reader
+    from stablecpt.curation.sources import SourceSpec, make_reader
 
     (path / "documents").mkdir(parents=True)
     file_index = 0
@@ -64,11 +63,11 @@ def bench_tokenize(run_dir: Path, work: Path) -> dict:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.tokens import DocumentTokenizer
+    from stablecpt.curation.shards.run import open_run
+    from stablecpt.curation.shards.store import TokenStore
+    from stablecpt.curation.shards.tokenizing import load_target_tokenizer
 
-    from curation.shards.run import open_run
-    from curation.shards.store import TokenStore
-    from curation.shards.tokenizing import load_target_tokenizer
-    from stablecpt.models import resolve_model
+    from stablecpt.core.models import resolve_model
 
     tokenizer = load_target_tokenizer(TOKENIZER)
     run = open_run(run_dir)
@@ -101,9 +100,9 @@ def bench_tokenize(run_dir: Path, work: Path) -> dict:
 
 def child_build(run_dir: str, out: str) -> None:
     """One whole build (selection = the whole medical pool + a mixture), then peak RSS and write figures."""
-    import curation.shards.writer as writer
-    from curation.shards.build import build_version
-    from curation.shards.config import ShardsConfig
+    import stablecpt.curation.shards.writer as writer
+    from stablecpt.curation.shards.build import build_version
+    from stablecpt.curation.shards.config import ShardsConfig
 
     timing = {}
     original = writer.write_tokens

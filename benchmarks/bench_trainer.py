@@ -54,7 +54,7 @@ def prepare(work: Path, model: str) -> tuple[Path, Path]:
         LlamaForCausalLM(cfg).save_pretrained(model_dir)
         tokenizer.save_pretrained(model_dir)
     else:
-        from stablecpt.models import resolve_model
+        from stablecpt.core.models import resolve_model
 
         model_dir = Path(resolve_model("embedded:smollm2-135m-instruct"))
     vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
@@ -65,8 +65,8 @@ def prepare(work: Path, model: str) -> tuple[Path, Path]:
 
 
 def run_ours(model_dir: Path, version: Path, seq_len: int, batch: int, steps: int, out: Path) -> list[float]:
-    from training.config import TrainConfig
-    from training.loop import train
+    from stablecpt.training.config import TrainConfig
+    from stablecpt.training.loop import train
 
     cfg = TrainConfig.model_validate({
         "shards": str(version), "model": str(model_dir), "output_dir": str(out), "seq_len": seq_len,
@@ -79,10 +79,9 @@ def run_ours(model_dir: Path, version: Path, seq_len: int, batch: int, steps: in
 
 def run_hf(model_dir: Path, version: Path, seq_len: int, batch: int, steps: int, out: Path) -> list[float]:
     import torch
+    from stablecpt.training.loader import PackedLoader
+    from stablecpt.training.shards import open_version
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
-
-    from training.loader import PackedLoader
-    from training.shards import open_version
 
     loader = PackedLoader(open_version(version), seq_len, 1)
 

@@ -33,7 +33,7 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 
 def _sources(args: argparse.Namespace) -> int:
-    from curation.sources.inventory import print_inventory, source_inventory
+    from stablecpt.curation.sources.inventory import print_inventory, source_inventory
 
     print_inventory(source_inventory(args.config))
     return 0
@@ -42,10 +42,11 @@ def _sources(args: argparse.Namespace) -> int:
 def _train_scorer(args: argparse.Namespace) -> int:
     import time
 
-    from curation.scoring.config import TrainScorersConfig
-    from curation.scoring.train import train_scorer
-    from stablecpt.config import load_config
-    from stablecpt.errors import UserError
+    from stablecpt.curation.scoring.config import TrainScorersConfig
+    from stablecpt.curation.scoring.train import train_scorer
+
+    from stablecpt.core.config import load_config
+    from stablecpt.core.errors import UserError
 
     config = load_config(args.config, TrainScorersConfig)
     specs = [s for s in config.scorers if not args.kind or s.kind in args.kind]
@@ -64,7 +65,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """`a.b=value` -> data["a"]["b"] = yaml.safe_load("value")."""
     import yaml
 
-    from stablecpt.errors import UserError
+    from stablecpt.core.errors import UserError
 
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -84,10 +85,11 @@ def _run(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    from curation.config import CurateConfig
-    from curation.outputs import MANIFEST, AccountingError
-    from curation.pipeline import run_curation
-    from stablecpt.config import read_yaml, validate
+    from stablecpt.curation.config import CurateConfig
+    from stablecpt.curation.outputs import MANIFEST, AccountingError
+    from stablecpt.curation.pipeline import run_curation
+
+    from stablecpt.core.config import read_yaml, validate
 
     cfg = validate(apply_overrides(read_yaml(args.config), args.set), CurateConfig, args.config)
     try:

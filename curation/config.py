@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from stablecpt.curation.scoring.config import DecontamConfig, FastTextConfig, KenLMConfig
+from stablecpt.curation.sources.spec import SourceSpec
 
-from curation.scoring.config import DecontamConfig, FastTextConfig, KenLMConfig
-from curation.sources.spec import SourceSpec
-from stablecpt.config import StrictModel
+from stablecpt.core.config import StrictModel
 
 FILTER_ORDER = ("language", "gopher_repetition", "gopher_quality", "c4", "fineweb")
 

@@ -13,9 +13,9 @@ from datatrove.pipeline.filters import (
     LanguageFilter,
 )
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from stablecpt.curation.config import FILTER_ORDER, FiltersConfig
 
-from curation.config import FILTER_ORDER, FiltersConfig
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 FILTER_CLASSES: dict[str, type[BaseFilter]] = {
     "language": LanguageFilter,

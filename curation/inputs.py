@@ -8,9 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from curation.sources.embedded import embedded_source
-from curation.sources.spec import SourceSpec
-from stablecpt.hashing import sha256_file
+from stablecpt.curation.sources.spec import SourceSpec
+
+from stablecpt.core.hashing import sha256_file
+from stablecpt.corpora import embedded_source
 
 
 def _files(uri: str) -> list[Path]:

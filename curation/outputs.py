@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +17,11 @@ from pathlib import Path
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
+from stablecpt.curation.blocks import marks
+from stablecpt.curation.blocks.recording import SCHEMAS
 
-from curation.blocks import marks
-from curation.blocks.recording import SCHEMAS
-from stablecpt.hashing import sha256_file
+from stablecpt.core.files import atomic_write_json
+from stablecpt.core.hashing import sha256_file
 
 MANIFEST = "manifest.json"
 WORK_DIR = ".work"
@@ -104,14 +103,7 @@ def fingerprint(files: dict[str, str]) -> str:
     return hashlib.sha256("\n".join(f"{rel} {sha}" for rel, sha in sorted(files.items())).encode()).hexdigest()
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+
 
 
 class Finalise(PipelineStep):
@@ -137,7 +129,7 @@ class Finalise(PipelineStep):
                     "config": self.config, "inputs": self.inputs, "counts": counts, "scorers": self.scorers,
                     "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "stablecpt_version": __version__}
-        write_json_atomic(output_dir / MANIFEST, manifest)
+        atomic_write_json(output_dir / MANIFEST, manifest)
         kept = sum(c["kept"] for c in counts.values())
         logger.info(f"manifest written: {output_dir / MANIFEST} ({kept} documents kept)")
         return

@@ -18,7 +18,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 from .config import CurateConfig, ExecutorConfig
 from .outputs import MANIFEST, WORK_DIR

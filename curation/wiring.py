@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from curation.config import ScoringConfig
-from curation.scoring.config import DecontamConfig
+from stablecpt.curation.config import ScoringConfig
+from stablecpt.curation.scoring.config import DecontamConfig
 
 
 def _info_dict(info) -> dict:

@@ -28,10 +28,10 @@ def register(stages: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stablecpt.errors import UserError
+    from stablecpt.core.errors import UserError
 
     if args.export_items:
-        from evaluation.taskpack import export_items
+        from stablecpt.evaluation.taskpack import export_items
 
         for path in export_items(Path(args.export_items)):
             print(path)
@@ -39,7 +39,7 @@ def _eval(args: argparse.Namespace) -> int:
     if args.compare:
         import json
 
-        from evaluation.report import comparison_rows, markdown_table
+        from stablecpt.evaluation.report import comparison_rows, markdown_table
 
         results = []
         for name in args.compare:
@@ -54,8 +54,9 @@ def _eval(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise UserError("stablecpt eval needs --config (or --compare / --export-items)")
-    from evaluation.run import EvalConfig, run_eval
-    from stablecpt.config import load_config
+    from stablecpt.evaluation.run import EvalConfig, run_eval
+
+    from stablecpt.core.config import load_config
 
     out = run_eval(load_config(args.config, EvalConfig))
     print(f"results in {out}/results, table in {out}/comparison.md")
@@ -65,9 +66,9 @@ def _eval(args: argparse.Namespace) -> int:
 def _gap(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from evaluation.analysis import analyse_points
-    from evaluation.gap import read_points
-    from evaluation.report import markdown_table, plot_runs, write_json
+    from stablecpt.evaluation.analysis import analyse_points
+    from stablecpt.evaluation.gap import read_points
+    from stablecpt.evaluation.report import markdown_table, plot_runs, write_json
 
     runs = {}
     for run in args.runs:

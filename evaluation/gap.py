@@ -14,17 +14,16 @@ splits the items and rank 0 gathers. Every rank returns the same metrics.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError
+from stablecpt.training.callbacks import Callback, TrainState, log_spaced_points
 
-from stablecpt.config import StrictModel, format_validation_error
-from stablecpt.errors import UserError
-from stablecpt.jsonfile import read_jsonl_objects
-from training.callbacks import Callback, TrainState, log_spaced_points
+from stablecpt.core.config import StrictModel, format_validation_error
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import atomic_write_text, read_jsonl_objects
 
 DEFAULT_TASKS = ["hpo_term_definition", "hpo_definition_term", "icd10cm_code_description", "general_next_sentence"]
 DEFAULT_PERPLEXITY = [{"name": "medical", "path": "taskpack:medical"},
@@ -48,11 +47,7 @@ class MonitorConfig(StrictModel):
     plots: bool = True
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+
 
 
 def _say(line: str) -> None:
@@ -74,7 +69,7 @@ class StabilityGapMonitor(Callback):
         except ValidationError as err:
             raise UserError(format_validation_error("callback evaluation.gap:StabilityGapMonitor kwargs", err)) \
                 from None
-        from evaluation.perplexity import PerplexitySource
+        from stablecpt.evaluation.perplexity import PerplexitySource
 
         try:
             self.sources = [PerplexitySource(**s) for s in self.config.perplexity]
@@ -98,7 +93,7 @@ class StabilityGapMonitor(Callback):
 
     # --- hooks ----------------------------------------------------------------------------------
     def on_train_start(self, state: TrainState) -> None:
-        from evaluation.weights import WeightReference
+        from stablecpt.evaluation.weights import WeightReference
 
         self._reference = WeightReference(state.model, self.config.top_k)
         self._reference_tokens = state.tokens_seen
@@ -133,7 +128,7 @@ class StabilityGapMonitor(Callback):
             point["weight_update_reference_tokens"] = self._reference_tokens
         self.points.append(point)
         if main:
-            _atomic_write(Path(state.output_dir) / "gap" / "points.jsonl",
+            atomic_write_text(Path(state.output_dir) / "gap" / "points.jsonl",
                           "".join(json.dumps(p) + "\n" for p in self.points))
             shown = ", ".join(f"{k} {v:.3g}" for k, v in metrics.items()
                               if k.endswith("/acc_norm") or k.startswith("ppl/"))
@@ -143,14 +138,14 @@ class StabilityGapMonitor(Callback):
     def on_train_end(self, state: TrainState) -> None:
         if not self.points or not _is_main(state.accelerator):
             return
-        from evaluation.analysis import analyse_points
+        from stablecpt.evaluation.analysis import analyse_points
 
         gap_dir = Path(state.output_dir) / "gap"
         analysis = {"run": str(state.output_dir), "monitor_seconds": self.seconds, "points": len(self.points),
                     "config": self.config.model_dump(), "metrics": analyse_points(self.points)}
-        _atomic_write(gap_dir / "analysis.json", json.dumps(analysis, indent=1))
+        atomic_write_text(gap_dir / "analysis.json", json.dumps(analysis, indent=1))
         if self.config.plots:
-            from evaluation.report import plot_runs
+            from stablecpt.evaluation.report import plot_runs
 
             plot_runs({Path(state.output_dir).name: self.points}, gap_dir / "plots")
 
@@ -177,7 +172,7 @@ class StabilityGapMonitor(Callback):
         return metrics
 
     def _lm_for(self, state: TrainState, accelerator):
-        from evaluation.harness import make_lm
+        from stablecpt.evaluation.harness import make_lm
 
         if self._lm is None or self._lm_model_id != id(state.model):
             self._lm = make_lm(state.model, state.tokenizer, batch_size=self.config.batch_size)
@@ -189,7 +184,7 @@ class StabilityGapMonitor(Callback):
         return self._lm
 
     def _tasks(self, state: TrainState, accelerator) -> dict[str, float]:
-        from evaluation.harness import TaskCache, run_tasks
+        from stablecpt.evaluation.harness import TaskCache, run_tasks
 
         if not self.config.tasks:
             return {}
@@ -201,8 +196,9 @@ class StabilityGapMonitor(Callback):
                 if value is not None}
 
     def _perplexities(self, state: TrainState, accelerator) -> dict[str, float]:
-        from evaluation.perplexity import perplexity_of, stream_perplexity, token_stream
-        from stablecpt.models import document_separator
+        from stablecpt.evaluation.perplexity import perplexity_of, stream_perplexity, token_stream
+
+        from stablecpt.core.models import document_separator
 
         out = {}
         for source in self.sources:

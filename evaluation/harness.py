@@ -20,7 +20,7 @@ from typing import Any
 
 import tqdm
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 _LOGGERS = ("lm_eval", "lm-eval", "datasets", "transformers.modeling_utils")
 
@@ -80,7 +80,7 @@ def builtin_task_folders() -> dict[str, Path]:
 
     import lm_eval.tasks
 
-    from stablecpt.env import cache_dir
+    from stablecpt.core.env import cache_dir
 
     root = Path(lm_eval.tasks.__file__).parent
     index_file = cache_dir() / f"lm_eval_task_index-{importlib.metadata.version('lm_eval')}.json"
@@ -123,7 +123,7 @@ class TaskCache:
         return self._managers[key]
 
     def _manager_for(self, name: str):
-        from evaluation.taskpack import CHAT_TASKS, PACK_TASKS, build_taskpack
+        from stablecpt.evaluation.taskpack import CHAT_TASKS, PACK_TASKS, build_taskpack
 
         if name in PACK_TASKS or name in CHAT_TASKS:
             return self._manager((str(build_taskpack()),))
@@ -166,7 +166,7 @@ class TaskCache:
 def make_lm(model, tokenizer, batch_size: int = 16, max_length: int | None = None):
     """An lm-eval HFLM around a live model (no copy, no reload), scoring each multiple-choice item's
     context once (evaluation/packed_choices.py)."""
-    from evaluation.packed_choices import PackedChoiceLM
+    from stablecpt.evaluation.packed_choices import PackedChoiceLM
 
     with quiet_lm_eval():
         return PackedChoiceLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)

@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from stablecpt.config import StrictModel
-from stablecpt.errors import UserError
+from stablecpt.core.config import StrictModel
+from stablecpt.core.errors import UserError
 
 Kind = Literal["auto", "text", "jsonl", "parquet", "curation_run", "shard_version", "taskpack"]
 
@@ -103,7 +103,7 @@ def _parquet_texts(source: PerplexitySource, pattern: str) -> list[str]:
 
 
 def _taskpack_texts(source: PerplexitySource) -> list[str]:
-    from evaluation.taskpack import PACK_TASKS, heldout_texts_path
+    from stablecpt.evaluation.taskpack import PACK_TASKS, heldout_texts_path
 
     domain = source.path.partition(":")[2]
     if domain not in {t.domain for t in PACK_TASKS.values()}:
@@ -209,7 +209,7 @@ def perplexity_of(nll: float, tokens: float) -> float:
 
 def measure(model, tokenizer, source: PerplexitySource, context: int = 256, max_tokens: int = 4096,
             batch_size: int = 8, stream: list[int] | None = None) -> dict:
-    from stablecpt.models import document_separator
+    from stablecpt.core.models import document_separator
 
     documents = None
     if stream is None:

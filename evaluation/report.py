@@ -11,11 +11,11 @@ A results file (one per evaluated model or checkpoint) is JSON:
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import atomic_path, atomic_write_json
 
 
 def _read_json(path: Path) -> dict | None:
@@ -70,10 +70,7 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, json.loads(json.dumps(data, default=str)), indent=1)
 
 
 def _fmt(value: Any, stderr: Any = None) -> str:
@@ -129,8 +126,7 @@ def plot_runs(runs: dict[str, list[dict]], out_dir: Path, metrics: list[str] | N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from evaluation.analysis import analyse_series, lower_is_better
+    from stablecpt.evaluation.analysis import analyse_series, lower_is_better
 
     if metrics is None:
         metrics = sorted({k for pts in runs.values() for p in pts for k, v in p.items()
@@ -175,9 +171,8 @@ def plot_runs(runs: dict[str, list[dict]], out_dir: Path, metrics: list[str] | N
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / f"{_safe_name(metric)}.png"
-        tmp = path.with_name(f".{path.stem}.tmp.png")
-        fig.savefig(tmp, dpi=110)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
         plt.close(fig)
-        os.replace(tmp, path)
         written.append(path)
     return written

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
+from stablecpt.evaluation.perplexity import PerplexitySource
 
-from evaluation.perplexity import PerplexitySource
-from stablecpt.config import StrictModel
-from stablecpt.errors import UserError
+from stablecpt.core.config import StrictModel
+from stablecpt.core.errors import UserError
 
 
 class PerplexityConfig(StrictModel):
@@ -40,7 +40,7 @@ class EvalConfig(StrictModel):
 
 def expand_models(entries: list[str]) -> list[tuple[str, str]]:
     """(label, model name or folder) for each model; a training run folder expands to its checkpoints."""
-    from evaluation.report import run_checkpoints
+    from stablecpt.evaluation.report import run_checkpoints
 
     out = []
     for entry in entries:
@@ -64,10 +64,10 @@ def expand_models(entries: list[str]) -> list[tuple[str, str]]:
 
 def evaluate_model(model, tokenizer, config: EvalConfig, task_cache, report=print) -> dict:
     """Suites and perplexities for one loaded model; the body of a results file (without lineage)."""
-    from evaluation.harness import make_lm, run_tasks
-    from evaluation.perplexity import measure
-    from evaluation.suite import load_suite, macro_averages
-    from evaluation.taskpack import CHAT_TASKS, PACK_TASKS
+    from stablecpt.evaluation.harness import make_lm, run_tasks
+    from stablecpt.evaluation.perplexity import measure
+    from stablecpt.evaluation.suite import load_suite, macro_averages
+    from stablecpt.evaluation.taskpack import CHAT_TASKS, PACK_TASKS
 
     suites = [load_suite(s) for s in config.suites]
     names = list(dict.fromkeys(t for s in suites for t in s.tasks))
@@ -97,12 +97,12 @@ def run_eval(config: EvalConfig, report=print) -> Path:
     import importlib.metadata
 
     import torch
+    from stablecpt.evaluation.harness import TaskCache
+    from stablecpt.evaluation.report import checkpoint_lineage, comparison_rows, markdown_table, write_json
+    from stablecpt.evaluation.suite import load_suite
 
-    from evaluation.harness import TaskCache
-    from evaluation.report import checkpoint_lineage, comparison_rows, markdown_table, write_json
-    from evaluation.suite import load_suite
     from stablecpt import __version__
-    from stablecpt.models import load_model, load_tokenizer, resolve_model
+    from stablecpt.core.models import load_model, load_tokenizer, resolve_model
 
     for suite in config.suites:  # every suite file valid before any model is loaded
         load_suite(suite)

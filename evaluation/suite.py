@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import model_validator
 
-from stablecpt.config import StrictModel, load_config
-from stablecpt.errors import UserError
+from stablecpt.core.config import StrictModel, load_config
+from stablecpt.core.errors import UserError
 
 SUITES_DIR = Path(__file__).parent / "suites"
 METRICS = ("acc", "acc_norm")

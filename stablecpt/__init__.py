@@ -1,7 +1,8 @@
 """stablecpt: efficient continual pre-training that mitigates the stability gap (Guo et al., 2024).
 
-The shared core: typed config loading, model naming, the command line. The stages live in the
-top-level packages curation/, training/ and evaluation/; training never imports curation.
+One namespace: stablecpt.core (the bottom layer), stablecpt.corpora (embedded sources), the stages
+stablecpt.curation, .training, .evaluation and .audit (folders at the project's top, mapped here by setup.py),
+and the command line (stablecpt.cli) and demo on top. training never imports curation.
 """
 
 __version__ = "0.1.0"

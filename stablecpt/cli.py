@@ -10,17 +10,17 @@ import argparse
 import sys
 
 from stablecpt import __version__
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from audit.cli import register as register_audit
-    from curation.cli import register as register_curation
-    from curation.instructions.cli import register as register_instruct
-    from curation.shards.cli import register as register_shards
-    from evaluation.cli import register as register_evaluation
+    from stablecpt.audit.cli import register as register_audit
+    from stablecpt.curation.cli import register as register_curation
+    from stablecpt.curation.instructions.cli import register as register_instruct
+    from stablecpt.curation.shards.cli import register as register_shards
     from stablecpt.demo import register as register_demo
-    from training.cli import register as register_training
+    from stablecpt.evaluation.cli import register as register_evaluation
+    from stablecpt.training.cli import register as register_training
 
     parser = argparse.ArgumentParser(
         prog="stablecpt",

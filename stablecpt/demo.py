@@ -17,8 +17,8 @@ from pathlib import Path
 
 from pydantic import FilePath
 
-from stablecpt.config import StrictModel, load_config
-from stablecpt.errors import UserError
+from stablecpt.core.config import StrictModel, load_config
+from stablecpt.core.errors import UserError
 
 
 class DemoConfig(StrictModel):
@@ -48,11 +48,11 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 def plan_steps(cfg: DemoConfig) -> tuple[list[Step], dict[str, Path]]:
     """Validate every stage config, then say which commands run and which outputs are reused."""
-    from curation.config import CurateConfig
-    from curation.scoring.config import TrainScorersConfig
-    from curation.shards.config import ShardsConfig
-    from evaluation.run import EvalConfig
-    from training.config import TrainConfig
+    from stablecpt.curation.config import CurateConfig
+    from stablecpt.curation.scoring.config import TrainScorersConfig
+    from stablecpt.curation.shards.config import ShardsConfig
+    from stablecpt.evaluation.run import EvalConfig
+    from stablecpt.training.config import TrainConfig
 
     scorers = load_config(cfg.scorers, TrainScorersConfig)
     curate = load_config(cfg.curate, CurateConfig)

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import polars as pl
+from stablecpt.curation.config import CurateConfig
+from stablecpt.curation.sources import SourceSpec, make_reader
 
-from curation.config import CurateConfig
-from curation.sources import SourceSpec, make_reader
-from stablecpt.config import validate
+from stablecpt.core.config import validate
 
 DUPLICATED_TEXT = ("Hypertension is a persistent elevation of arterial blood pressure above the normal range, "
                    "usually defined as a systolic pressure of 140 mmHg or more or a diastolic pressure of 90 "

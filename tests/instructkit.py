@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from training.callbacks import Callback
+from stablecpt.training.callbacks import Callback
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
           "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")

@@ -11,8 +11,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from curation.scoring import is_heldout, train_fasttext, train_kenlm
-from curation.sources import SourceSpec, make_reader
+from stablecpt.curation.scoring import is_heldout, train_fasttext, train_kenlm
+from stablecpt.curation.sources import SourceSpec, make_reader
 
 HELDOUT = 10
 LIMITS = {"hpo": 4000, "icd10cm": 400, "lee": 300, "wiki": 40, "pystdlib": 150}

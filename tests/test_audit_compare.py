@@ -2,10 +2,10 @@
 
 import polars as pl
 import pytest
+from stablecpt.audit.compare import compare
+from stablecpt.audit.readers import open_audited
 
-from audit.compare import compare
-from audit.readers import open_audited
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 from tests.auditkit import SCENARIO_DOCS, SCENARIO_EPOCHS, Doc, rows, scenario, write_shard_version
 
 

@@ -4,9 +4,9 @@ import json
 
 import polars as pl
 import pytest
+from stablecpt.audit.curation_tables import curation_tables
+from stablecpt.audit.readers import CurationRun, open_audited
 
-from audit.curation_tables import curation_tables
-from audit.readers import CurationRun, open_audited
 from tests.auditkit import rows, scenario
 
 

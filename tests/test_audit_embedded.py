@@ -8,11 +8,11 @@ import itertools
 
 import polars as pl
 import pytest
+from stablecpt.audit.build import audit
+from stablecpt.audit.readers import open_audited
 
-from audit.build import audit
-from audit.readers import open_audited
-from curation.sources.embedded import EMBEDDED_SOURCES
 from stablecpt.cli import main
+from stablecpt.corpora import EMBEDDED_SOURCES
 from tests.auditkit import Doc, rows, write_shard_version
 
 PER_SOURCE = 6

@@ -4,9 +4,9 @@ import json
 import shutil
 
 import pytest
+from stablecpt.audit.lineage import MISMATCH, MOVED, NOT_FOUND, NOT_RECORDED, VERIFIED, trace
+from stablecpt.audit.readers import open_audited
 
-from audit.lineage import MISMATCH, MOVED, NOT_FOUND, NOT_RECORDED, VERIFIED, trace
-from audit.readers import open_audited
 from tests.auditkit import rows, scenario
 
 

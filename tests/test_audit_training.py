@@ -9,10 +9,10 @@ import json
 import shutil
 
 import pytest
+from stablecpt.audit.readers import open_audited
+from stablecpt.audit.training import resolve_version, training_tables
 
-from audit.readers import open_audited
-from audit.training import resolve_version, training_tables
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 from tests.auditkit import rows, scenario, write_training_run
 
 

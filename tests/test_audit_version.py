@@ -6,11 +6,11 @@ import shutil
 import numpy as np
 import polars as pl
 import pytest
+from stablecpt.audit.build import audit
+from stablecpt.audit.readers import open_audited
+from stablecpt.audit.tables import version_tables
 
-from audit.build import audit
-from audit.readers import open_audited
-from audit.tables import version_tables
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 from tests.auditkit import SCENARIO_DOCS, SCENARIO_EPOCHS, rows, scenario, write_shard_version
 
 
@@ -21,7 +21,7 @@ def world(tmp_path):
 
 def tables_of(path, target=None):
     version = open_audited(path)
-    from audit.mixture import load_target
+    from stablecpt.audit.mixture import load_target
 
     return version_tables(version, load_target(version.manifest, path / "manifest.json", target))
 

@@ -2,10 +2,10 @@ import subprocess
 import sys
 
 import pytest
+from stablecpt.curation.config import CurateConfig
 
-from curation.config import CurateConfig
-from stablecpt.config import load_config
-from stablecpt.errors import UserError
+from stablecpt.core.config import load_config
+from stablecpt.core.errors import UserError
 
 GOOD = """
 output_dir: outputs/test-curation

@@ -6,11 +6,11 @@ import json
 import polars as pl
 import pytest
 from curation_helpers import table
+from stablecpt.curation.config import CurateConfig
+from stablecpt.curation.pipeline import run_curation
 
-from curation.config import CurateConfig
-from curation.pipeline import run_curation
 from stablecpt.cli import main
-from stablecpt.config import validate
+from stablecpt.core.config import validate
 
 GOOD = ("Insulin is a peptide hormone produced by the beta cells of the pancreatic islets. It regulates the "
         "metabolism of carbohydrates, fats and protein by promoting the absorption of glucose from the blood "
@@ -105,7 +105,7 @@ def test_missing_path_stops_with_one_clear_line(tmp_path, capsys):
 
 
 def test_bad_filter_parameter_names_the_key(tmp_path):
-    from stablecpt.errors import UserError
+    from stablecpt.core.errors import UserError
 
     (tmp_path / "x.jsonl").write_text(json.dumps({"text": GOOD}) + "\n")
     cfg = _config(tmp_path, str(tmp_path / "x.jsonl"), filters={"gopher_quality": {"params": {"min_doc_wrds": 5}}})
@@ -114,7 +114,7 @@ def test_bad_filter_parameter_names_the_key(tmp_path):
 
 
 def test_unknown_source_in_exemptions_is_a_config_error(tmp_path):
-    from stablecpt.errors import UserError
+    from stablecpt.core.errors import UserError
 
     with pytest.raises(UserError, match="filters.gopher_quality.exempt_sources names unknown source"):
         _config(tmp_path, str(tmp_path / "x.jsonl"), filters={"gopher_quality": {"exempt_sources": ["nope"]}})

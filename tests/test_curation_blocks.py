@@ -6,15 +6,14 @@ import polars as pl
 import pytest
 from datatrove.data import Document
 from datatrove.pipeline.filters import GopherQualityFilter
-
-from curation.blocks import marks
-from curation.blocks.dedup import select_keepers
-from curation.blocks.heldout import HeldoutSplit
-from curation.blocks.normalise import normalise_text
-from curation.blocks.recording import ATTRIBUTE_SCHEMA
-from curation.blocks.verdicts import Verdict
-from curation.outputs import AccountingError, account
-from curation.scoring.split import is_heldout
+from stablecpt.curation.blocks import marks
+from stablecpt.curation.blocks.dedup import select_keepers
+from stablecpt.curation.blocks.heldout import HeldoutSplit
+from stablecpt.curation.blocks.normalise import normalise_text
+from stablecpt.curation.blocks.recording import ATTRIBUTE_SCHEMA
+from stablecpt.curation.blocks.verdicts import Verdict
+from stablecpt.curation.outputs import AccountingError, account
+from stablecpt.curation.scoring.split import is_heldout
 
 
 def _doc(doc_id: str, text: str, source: str = "s", domain: str = "medical", category: str = "web") -> Document:

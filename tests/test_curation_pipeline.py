@@ -5,9 +5,8 @@ import json
 import polars as pl
 import pytest
 from curation_helpers import DUPLICATED_TEXT, build_corpus, make_config, table
-
-from curation.outputs import data_files, fingerprint
-from curation.pipeline import run_curation
+from stablecpt.curation.outputs import data_files, fingerprint
+from stablecpt.curation.pipeline import run_curation
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +95,7 @@ def test_rerun_of_a_complete_run_changes_nothing(run, corpus):
 
 
 def test_output_dir_of_another_config_is_refused(run, corpus):
-    from stablecpt.errors import UserError
+    from stablecpt.core.errors import UserError
 
     with pytest.raises(UserError, match="different config"):
         run_curation(make_config(run, corpus, executor={"tasks": 3, "workers": 1}))
@@ -104,9 +103,9 @@ def test_output_dir_of_another_config_is_refused(run, corpus):
 
 def test_slurm_executor_chain_comes_from_the_yaml(corpus, tmp_path):
     from datatrove.executor.slurm import SlurmPipelineExecutor
+    from stablecpt.curation.pipeline import build_stages, config_as_json, make_executor
 
-    from curation.pipeline import build_stages, config_as_json, make_executor
-    from stablecpt.errors import UserError
+    from stablecpt.core.errors import UserError
 
     options = {"partition": "cpu", "time": "01:00:00", "cpus_per_task": 2}
     cfg = make_config(tmp_path / "s", corpus, executor={"kind": "slurm", "tasks": 4, "workers": 2, "options": options})
@@ -127,14 +126,14 @@ def test_changed_input_files_refuse_a_resume(corpus, tmp_path):
     import shutil
     from pathlib import Path
 
-    from stablecpt.errors import UserError
+    from stablecpt.core.errors import UserError
 
     copy = {name: str(tmp_path / name / "*.jsonl") for name in corpus}
     for name, pattern in corpus.items():
         shutil.copytree(Path(pattern).parent, tmp_path / name)
     cfg = make_config(tmp_path / "run", copy, executor={"tasks": 1, "workers": 1})
-    from curation.inputs import input_fingerprint
-    from curation.pipeline import _claim_output_dir, config_as_json
+    from stablecpt.curation.inputs import input_fingerprint
+    from stablecpt.curation.pipeline import _claim_output_dir, config_as_json
 
     fingerprints = {s.name: input_fingerprint(s) for s in cfg.sources}
     _claim_output_dir(cfg, config_as_json(cfg), fingerprints)

@@ -7,10 +7,10 @@ import json
 
 import pytest
 from curation_helpers import write_jsonl
+from stablecpt.curation.config import CurateConfig
+from stablecpt.curation.pipeline import run_curation
 
-from curation.config import CurateConfig
-from curation.pipeline import run_curation
-from stablecpt.config import validate
+from stablecpt.core.config import validate
 
 
 @pytest.fixture(scope="module")

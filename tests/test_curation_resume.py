@@ -10,8 +10,7 @@ from pathlib import Path
 
 import yaml
 from curation_helpers import build_corpus, make_config
-
-from curation.pipeline import config_as_json, run_curation
+from stablecpt.curation.pipeline import config_as_json, run_curation
 
 ROOT = Path(__file__).resolve().parents[1]
 

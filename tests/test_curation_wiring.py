@@ -5,11 +5,11 @@ import json
 import polars as pl
 from curation_helpers import table, write_jsonl
 from scoring_corpora import fasttext_scorer_dir
+from stablecpt.curation.config import CurateConfig
+from stablecpt.curation.pipeline import run_curation
+from stablecpt.curation.scoring import load_scorer_info, train_kenlm
 
-from curation.config import CurateConfig
-from curation.pipeline import run_curation
-from curation.scoring import load_scorer_info, train_kenlm
-from stablecpt.config import validate
+from stablecpt.core.config import validate
 
 QUESTION = ("Which of the following hormones is secreted by the beta cells of the pancreatic islets in response "
             "to high blood glucose")

@@ -5,11 +5,11 @@ import json
 import polars as pl
 import pytest
 from datatrove.data import Document
+from stablecpt.curation.decontam import DecontaminationFilter, EvalNgramIndex, decontam_words
+from stablecpt.curation.scoring.config import DecontamConfig
 
-from curation.decontam import DecontaminationFilter, EvalNgramIndex, decontam_words
-from curation.scoring.config import DecontamConfig
-from stablecpt.config import load_config
-from stablecpt.errors import UserError
+from stablecpt.core.config import load_config
+from stablecpt.core.errors import UserError
 
 QUESTION = ("A 45-year-old man presents with crushing substernal chest pain radiating to the left arm; "
             "which enzyme rises first after myocardial infarction?")
@@ -70,7 +70,7 @@ def test_bad_item_files_stop_with_file_and_line(tmp_path):
         EvalNgramIndex.from_jsonl([path])
     with pytest.raises(UserError, match="no such eval item file"):
         EvalNgramIndex.from_jsonl([tmp_path / "missing.jsonl"])
-    with pytest.raises(UserError, match="no eval item files match"):
+    with pytest.raises(UserError, match="no eval item file matches"):
         EvalNgramIndex.from_jsonl([str(tmp_path / "none-*.jsonl")])
 
 
@@ -99,8 +99,7 @@ def test_decontam_config_builds_the_filter(tmp_path, items):
 
 def test_ascii_fast_path_splits_like_datatrove_simplify_text():
     from datatrove.utils.text import simplify_text
-
-    from curation.decontam.index import _CONFIG
+    from stablecpt.curation.decontam.index import _CONFIG
 
     for text in [QUESTION, "def f(x):\treturn x**2  # 42", "A\x0bB\x1fC -- d/e_f", "Naïve café"]:
         assert decontam_words(text) == simplify_text(text, config=_CONFIG).split()

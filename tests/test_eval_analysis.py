@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from stablecpt.evaluation.analysis import analyse_points, analyse_series
+from stablecpt.evaluation.suite import Suite, load_suite, macro_averages
 
-from evaluation.analysis import analyse_points, analyse_series
-from evaluation.suite import Suite, load_suite, macro_averages
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 
 def test_v_shaped_accuracy_gives_drop_where_and_recovery():

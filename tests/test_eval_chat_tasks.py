@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 from instructkit import CHATML
-
-from evaluation.harness import TaskCache, make_lm, run_tasks
-from evaluation.suite import load_suite, macro_averages
-from evaluation.taskpack import CHAT_TASKS, pack_items
+from stablecpt.evaluation.harness import TaskCache, make_lm, run_tasks
+from stablecpt.evaluation.suite import load_suite, macro_averages
+from stablecpt.evaluation.taskpack import CHAT_TASKS, pack_items
 
 
 @pytest.fixture(scope="module")

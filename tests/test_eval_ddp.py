@@ -25,7 +25,7 @@ def _free_port() -> int:
 
 
 def _state(model, tokenizer, accelerator, out):
-    from training.callbacks import TrainState
+    from stablecpt.training.callbacks import TrainState
 
     return TrainState(model=model, tokenizer=tokenizer, accelerator=accelerator, tokens_seen=0, step=0, epoch=0,
                       total_tokens=100, output_dir=out)
@@ -36,9 +36,8 @@ def _worker(rank: int, model_dir: str, out_dir: str, port: int, queue) -> None:
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
     import torch
     from accelerate import Accelerator
+    from stablecpt.evaluation.gap import StabilityGapMonitor
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from evaluation.gap import StabilityGapMonitor
 
     torch.set_num_threads(1)
     accelerator = Accelerator(cpu=True)
@@ -79,9 +78,8 @@ def two_ranks(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single_process(tiny_model_dir, tmp_path_factory):
+    from stablecpt.evaluation.gap import StabilityGapMonitor
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from evaluation.gap import StabilityGapMonitor
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)

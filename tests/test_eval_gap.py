@@ -9,11 +9,11 @@ import json
 
 import pytest
 import torch
+from stablecpt.evaluation.gap import StabilityGapMonitor
+from stablecpt.training.callbacks import TrainState, build_callback
 
-from evaluation.gap import StabilityGapMonitor
 from stablecpt.cli import main
-from stablecpt.errors import UserError
-from training.callbacks import TrainState, build_callback
+from stablecpt.core.errors import UserError
 
 TEXT = ("Seizure: an intermittent abnormality of nervous system physiology. Abdominal pain is an unpleasant "
         "sensation perceived to originate in the abdomen. ") * 20
@@ -57,7 +57,7 @@ def trained_run(tmp_path_factory, tiny_tokenizer):
 
     out = tmp_path_factory.mktemp("run")
     model = build_tiny_llama(tiny_tokenizer)
-    monitor = build_callback("evaluation.gap:StabilityGapMonitor", PROBE)
+    monitor = build_callback("stablecpt.evaluation.gap:StabilityGapMonitor", PROBE)
     points, logged = train_with(monitor, model, tiny_tokenizer, out)
     return out, monitor, points, logged, model
 

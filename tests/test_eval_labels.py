@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from stablecpt.evaluation.run import expand_models
 
-from evaluation.run import expand_models
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 
 def _run(root, name):

@@ -1,9 +1,8 @@
 import torch
 from lm_eval.api.instance import Instance
 from lm_eval.models.huggingface import HFLM
+from stablecpt.evaluation.packed_choices import PackedChoiceLM, tree_inputs
 from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from evaluation.packed_choices import PackedChoiceLM, tree_inputs
 
 QUESTIONS = {
     "Q: Which clinical feature is this: increased excretion of glycopeptides in the urine.\nA:":

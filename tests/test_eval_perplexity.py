@@ -9,10 +9,10 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from stablecpt.evaluation.perplexity import PerplexitySource, measure, shard_version_tokens, token_stream
+from stablecpt.evaluation.weights import WeightReference, transformer_blocks
 
-from evaluation.perplexity import PerplexitySource, measure, shard_version_tokens, token_stream
-from evaluation.weights import WeightReference, transformer_blocks
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 MED = ["Seizure: an intermittent abnormality of nervous system physiology.",
        "Abdominal pain is an unpleasant sensation perceived to originate in the abdomen."]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from stablecpt.evaluation.taskpack import PACK_TASKS, build_taskpack, export_items, heldout_documents, pack_items
 
-from evaluation.taskpack import PACK_TASKS, build_taskpack, export_items, heldout_documents, pack_items
-from evaluation.taskpack.hpo import read_terms
+from stablecpt.corpora.hpo import read_terms
 
 
 @pytest.fixture(scope="module")

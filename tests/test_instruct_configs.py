@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from stablecpt.curation.instructions.config import InstructConfig
+from stablecpt.training.config import TrainConfig
 
-from curation.instructions.config import InstructConfig
 from stablecpt.cli import main
-from stablecpt.config import load_config
-from training.config import TrainConfig
+from stablecpt.core.config import load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 BUILDS = sorted((CONFIGS / "instruct").glob("build*.yaml")) + sorted((CONFIGS / "paper").glob("instruct_build_*.yaml"))

@@ -10,18 +10,18 @@ import numpy as np
 import polars as pl
 import pytest
 from instructkit import CHATML, build_config, chat, medical_records, write_jsonl
+from stablecpt.curation.decontam.index import EvalNgramIndex
+from stablecpt.curation.instructions.build import build_instruction_version
+from stablecpt.curation.instructions.config import InstructConfig, InstructDedup, InstructionSource
+from stablecpt.curation.instructions.decontam import InstructionDecontaminator
+from stablecpt.curation.instructions.dedup import find_duplicates
+from stablecpt.curation.instructions.records import BadRecord, InstructionRecord, read_source
+from stablecpt.curation.instructions.render import ChatRenderer
+from stablecpt.curation.shards.verify import verify_version
+from stablecpt.training.shards import open_version
 
-from curation.decontam.index import EvalNgramIndex
-from curation.instructions.build import build_instruction_version
-from curation.instructions.config import InstructConfig, InstructDedup, InstructionSource
-from curation.instructions.decontam import InstructionDecontaminator
-from curation.instructions.dedup import find_duplicates
-from curation.instructions.records import BadRecord, InstructionRecord, read_source
-from curation.instructions.render import ChatRenderer
-from curation.shards.verify import verify_version
-from stablecpt.errors import UserError
-from stablecpt.models import load_tokenizer
-from training.shards import open_version
+from stablecpt.core.errors import UserError
+from stablecpt.core.models import load_tokenizer
 
 CONVERSATION = [
     {"role": "system", "content": "You are a careful physician."},
@@ -221,9 +221,9 @@ def test_padded_layout_gives_every_record_exactly_max_length_tokens(tmp_path, ti
 
 
 def test_the_llm_scorer_slot_rates_exchanges_between_1_and_6(tiny_model_dir):
-    from curation.instructions.quality import build_scorer, score_all
+    from stablecpt.curation.instructions.quality import build_scorer, score_all
 
-    scorer = build_scorer("curation.instructions.quality:ChatRatingScorer",
+    scorer = build_scorer("stablecpt.curation.instructions.quality:ChatRatingScorer",
                           {"model": str(tiny_model_dir), "chat_template": CHATML, "batch_size": 2})
     records = [_record(f"s/{i}", "s", f"Question {i}: what is the femur?", reply)
                for i, reply in enumerate(["The thigh bone.", "A long bone of the upper leg, the body's longest.",

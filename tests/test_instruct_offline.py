@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import polars as pl
 from instructkit import build_config
-
-from curation.decontam.index import decontam_words
-from curation.instructions.build import build_instruction_version
-from curation.instructions.config import InstructConfig
-from evaluation.taskpack import PACK_TASKS, heldout_documents, pack_items
+from stablecpt.curation.decontam.index import decontam_words
+from stablecpt.curation.instructions.build import build_instruction_version
+from stablecpt.curation.instructions.config import InstructConfig
+from stablecpt.evaluation.taskpack import PACK_TASKS, heldout_documents, pack_items
 
 
 def test_offline_instructions_hold_out_every_pack_document(tmp_path, tiny_model_dir):

@@ -9,14 +9,13 @@ import pytest
 import torch
 from instructkit import build_config, medical_records, write_jsonl
 from safetensors.torch import load_file
+from stablecpt.curation.instructions.build import build_instruction_version
+from stablecpt.curation.instructions.config import InstructConfig
+from stablecpt.training.config import TrainConfig
+from stablecpt.training.loader import PackedLoader
+from stablecpt.training.loop import train
+from stablecpt.training.shards import open_version
 from trainkit import read_metrics, tiny_config
-
-from curation.instructions.build import build_instruction_version
-from curation.instructions.config import InstructConfig
-from training.config import TrainConfig
-from training.loader import PackedLoader
-from training.loop import train
-from training.shards import open_version
 
 
 @pytest.fixture(scope="module")

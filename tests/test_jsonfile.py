@@ -1,7 +1,7 @@
 import pytest
 
-from stablecpt.errors import UserError
-from stablecpt.jsonfile import read_jsonl_objects
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import read_jsonl_objects
 
 
 def test_jsonl_log_reads_objects_and_names_a_broken_line(tmp_path):

@@ -1,6 +1,6 @@
 import torch
 
-from stablecpt.models import DEFAULT_MODEL, document_separator, load_model, load_tokenizer, resolve_model
+from stablecpt.core.models import DEFAULT_MODEL, document_separator, load_model, load_tokenizer, resolve_model
 
 
 def test_local_model_folder_loads_like_a_hub_name(tiny_model_dir):

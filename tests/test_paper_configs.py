@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from stablecpt.curation.shards.config import ShardsConfig
+from stablecpt.evaluation.gap import StabilityGapMonitor
+from stablecpt.training.callbacks import build_callback
+from stablecpt.training.config import TrainConfig
 
-from curation.shards.config import ShardsConfig
-from evaluation.gap import StabilityGapMonitor
-from stablecpt.config import load_config
-from training.callbacks import build_callback
-from training.config import TrainConfig
+from stablecpt.core.config import load_config
 
 PAPER = Path(__file__).resolve().parents[1] / "configs" / "paper"
 TRAIN_CONFIGS = sorted(PAPER.glob("train_*.yaml"))
@@ -18,12 +18,12 @@ SHARD_SPECS = {load_config(p, ShardsConfig).name: load_config(p, ShardsConfig) f
 
 
 def test_the_slurm_curation_config_validates():
-    from curation.config import CurateConfig
+    from stablecpt.curation.config import CurateConfig
 
     cfg = load_config(PAPER / "curate_slurm.yaml", CurateConfig)
     assert cfg.executor.kind == "slurm" and {"partition", "time"} <= set(cfg.executor.options)
     assert {s.category for s in cfg.sources} == {"web", "code", "wikipedia", "books", "arxiv", "stackexchange"}
-    from curation.scoring.config import TrainScorersConfig
+    from stablecpt.curation.scoring.config import TrainScorersConfig
 
     scorers = load_config(PAPER / "scorers.yaml", TrainScorersConfig)
     assert {str(cfg.scoring.kenlm.model_dir), str(cfg.scoring.fasttext.model_dir)} == {
@@ -73,9 +73,8 @@ def test_dry_run_prints_the_plan_without_data_or_weights(path, capsys):
 
 
 def test_dry_run_counts_a_local_models_parameters_from_its_config(tmp_path, tiny_model_dir):
+    from stablecpt.training.plan import count_parameters, training_plan
     from transformers import AutoModelForCausalLM
-
-    from training.plan import count_parameters, training_plan
 
     expected = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_model_dir).parameters())
     assert count_parameters(str(tiny_model_dir)) == expected
@@ -88,7 +87,7 @@ def test_dry_run_counts_a_local_models_parameters_from_its_config(tmp_path, tiny
 
 @pytest.mark.parametrize("name", sorted(SHARD_SPECS))
 def test_shards_dry_run_budgets_add_up(name):
-    from curation.shards.mixture import planned_budgets
+    from stablecpt.curation.shards.mixture import planned_budgets
 
     spec = SHARD_SPECS[name]
     plan = planned_budgets(spec)

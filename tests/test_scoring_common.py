@@ -4,13 +4,13 @@ import json
 
 import pytest
 from scoring_corpora import MEDICAL, texts
+from stablecpt.curation.scoring import is_heldout, load_scorer_info, normalize_line, normalized_lines, train_kenlm
+from stablecpt.curation.scoring.config import TrainScorersConfig
+from stablecpt.curation.scoring.split import heldout_bucket
 
-from curation.scoring import is_heldout, load_scorer_info, normalize_line, normalized_lines, train_kenlm
-from curation.scoring.config import TrainScorersConfig
-from curation.scoring.split import heldout_bucket
 from stablecpt.cli import main
-from stablecpt.config import load_config
-from stablecpt.errors import UserError
+from stablecpt.core.config import load_config
+from stablecpt.core.errors import UserError
 
 
 def test_heldout_rule_is_a_pure_function_of_the_id():
@@ -109,7 +109,7 @@ def test_demo_scorer_config_is_valid():
 
 
 def test_training_without_text_stops_with_one_clear_line(tmp_path):
-    from curation.scoring import train_fasttext
+    from stablecpt.curation.scoring import train_fasttext
 
     with pytest.raises(UserError, match="no reference text to train the kenlm scorer on"):
         train_kenlm(["", "...", " \n "], tmp_path / "k")
@@ -120,8 +120,7 @@ def test_training_without_text_stops_with_one_clear_line(tmp_path):
 
 def test_ascii_fast_path_gives_what_datatrove_simplify_text_gives():
     from datatrove.utils.text import simplify_text
-
-    from curation.scoring.normalize import _CONFIG, _DIGIT
+    from stablecpt.curation.scoring.normalize import _CONFIG, _DIGIT
 
     lines = ["Type 2 Diabetes, E11.9 (onset 1987)!", "def f(x):\treturn x**2  # 42", "A\x0bB\x1fC -- d/e_f",
              "   ", "HP:0001250 'Seizure' \"fits\" [sic] {x} <y> ~z @ 3.5%"]
@@ -131,8 +130,8 @@ def test_ascii_fast_path_gives_what_datatrove_simplify_text_gives():
 
 
 def test_scoring_configs_build_blocks_and_need_a_model_when_enabled(tmp_path):
-    from curation.scoring import KenLMScorer
-    from curation.scoring.config import FastTextConfig, KenLMConfig
+    from stablecpt.curation.scoring import KenLMScorer
+    from stablecpt.curation.scoring.config import FastTextConfig, KenLMConfig
 
     train_kenlm(texts(MEDICAL, heldout=False)[:50], tmp_path / "k", order=2)
     config = tmp_path / "c.yaml"

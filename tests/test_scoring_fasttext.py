@@ -6,9 +6,8 @@ import pickle
 from datatrove.data import Document
 from datatrove.executor import LocalPipelineExecutor
 from scoring_corpora import GENERAL, MEDICAL, auc, fasttext_scorer_dir, texts
-
-from curation.scoring import FastTextScorer, load_scorer_info, train_fasttext
-from curation.scoring.fasttext import line_chunks
+from stablecpt.curation.scoring import FastTextScorer, load_scorer_info, train_fasttext
+from stablecpt.curation.scoring.fasttext import line_chunks
 
 
 def test_heldout_medical_scores_above_general_text():
@@ -62,7 +61,7 @@ def test_block_runs_inside_a_datatrove_executor(tmp_path):
 
 
 def test_same_data_and_params_give_the_same_fingerprint(tmp_path):
-    from curation.scoring import train_fasttext
+    from stablecpt.curation.scoring import train_fasttext
 
     positive, negative = texts(MEDICAL, heldout=False)[:300], texts(GENERAL, heldout=False)[:100]
     first = train_fasttext(positive, negative, tmp_path / "a", bucket=200_000)
@@ -77,7 +76,7 @@ def test_same_data_and_params_give_the_same_fingerprint(tmp_path):
 
 
 def test_text_given_to_fasttext_has_single_spaces_and_no_newlines():
-    from curation.scoring.fasttext import fasttext_text
+    from stablecpt.curation.scoring.fasttext import fasttext_text
 
     assert fasttext_text("  Renal cyst.\n\nKidney\tabnormality \u00a0 x\n") == "Renal cyst. Kidney abnormality x"
 
@@ -114,9 +113,9 @@ def test_what_the_heap_held_before_does_not_change_the_model(tmp_path):
 
 def test_a_failed_fasttext_run_is_one_line_naming_the_training_file(tmp_path):
     import pytest
+    from stablecpt.curation.scoring.fasttext_child import train_supervised_in_child
 
-    from curation.scoring.fasttext_child import train_supervised_in_child
-    from stablecpt.errors import UserError
+    from stablecpt.core.errors import UserError
 
     missing = tmp_path / "train.txt"
     with pytest.raises(UserError, match=r"train\.txt: fastText training failed: ValueError: .*cannot be opened"):

@@ -7,8 +7,7 @@ import statistics
 import kenlm
 from datatrove.data import Document
 from scoring_corpora import GENERAL, MEDICAL, auc, kenlm_scorer_dir, texts
-
-from curation.scoring import KenLMScorer, load_scorer_info, normalized_lines
+from stablecpt.curation.scoring import KenLMScorer, load_scorer_info, normalized_lines
 
 
 def test_heldout_medical_ranks_above_general_text():
@@ -82,7 +81,7 @@ main(["--ngram-order", get("-o"), "--text", get("--text"), "--lm", get("--arpa")
 def test_lmplz_trainer_marks_rare_words_with_its_own_token_and_scores_like_kaldingram(tmp_path):
     import sys
 
-    from curation.scoring import train_kenlm
+    from stablecpt.curation.scoring import train_kenlm
 
     fake = tmp_path / "lmplz"
     fake.write_text(FAKE_LMPLZ.format(python=sys.executable))
@@ -102,9 +101,9 @@ def test_lmplz_trainer_marks_rare_words_with_its_own_token_and_scores_like_kaldi
 
 def test_lmplz_trainer_without_a_binary_says_how_to_build_it(tmp_path):
     import pytest
+    from stablecpt.curation.scoring import train_kenlm
 
-    from curation.scoring import train_kenlm
-    from stablecpt.errors import UserError
+    from stablecpt.core.errors import UserError
 
     with pytest.raises(UserError, match="lmplz not found .*make lmplz"):
         train_kenlm(["Abnormality of the kidney."], tmp_path / "x", trainer="lmplz", lmplz_path=str(tmp_path / "no"))

@@ -10,13 +10,13 @@ import numpy as np
 import polars as pl
 import pytest
 from curation_run_factory import make_documents, write_curation_run
+from stablecpt.curation.shards.build import build_version
+from stablecpt.curation.shards.config import ShardsConfig
+from stablecpt.curation.shards.verify import verify_version
 
-from curation.shards.build import build_version
-from curation.shards.config import ShardsConfig
-from curation.shards.verify import verify_version
 from stablecpt.cli import main
-from stablecpt.config import load_config
-from stablecpt.errors import UserError
+from stablecpt.core.config import load_config
+from stablecpt.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -195,7 +195,7 @@ def test_versions_are_never_written_over_and_a_failed_build_leaves_nothing(tmp_p
     assert (first.name, second.name) == ("v1", "v2")
     with pytest.raises(UserError, match="v1: version exists"):
         build_version(cfg, version=1, log=quiet)
-    import curation.shards.writer as writer
+    import stablecpt.curation.shards.writer as writer
 
     def crash(*args, **kwargs):
         raise RuntimeError("killed mid-write")
@@ -304,7 +304,7 @@ def test_vocabularies_over_65536_tokens_get_uint32_files(tmp_path, run_dir, tiny
 def test_sampling_key_is_the_documented_hash_and_ignores_input_order():
     import hashlib
 
-    from curation.shards.plan import hash_order, sample_key
+    from stablecpt.curation.shards.plan import hash_order, sample_key
 
     expected = int.from_bytes(hashlib.blake2b(b"7/domain/2/med/0001", digest_size=8).digest(), "big")
     assert sample_key(7, "domain", 2, "med/0001") == expected

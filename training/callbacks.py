@@ -1,6 +1,6 @@
 """The hook evaluation plugs into, so training never imports evaluation internals.
 
-A training config names callbacks by import path (`evaluation.gap:StabilityGapMonitor`) with keyword
+A training config names callbacks by import path (`stablecpt.evaluation.gap:StabilityGapMonitor`) with keyword
 arguments; the loop builds them, asks each for the token counts at which it wants to run, and calls
 `on_eval_point` when training passes each point (in tokens consumed across all ranks). What a callback
 returns is merged into the metrics log under its own keys.
@@ -8,11 +8,12 @@ returns is merged into the metrics log under its own keys.
 
 from __future__ import annotations
 
-import importlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stablecpt.core.plugins import load_object
 
 
 @dataclass
@@ -64,8 +65,4 @@ def log_spaced_points(total_tokens: int, count: int, first: int) -> list[int]:
 
 def build_callback(spec: str, kwargs: dict[str, Any] | None = None) -> Callback:
     """`package.module:ClassName` -> an instance, with kwargs from the config."""
-    module_name, _, class_name = spec.partition(":")
-    if not class_name:
-        raise ValueError(f"callback '{spec}' must look like package.module:ClassName")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    return cls(**(kwargs or {}))
+    return load_object(spec, "callback")(**(kwargs or {}))

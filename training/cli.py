@@ -24,12 +24,13 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from stablecpt.config import load_config
-    from training.config import TrainConfig
+    from stablecpt.training.config import TrainConfig
+
+    from stablecpt.core.config import load_config
 
     cfg = load_config(args.config, TrainConfig)
     if args.dry_run:
-        from training.plan import count_parameters, format_plan, training_plan
+        from stablecpt.training.plan import count_parameters, format_plan, training_plan
 
         params = int(args.params) if args.params else count_parameters(cfg.model)
         print(f"plan for {args.config}:")
@@ -37,7 +38,7 @@ def _train(args: argparse.Namespace) -> int:
         if params is None:
             print("  (parameters unknown: the model config is not readable offline; pass --params)")
         return 0
-    from training.loop import train
+    from stablecpt.training.loop import train
 
     final = train(cfg, resume=args.resume)
     print(f"final model: {final}")

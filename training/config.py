@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from stablecpt.config import StrictModel
-from stablecpt.models import DEFAULT_MODEL
+from stablecpt.core.config import StrictModel
+from stablecpt.core.models import DEFAULT_MODEL
 
 
 class OptimizerConfig(StrictModel):

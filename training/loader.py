@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from stablecpt.training.shards import ShardVersion
 
-from stablecpt.errors import UserError
-from training.shards import ShardVersion
+from stablecpt.core.errors import UserError
 
 
 @dataclass

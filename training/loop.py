@@ -16,11 +16,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-from stablecpt import __version__
-from stablecpt.errors import UserError
-from training.callbacks import TrainState, build_callback
-from training.checkpoint import (
+from stablecpt.training.callbacks import TrainState, build_callback
+from stablecpt.training.checkpoint import (
     TRAINER_STATE,
     latest_checkpoint,
     load_checkpoint_states,
@@ -28,12 +25,16 @@ from training.checkpoint import (
     save_checkpoint,
     save_model_folder,
 )
-from training.config import TrainConfig
-from training.loader import MicroBatch, PackedLoader
-from training.metrics import MetricsLog, device_peak_flops, finite_or_none, model_flops_utilization
-from training.modeling import apply_freeze, count_parameters, optimizer_groups
-from training.schedule import lr_multiplier
-from training.shards import ShardVersion, open_version, sha256_file
+from stablecpt.training.config import TrainConfig
+from stablecpt.training.loader import MicroBatch, PackedLoader
+from stablecpt.training.metrics import MetricsLog, device_peak_flops, finite_or_none, model_flops_utilization
+from stablecpt.training.modeling import apply_freeze, count_parameters, optimizer_groups
+from stablecpt.training.schedule import lr_multiplier
+from stablecpt.training.shards import ShardVersion, open_version, sha256_file
+
+from stablecpt import __version__
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import atomic_write_json
 
 
 class TrainingStopped(UserError):
@@ -47,7 +48,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from stablecpt.models import resolve_model
+    from stablecpt.core.models import resolve_model
 
     # cpu=True when there is no accelerator: accelerate then runs torchrun-launched processes as MULTI_CPU (gloo)
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.precision), cpu=not _has_accelerator())
@@ -206,7 +207,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if is_main:
         run = json.loads((output_dir / "run.json").read_text())
         run["finished_at"] = _now()
-        _write_json(output_dir / "run.json", run)
+        atomic_write_json(output_dir / "run.json", run)
     log.close()
     accelerator.end_training()
     return final
@@ -287,13 +288,10 @@ def _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_para
     })
     if checkpoint is not None:
         run.setdefault("resumes", []).append({"at": _now(), "from": str(checkpoint)})
-    _write_json(path, run)
+    atomic_write_json(path, run)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+
 
 
 def _now() -> str:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 # Dense bf16 tensor-core peak per device (vendor datasheets, without sparsity).
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 70e12,

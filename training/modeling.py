@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 
 def transformer_blocks(model: nn.Module) -> nn.ModuleList:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from training.callbacks import build_callback
-from training.config import TrainConfig
-from training.metrics import PEAK_BF16_FLOPS
+from stablecpt.training.callbacks import build_callback
+from stablecpt.training.config import TrainConfig
+from stablecpt.training.metrics import PEAK_BF16_FLOPS
 
 
 def count_parameters(model_name: str) -> int | None:
@@ -20,7 +20,7 @@ def count_parameters(model_name: str) -> int | None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from stablecpt.models import resolve_model
+    from stablecpt.core.models import resolve_model
 
     try:
         config = AutoConfig.from_pretrained(resolve_model(model_name))

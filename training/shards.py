@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from stablecpt.errors import UserError
-from stablecpt.hashing import sha256_file
-from stablecpt.jsonfile import read_json_object
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import read_json_object
+from stablecpt.core.hashing import sha256_file
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "fingerprint", "files", "tokenizer", "token_dtype", "epochs")

@@ -28,6 +28,8 @@ from datatrove.pipeline.readers import ParquetReader
 from datatrove.pipeline.writers import ParquetWriter
 from datatrove.utils.logging import logger
 
+from stablecpt.core.files import atomic_path
+
 from . import marks
 
 EXACT, NEAR = "exact_duplicate", "minhash_duplicate"
@@ -93,10 +95,8 @@ class DedupKeyRecorder(PipelineStep):
 
 
 def _write_parquet_atomic(frame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.write_parquet(tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.write_parquet(tmp)
 
 
 def read_minhash_clusters(clusters_dir: str | None):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-
-from curation.scoring.split import is_heldout
+from stablecpt.curation.scoring.split import is_heldout
 
 from . import marks
 

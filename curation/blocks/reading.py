@@ -8,9 +8,6 @@ and a detail naming its file and line, so it lands in the exclusion output and i
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +18,10 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.readers import HuggingFaceDatasetReader, ParquetReader
 from datatrove.pipeline.readers.base import BaseDiskReader, BaseReader
 from datatrove.utils.logging import logger
+from stablecpt.curation.sources.readers import EmbeddedReader, _source_adapter, _split_path
+from stablecpt.curation.sources.spec import SourceSpec
 
-from curation.sources.readers import EmbeddedReader, _source_adapter, _split_path
-from curation.sources.spec import SourceSpec
+from stablecpt.core.files import atomic_write_json
 
 from . import marks
 
@@ -151,13 +149,7 @@ def make_tolerant_reader(source: SourceSpec, max_bytes: int) -> BaseReader:
     return reader
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+
 
 
 class SourcesReader(PipelineStep):
@@ -197,5 +189,5 @@ class SourcesReader(PipelineStep):
         if sum(bad.values()) > self.max_logged:
             logger.warning(f"task {rank}: {sum(bad.values())} bad records in all (only the first "
                            f"{self.max_logged} logged); all are in excluded/ with file and line")
-        write_json_atomic(Path(self.counts_dir) / f"{rank:05d}.json",
+        atomic_write_json(Path(self.counts_dir) / f"{rank:05d}.json",
                           {"input": dict(counts), "bad_records": dict(bad)})

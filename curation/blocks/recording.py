@@ -12,8 +12,7 @@ import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers import ParquetWriter
-
-from curation.config import FILTER_ORDER
+from stablecpt.curation.config import FILTER_ORDER
 
 from . import marks
 

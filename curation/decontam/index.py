@@ -9,15 +9,16 @@ options like "Pancreas", would match ordinary text and are only counted, as `too
 
 from __future__ import annotations
 
-import glob
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from datatrove.utils.text import PUNCTUATION_TRANS, TextNormConfig, simplify_text
 
-from stablecpt.errors import UserError
+from stablecpt.core.files import expand_paths as _expand_paths
+from stablecpt.core.files import jsonl_values
+
+from .lm_eval_tasks import task_records
 
 _CONFIG = TextNormConfig(lowercase=True, norm_whitespace=True, remove_punctuation=True,
                          norm_unicode_diacritics=True, norm_numbers=False)
@@ -41,29 +42,11 @@ def string_values(value: Any) -> Iterator[str]:
 
 
 def expand_paths(patterns: Iterable[str | Path]) -> list[Path]:
-    paths: list[Path] = []
-    for pattern in map(str, patterns):
-        if any(ch in pattern for ch in "*?["):
-            matched = sorted(glob.glob(pattern, recursive=True))
-            if not matched:
-                raise UserError(f"{pattern}: no eval item files match")
-            paths.extend(Path(p) for p in matched)
-        elif Path(pattern).is_file():
-            paths.append(Path(pattern))
-        else:
-            raise UserError(f"{pattern}: no such eval item file")
-    return paths
+    return _expand_paths(patterns, what="eval item file")
 
 
 def jsonl_records(path: Path) -> Iterator[Any]:
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+    return jsonl_values(path)
 
 
 class EvalNgramIndex:
@@ -118,8 +101,6 @@ class EvalNgramIndex:
     @classmethod
     def from_sources(cls, eval_items: Iterable[str | Path] = (), lm_eval_tasks: Iterable[str | Path] = (),
                      n: int = 13, min_words: int = 8) -> EvalNgramIndex:
-        from .lm_eval_tasks import task_records
-
         index = cls.from_jsonl(eval_items, n=n, min_words=min_words)
         for task_yaml in expand_paths(lm_eval_tasks):
             for records in task_records(task_yaml):

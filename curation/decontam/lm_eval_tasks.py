@@ -14,9 +14,8 @@ from typing import Any
 
 import yaml
 
-from stablecpt.errors import UserError
-
-from .index import jsonl_records
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import jsonl_values as jsonl_records
 
 LOCAL_BUILDERS = ("json", "parquet")
 

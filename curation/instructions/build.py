@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from stablecpt.curation.shards.tokenizing import load_target_tokenizer
+from stablecpt.curation.shards.writer import discard, reserve_version
 
-from curation.shards.tokenizing import load_target_tokenizer
-from curation.shards.writer import discard, reserve_version
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 from .config import InstructConfig
 from .decontam import InstructionDecontaminator
@@ -36,7 +36,7 @@ RENDER_BATCH = 512
 
 
 def build_instruction_version(cfg: InstructConfig, version: int | None = None, log=print) -> tuple[Path, dict]:
-    from stablecpt.models import load_tokenizer
+    from stablecpt.core.models import load_tokenizer
 
     started = time.perf_counter()
     target_tokenizer = load_target_tokenizer(cfg.tokenizer)

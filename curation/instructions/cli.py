@@ -21,9 +21,10 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from curation.instructions.build import build_instruction_version
-    from curation.instructions.config import InstructConfig
-    from stablecpt.config import load_config
+    from stablecpt.curation.instructions.build import build_instruction_version
+    from stablecpt.curation.instructions.config import InstructConfig
+
+    from stablecpt.core.config import load_config
 
     build_instruction_version(load_config(args.config, InstructConfig), args.version)
     return 0
@@ -32,7 +33,7 @@ def _build(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from curation.shards.verify import read_manifest
+    from stablecpt.curation.shards.verify import read_manifest
 
     print("\n".join(describe(read_manifest(Path(args.path)))))
     return 0

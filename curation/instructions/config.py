@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
+from stablecpt.curation.config import MinhashSettings
+from stablecpt.curation.sources.spec import _infer_format as infer_source_format
 
-from curation.config import MinhashSettings
-from curation.sources.spec import _infer_format as infer_source_format
-from stablecpt.config import StrictModel
-from stablecpt.models import DEFAULT_MODEL
+from stablecpt.core.config import StrictModel
+from stablecpt.core.models import DEFAULT_MODEL
 
 OFFLINE_SETS = ("hpo", "icd10cm", "general")
 
@@ -79,7 +79,7 @@ class InstructConfig(StrictModel):
     sources: list[InstructionSource] = Field(min_length=1)
     dedup: InstructDedup = InstructDedup()
     decontamination: InstructDecontam = InstructDecontam()
-    quality: PluginSpec = PluginSpec(path="curation.instructions.quality:ResponseQualityScorer")
+    quality: PluginSpec = PluginSpec(path="stablecpt.curation.instructions.quality:ResponseQualityScorer")
     selection: InstructSelection = InstructSelection()
     epochs: int = Field(3, ge=1)
     layout: Literal["packed", "padded"] = "packed"

@@ -14,12 +14,16 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from curation.decontam.filter import REASON as NGRAM_REASON
-from curation.decontam.filter import SOURCE_REASON
-from curation.decontam.index import EvalNgramIndex, decontam_words, expand_paths, jsonl_records
+from stablecpt.curation.decontam.filter import REASON as NGRAM_REASON
+from stablecpt.curation.decontam.filter import SOURCE_REASON
+from stablecpt.curation.decontam.index import EvalNgramIndex, decontam_words, expand_paths, jsonl_records
+
+from stablecpt.core.plugins import load_object
 
 from .config import InstructDecontam
 from .records import InstructionRecord
+
+TASKPACK_EXPORTER = "stablecpt.evaluation.taskpack:export_items"  # writes the pack's items as JSONL (C3)
 
 OPTIONS_REASON = "contains_test_options"
 
@@ -41,10 +45,8 @@ class InstructionDecontaminator:
     def from_config(cls, cfg: InstructDecontam) -> InstructionDecontaminator:
         paths = list(expand_paths(cfg.eval_items)) if cfg.eval_items else []
         with tempfile.TemporaryDirectory() as tmp:
-            if cfg.taskpack:
-                from evaluation.taskpack import export_items  # contract C3
-
-                paths += export_items(Path(tmp))
+            if cfg.taskpack:  # the evaluation stage's exporter, named as a plugin: curation never imports it
+                paths += load_object(TASKPACK_EXPORTER, "decontamination.taskpack")(Path(tmp))
             index = EvalNgramIndex.from_jsonl(paths, n=cfg.ngram, min_words=min(8, cfg.ngram))
             option_sets = [tuple(" ".join(decontam_words(c)) for c in record["choices"])
                            for path in paths for record in jsonl_records(Path(path))

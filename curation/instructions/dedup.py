@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tempfile
 
-from curation.blocks.dedup import EXACT, NEAR
+from stablecpt.curation.blocks.dedup import EXACT, NEAR
 
 from .config import InstructDedup
 from .records import InstructionRecord

@@ -34,7 +34,7 @@ def _chat(record_id: str, prompt: str, response: str, source_ids: list[str]) -> 
 
 
 def hpo_instructions() -> Iterator[dict]:
-    from evaluation.taskpack.hpo import read_terms
+    from stablecpt.corpora.hpo import read_terms
 
     for term in sorted(read_terms().values(), key=lambda t: t.id):
         doc = [f"hpo/{term.id}"]
@@ -44,7 +44,7 @@ def hpo_instructions() -> Iterator[dict]:
 
 
 def icd10cm_instructions() -> Iterator[dict]:
-    from evaluation.taskpack.icd import category_subcodes
+    from stablecpt.corpora.icd10cm import category_subcodes
 
     for category, codes in sorted(category_subcodes().items()):
         doc = [f"icd10cm/{category}"]
@@ -59,7 +59,7 @@ def sentences(text: str) -> list[str]:
 
 
 def general_instructions() -> Iterator[dict]:
-    from curation.sources.embedded import lee_records, wiki_records
+    from stablecpt.corpora.general import lee_records, wiki_records
 
     for record in wiki_records():
         opening = sentences(record["text"].split("\n\n")[0])[:3]

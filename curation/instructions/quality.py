@@ -14,11 +14,11 @@ correctness; an LLM scorer does that better at far higher cost.
 
 from __future__ import annotations
 
-import importlib
 import math
 from typing import Any, Protocol
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
+from stablecpt.core.plugins import load_object
 
 from .records import InstructionRecord
 
@@ -41,14 +41,10 @@ class ResponseQualityScorer:
 
 
 def build_scorer(path: str, kwargs: dict[str, Any] | None = None) -> InstructionScorer:
-    module_name, _, class_name = path.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as exc:
-        raise UserError(f"quality.path '{path}': cannot be imported ({type(exc).__name__}: {exc})") from None
+    cls = load_object(path, "quality.path")
     scorer = cls(**(kwargs or {}))
     if not callable(getattr(scorer, "score", None)):
-        raise UserError(f"quality.path '{path}': {class_name} has no score(records) method")
+        raise UserError(f"quality.path '{path}': {path.partition(':')[2]} has no score(records) method")
     return scorer
 
 
@@ -84,7 +80,7 @@ class ChatRatingScorer:
         self._model = self._tokenizer = None
 
     def _load(self) -> None:
-        from stablecpt.models import load_model, load_tokenizer
+        from stablecpt.core.models import load_model, load_tokenizer
 
         self._tokenizer = load_tokenizer(self.model_name)
         if self.chat_template is not None:

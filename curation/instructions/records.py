@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 from .config import InstructionSource
 

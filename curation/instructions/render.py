@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 
 @dataclass

@@ -11,7 +11,7 @@
   record of the other domains): round(s / (1 - s) x subset tokens) tokens, drawn in hash order, once
   (or afresh per epoch with `resample_general`). A pool smaller than that is used whole and the shortfall
   is recorded (`short_by`) and printed.
-Every choice is a sort by `curation.shards.plan.sample_key`, as in docs/shards.md.
+Every choice is a sort by `stablecpt.curation.shards.plan.sample_key`, as in docs/shards.md.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from stablecpt.curation.shards.plan import hash_order
 
-from curation.shards.plan import hash_order
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 from .config import InstructConfig
 

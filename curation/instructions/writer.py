@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
-from curation.shards.tokenizing import TargetTokenizer
-from curation.shards.writer import _sums, seal_version, write_token_runs
+from stablecpt.curation.shards.tokenizing import TargetTokenizer
+from stablecpt.curation.shards.writer import _sums, seal_version, write_token_runs
 
 from .render import Rendered
 from .select import Candidate, InstructEpoch

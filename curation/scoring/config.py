@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
+from stablecpt.curation.sources.spec import SourceSpec
 
-from curation.sources.spec import SourceSpec
-from stablecpt.config import StrictModel
+from stablecpt.core.config import StrictModel
 
 
 class KenLMConfig(StrictModel):
@@ -79,12 +79,12 @@ class DecontamConfig(StrictModel):
         return self
 
     def build_index(self):
-        from curation.decontam import EvalNgramIndex
+        from stablecpt.curation.decontam import EvalNgramIndex
 
         return EvalNgramIndex.from_sources(self.eval_items, self.lm_eval_tasks, n=self.n, min_words=self.min_words)
 
     def build(self, exclusion_writer=None):
-        from curation.decontam import DecontaminationFilter
+        from stablecpt.curation.decontam import DecontaminationFilter
 
         return DecontaminationFilter(self.build_index(), exclusion_writer=exclusion_writer)
 

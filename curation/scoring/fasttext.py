@@ -28,7 +28,7 @@ from typing import Any
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 from .fasttext_child import train_supervised_in_child
 from .info import ScorerInfo, prepare_output_dir, scorer_model, write_scorer_info

@@ -1,4 +1,5 @@
-"""Runs `fasttext.train_supervised` in a fresh process: `python -m curation.scoring.fasttext_child PARAMS_JSON`.
+"""Runs `fasttext.train_supervised` in a fresh process:
+`python -m stablecpt.curation.scoring.fasttext_child PARAMS_JSON`.
 
 fasttext-numpy2-wheel 0.9.2 leaves about 90% of the input matrix uninitialized when trained with one thread
 (`DenseMatrix::uniform` fills one tenth per thread). In a long-lived process that memory holds whatever the
@@ -16,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 # allocations of 64 KiB and more are fresh zero pages from mmap, never recycled heap
 CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 1024), "OMP_NUM_THREADS": "1"}

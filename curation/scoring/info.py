@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from stablecpt import __version__
-from stablecpt.errors import UserError
-from stablecpt.hashing import sha256_file
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import atomic_write_text
+from stablecpt.core.hashing import sha256_file
 
 SCORER_FILE = "scorer.json"
 
@@ -46,10 +46,7 @@ def scorer_fingerprint(kind: str, model_sha256: str, params: dict[str, Any]) -> 
     return hashlib.sha256(f"{kind}\n{model_sha256}\n{canonical}".encode()).hexdigest()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+
 
 
 def write_scorer_info(out_dir: Path, kind: str, model_file: str, params: dict[str, Any],

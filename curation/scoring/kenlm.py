@@ -31,7 +31,7 @@ from typing import Any
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 from .info import ScorerInfo, prepare_output_dir, scorer_model, write_scorer_info
 from .normalize import normalized_lines

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 RARE_TOKEN = "<rare>"
 DEFAULT_BUILD = Path("build/lmplz/bin/lmplz")  # where `make lmplz` puts it, relative to the project root

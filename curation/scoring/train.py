@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from curation.sources import SourceSpec, make_reader
+from stablecpt.curation.sources import SourceSpec, make_reader
 
 from .config import FastTextTrainSpec, KenLMTrainSpec, TrainScorersConfig
 from .info import ScorerInfo

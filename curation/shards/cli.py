@@ -33,13 +33,14 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from curation.shards.build import build_version
-    from curation.shards.config import ShardsConfig
-    from stablecpt.config import load_config
+    from stablecpt.curation.shards.build import build_version
+    from stablecpt.curation.shards.config import ShardsConfig
+
+    from stablecpt.core.config import load_config
 
     cfg = load_config(args.config, ShardsConfig)
     if args.dry_run:
-        from curation.shards.mixture import planned_budgets
+        from stablecpt.curation.shards.mixture import planned_budgets
 
         print(f"plan for {args.config}:")
         for key, value in planned_budgets(cfg).items():
@@ -52,7 +53,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from curation.shards.verify import verify_version
+    from stablecpt.curation.shards.verify import verify_version
 
     summary = verify_version(args.path)
     print(f"ok: {summary['version']}: {summary['files']} files, {summary['tokens']:,} tokens, "
@@ -63,7 +64,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from curation.shards.verify import find_versions, read_manifest
+    from stablecpt.curation.shards.verify import find_versions, read_manifest
 
     versions = find_versions(Path(args.root))
     if not versions:
@@ -81,11 +82,11 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from curation.shards.verify import read_manifest
+    from stablecpt.curation.shards.verify import read_manifest
 
     m = read_manifest(Path(args.path))
     if "instruct" in m:  # an instruction version (curation/instructions)
-        from curation.instructions.cli import describe
+        from stablecpt.curation.instructions.cli import describe
 
         print("\n".join(describe(m)))
         return 0

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
+from stablecpt.curation.sources.spec import CATEGORIES
 
-from curation.sources.spec import CATEGORIES
-from stablecpt.config import StrictModel
-from stablecpt.models import DEFAULT_MODEL
+from stablecpt.core.config import StrictModel
+from stablecpt.core.models import DEFAULT_MODEL
 
 # LLaMA-1's pre-training mixture (Touvron et al. 2023, table 1), by LLaMA's own source names, and the
 # curation category each name maps to. CommonCrawl + C4 (82 %) are the web share.
@@ -134,7 +134,7 @@ class ShardsConfig(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     curation_run: Path
     output_root: Path = Path("outputs/shards")
-    tokenizer: str = DEFAULT_MODEL  # a model name as stablecpt.models names it; its tokenizer counts every token
+    tokenizer: str = DEFAULT_MODEL  # a model name as stablecpt.core.models names it; its tokenizer counts every token
     seed: int = 0
     epochs: int = Field(1, ge=1)
     tokens_per_epoch: TokenCount | None = None  # None = the domain subset's size

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 from .config import ShardsConfig
 from .plan import Part, draw, epoch_order, hash_order

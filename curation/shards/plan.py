@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 # take_prefix(order, target) -> (rows, tokens, exhausted): the shortest prefix of `order` holding at least
 # `target` tokens (whole documents), or the whole of `order` (exhausted=True) when it holds fewer.

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from stablecpt.errors import UserError
-from stablecpt.jsonfile import read_json_object
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import read_json_object
 
 DOCUMENT_COLUMNS = ("id", "text", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")
 

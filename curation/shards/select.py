@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 from .config import ShardsConfig
 from .plan import hash_order

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class TargetTokenizer:
 def load_target_tokenizer(name: str) -> TargetTokenizer:
     from transformers.utils import cached_file
 
-    from stablecpt.models import document_separator, load_tokenizer, resolve_model
+    from stablecpt.core.models import document_separator, load_tokenizer, resolve_model
 
     try:
         tokenizer = load_tokenizer(name)

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from stablecpt.errors import UserError
-from stablecpt.jsonfile import read_json_object
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import read_json_object
 
 from .writer import FORMAT_VERSION, VERSION_DIR, fingerprint, sha256_file
 

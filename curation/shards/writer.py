@@ -20,8 +20,8 @@ import numpy as np
 import polars as pl
 
 from stablecpt import __version__
-from stablecpt.errors import UserError
-from stablecpt.hashing import sha256_file
+from stablecpt.core.errors import UserError
+from stablecpt.core.hashing import sha256_file
 
 from .mixture import EpochPlan
 from .run import CurationRun

@@ -1,6 +1,7 @@
 """Named input corpora: embedded ones from installed packages and the user's own files or datasets."""
 
-from .embedded import EMBEDDED_SOURCES, embedded_source
+from stablecpt.corpora import EMBEDDED_SOURCES, embedded_source
+
 from .readers import make_reader
 from .spec import CATEGORIES, SourceSpec
 

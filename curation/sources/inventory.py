@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stablecpt.config import StrictModel, read_yaml, validate
+from stablecpt.core.config import StrictModel, read_yaml, validate
+from stablecpt.corpora import EMBEDDED_SOURCES
 
-from .embedded import EMBEDDED_SOURCES
 from .readers import make_reader
 from .spec import SourceSpec
 

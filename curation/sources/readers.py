@@ -15,9 +15,9 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.readers import HuggingFaceDatasetReader, JsonlReader, ParquetReader
 from datatrove.pipeline.readers.base import BaseReader
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
+from stablecpt.corpora import embedded_source
 
-from .embedded import embedded_source
 from .spec import SourceSpec
 
 

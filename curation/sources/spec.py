@@ -13,9 +13,8 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from stablecpt.config import StrictModel
-
-from .embedded import embedded_source
+from stablecpt.core.config import StrictModel
+from stablecpt.corpora import embedded_source
 
 CATEGORIES = ("web", "wikipedia", "books", "code", "arxiv", "stackexchange")
 Category = Literal["web", "wikipedia", "books", "code", "arxiv", "stackexchange"]

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from evaluation.taskpack.items import SALT, Item
+from stablecpt.evaluation.taskpack.items import SALT, Item
+
+from stablecpt.core.files import atomic_write_text
 
 TEMPLATES = Path(__file__).parent / "tasks"
 
@@ -51,10 +53,10 @@ CHAT_TASKS: dict[str, str] = {f"{name}_chat": name for name, task in PACK_TASKS.
 
 @cache
 def _all_items() -> dict[str, tuple[Item, ...]]:
-    from evaluation.taskpack.cloze import cloze_items
-    from evaluation.taskpack.hpo import hpo_items
-    from evaluation.taskpack.icd import icd_items
-    from evaluation.taskpack.mmlu import mmlu_items
+    from stablecpt.evaluation.taskpack.cloze import cloze_items
+    from stablecpt.evaluation.taskpack.hpo import hpo_items
+    from stablecpt.evaluation.taskpack.icd import icd_items
+    from stablecpt.evaluation.taskpack.mmlu import mmlu_items
 
     forward, reverse = hpo_items(PACK_TASKS["hpo_term_definition"].size)
     builders: dict[str, Callable[[], list[Item]]] = {
@@ -72,11 +74,7 @@ def pack_items(task: str) -> list[Item]:
 
 
 def _write_jsonl(path: Path, items: list[Item]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for item in items:
-            f.write(json.dumps(item.as_record(), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(item.as_record(), ensure_ascii=False) + "\n" for item in items))
 
 
 def export_items(directory: Path) -> list[Path]:
@@ -98,7 +96,7 @@ def heldout_documents() -> dict[str, list[str]]:
 
 def _write_heldout_texts(folder: Path) -> None:
     """The held-out corpus documents per domain (heldout/<domain>.jsonl), the pack's perplexity text."""
-    from curation.sources.embedded import EMBEDDED_SOURCES
+    from stablecpt.corpora import EMBEDDED_SOURCES
 
     folder.mkdir(parents=True, exist_ok=True)
     for domain in sorted({t.domain for t in PACK_TASKS.values()}):
@@ -133,7 +131,7 @@ def pack_fingerprint() -> str:
 
 def build_taskpack(root: Path | None = None) -> Path:
     """The pack as an lm-eval include folder (items + rendered YAMLs); built once per fingerprint."""
-    from stablecpt.env import cache_dir
+    from stablecpt.core.env import cache_dir
 
     root = Path(root) if root is not None else cache_dir() / "taskpack"
     target = root / pack_fingerprint()

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 
-from curation.sources.embedded import lee_records, wiki_records
-from evaluation.taskpack.items import Item, shuffled_choices, stable_key
+from stablecpt.evaluation.taskpack.items import Item, shuffled_choices, stable_key
+
+from stablecpt.corpora.general import lee_records, wiki_records
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'])")
 CONTEXT_SENTENCES = 3

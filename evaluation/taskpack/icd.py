@@ -7,30 +7,11 @@ so holding out those categories keeps every item's text out of training.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+from stablecpt.evaluation.taskpack.items import Item, shuffled_choices, stable_key
 
-from curation.sources.embedded import package_file
-from evaluation.taskpack.items import Item, shuffled_choices, stable_key
+from stablecpt.corpora.icd10cm import category_subcodes
 
 GROUP = 4
-
-
-def _tabular_xml():
-    data_dir = package_file("simple_icd_10_cm", "data")
-    files = sorted(data_dir.glob("icd10cm-tabular*.xml")) + sorted(data_dir.glob("icd10c-tabular*.xml"))
-    return files[-1]
-
-
-def category_subcodes() -> dict[str, list[tuple[str, str]]]:
-    """3-character category -> its direct subcodes as (code, description)."""
-    root = ET.parse(_tabular_xml()).getroot()
-    out: dict[str, list[tuple[str, str]]] = {}
-    for category in root.iter("diag"):
-        code = category.findtext("name")
-        if code and len(code) == 3:
-            out[code] = [(d.findtext("name"), d.findtext("desc")) for d in category.findall("diag")
-                         if d.findtext("name") and d.findtext("desc")]
-    return out
 
 
 def icd_items(n_items: int) -> list[Item]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-from curation.sources.embedded import package_file
-from evaluation.taskpack.items import Item
+from stablecpt.evaluation.taskpack.items import Item
+
+from stablecpt.corpora.packages import package_file
 
 SUBJECTS = ["anatomy", "clinical_knowledge", "college_medicine", "medical_genetics", "professional_medicine",
             "nutrition", "virology", "college_biology", "high_school_biology", "human_aging"]

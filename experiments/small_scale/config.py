@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
+from stablecpt.curation.shards.config import TokenCount
 
-from curation.shards.config import TokenCount
-from stablecpt.config import StrictModel
+from stablecpt.core.config import StrictModel
 
 
 class TokenizerSpec(StrictModel):

@@ -26,10 +26,11 @@ from experiments.small_scale.stages import (
     pretrain_shards,
     run_name,
     train_config,
+    train_done,
     write_yaml,
 )
-from stablecpt.config import load_config
-from stablecpt.errors import UserError
+from stablecpt.core.config import load_config
+from stablecpt.core.errors import UserError
 
 
 def _stablecpt(argv: list[str]) -> None:
@@ -38,12 +39,6 @@ def _stablecpt(argv: list[str]) -> None:
     print("$ stablecpt " + " ".join(argv), flush=True)
     if main(argv) != 0:
         raise UserError(f"`stablecpt {' '.join(argv)}` failed; rerun the reproduction to resume from this step")
-
-
-def train_done(run: Path) -> bool:
-    record = run / "run.json"
-    return (run / "final" / "config.json").is_file() and record.is_file() and \
-        json.loads(record.read_text()).get("finished_at") is not None
 
 
 class Timings:

@@ -6,12 +6,14 @@ ask a stage for something the stage does not validate.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from experiments.small_scale.config import ArmSpec, OptimSpec, ReproConfig
+from stablecpt.core.files import atomic_write_text
 
 PRETRAIN = "pretrain"
 
@@ -94,7 +96,7 @@ def monitor_callback(cfg: ReproConfig) -> dict[str, Any]:
     kwargs = {"tasks": list(m.tasks), "limit": m.limit, "perplexity": perplexity, "perplexity_context": cfg.seq_len,
               "perplexity_tokens": m.perplexity_tokens, "points": m.points, "first_tokens": m.first_tokens,
               "at_tokens": m.at_tokens, "top_k": 1, "batch_size": 32, "plots": False}
-    return {"path": "evaluation.gap:StabilityGapMonitor", "kwargs": kwargs}
+    return {"path": "stablecpt.evaluation.gap:StabilityGapMonitor", "kwargs": kwargs}
 
 
 def train_config(cfg: ReproConfig, layout: Layout, name: str, model: Path, tokens: int, optim: OptimSpec,
@@ -123,8 +125,11 @@ def eval_label(model: Path) -> str:
 
 
 def write_yaml(path: Path, data: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def train_done(run: Path) -> bool:
+    record = run / "run.json"
+    return (run / "final" / "config.json").is_file() and record.is_file() and \
+        json.loads(record.read_text()).get("finished_at") is not None

@@ -13,9 +13,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
-END_OF_DOCUMENT = "<|endoftext|>"  # the name stablecpt.models.document_separator looks for
+END_OF_DOCUMENT = "<|endoftext|>"  # the name stablecpt.core.models.document_separator looks for
 
 
 def kept_texts(curation_run: Path, batch_rows: int = 2000) -> Iterator[str]:

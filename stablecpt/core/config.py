@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from stablecpt.errors import UserError
+from stablecpt.core.errors import UserError
 
 
 class StrictModel(BaseModel):

@@ -10,13 +10,11 @@ load it like any local model folder: `resolve_model(name)` gives that folder.
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from stablecpt.env import cache_dir
-from stablecpt.errors import UserError
+from stablecpt.core.env import cache_dir
+from stablecpt.core.errors import UserError
+from stablecpt.core.files import atomic_folder
 
 EMBEDDED_PREFIX = "embedded:"
 EMBEDDED_MODELS = {
@@ -50,15 +48,9 @@ def _materialize_gguf(key: str, target: Path) -> None:
     if unexpected or any("lm_head" not in k for k in missing):
         raise RuntimeError(f"GGUF rebuild mismatch: missing={missing} unexpected={unexpected}")
     model.tie_weights()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:  # a half-written folder never carries the final name
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        os.replace(tmp, target)  # a half-written folder never carries the final name
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def resolve_model(name: str) -> str:
