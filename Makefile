@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test lint bench clean lmplz reproduce-small
+.PHONY: setup demo test lint bench clean lmplz reproduce-small config-reference
 
 setup: $(STAMP)
 
@@ -49,6 +49,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# docs/config-reference.md from the config models (tests/test_config_reference.py fails when it is stale)
+config-reference: $(STAMP)
+	$(PY) -m stablecpt.configref > docs/config-reference.md
 
 # Optional: KenLM's lmplz, a much faster n-gram trainer than kaldingram for big reference corpora
 # (`trainer: lmplz` in a scorer config). No wheel ships it: built from the kenlm 0.3.0 sdist on PyPI, which
