@@ -62,9 +62,8 @@ def _train_scorer(args: argparse.Namespace) -> int:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """`a.b=value` -> data["a"]["b"] = yaml.safe_load("value")."""
-    import yaml
-
+    """`a.b=value` -> data["a"]["b"] = the YAML value "value"."""
+    from stablecpt.core.config import parse_yaml_value
     from stablecpt.core.errors import UserError
 
     for item in overrides:
@@ -77,7 +76,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise UserError(f"--set {item}: '{part}' is not a mapping")
-        node[last] = yaml.safe_load(raw)
+        node[last] = parse_yaml_value(raw, f"--set {item}")
     return data
 
 
@@ -106,5 +105,9 @@ def _run(args: argparse.Namespace) -> int:
     for source, c in counts.items():
         dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(c["dropped"].items(), key=lambda kv: -kv[1]))
         print(f"{source:<12} {c['input']:>9,} {c['kept']:>9,}  {dropped or '-'}")
+    damaged = sum(n for c in counts.values() for reason, n in c["dropped"].items() if reason.startswith("bad_file:"))
+    if damaged:
+        print(f"{damaged} damaged file(s): the records before each damage are kept; file, line and cause are in "
+              f"{run_dir / 'excluded'} (reason bad_file:*)")
     print(f"run folder: {run_dir} (manifest.json written last)")
     return 0

@@ -26,6 +26,9 @@ class ReadingConfig(StrictModel):
     max_document_bytes: int = Field(10_000_000, ge=1)
     # Bad records logged one by one per task before only counting them.
     max_logged_bad_records: int = Field(20, ge=0)
+    # A record repeating an id read earlier in its source is set aside as bad_record:duplicate_id. Costs one
+    # more read of every non-embedded source (the `ids` stage); switch off only for ids known to be unique.
+    check_duplicate_ids: bool = True
 
 
 class NormaliseConfig(StrictModel):
