@@ -52,9 +52,12 @@ def _train_scorer(args: argparse.Namespace) -> int:
     specs = [s for s in config.scorers if not args.kind or s.kind in args.kind]
     if not specs:
         raise UserError(f"{args.config}: key 'scorers': no scorer of kind {', '.join(args.kind)}")
+    from stablecpt.core.locks import output_lock
+
     for spec in specs:
         started = time.perf_counter()
-        info = train_scorer(config, spec)
+        with output_lock(spec.output_dir, f"{spec.kind} scorer folder"):
+            info = train_scorer(config, spec)
         counts = {k: v for k, v in info.training.items() if isinstance(v, int)}
         print(f"{info.kind:<9} {info.directory}  fingerprint {info.fingerprint[:16]}  "
               f"{time.perf_counter() - started:.1f}s  {counts}")

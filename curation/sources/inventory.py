@@ -41,7 +41,7 @@ def embedded_specs() -> list[SourceSpec]:
 
 def count_source(source: SourceSpec, max_document_bytes: int = 10_000_000) -> SourceCount:
     from stablecpt.curation.blocks import marks
-    from stablecpt.curation.blocks.reading import make_tolerant_reader
+    from stablecpt.curation.sources.tolerant import make_tolerant_reader
 
     documents = words = chars = 0
     aside: Counter[str] = Counter()

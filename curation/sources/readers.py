@@ -6,8 +6,7 @@ an id gets `<source>/<file relative to the source's folder>:<line index>`.
 
 `source_files` is the one listing of a file source's files (the readers shard it, the input fingerprint
 hashes it). `hf_dataset` says which of the `hf:` forms a source is and checks a local one before any work.
-`make_reader` gives every readable record of a source (scorer training, `curate sources`); the curation
-run itself reads through curation/blocks/reading.py, which also sets bad records and damaged files aside.
+The readers themselves, which also set bad records and damaged files aside, are in tolerant.py.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from pathlib import Path
 
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseDiskReader, BaseReader
-from datatrove.utils.logging import logger
 
 from stablecpt.core.errors import UserError
 from stablecpt.corpora import embedded_source
@@ -186,37 +184,3 @@ def _check_local_dataset(path: Path, config: str, source: SourceSpec, where: str
         raise UserError(f"{where}: datasets cannot read this folder: {str(err).splitlines()[0]}") from None
     if source.split not in splits:
         raise UserError(f"{where}: key 'split': '{source.split}' is not one of its splits ({', '.join(splits)})")
-
-
-class LiveDocuments(BaseReader):
-    """Every readable record of a source; bad records and damaged files are skipped, and counted in a log
-    line (a curation run keeps them, with their reasons, in excluded/)."""
-
-    name = "📚 Readable records"
-
-    def __init__(self, source: SourceSpec, inner: BaseReader):
-        super().__init__(limit=-1)
-        self.source, self.inner = source, inner
-
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from stablecpt.curation.blocks import marks
-
-        if data:
-            yield from data
-        skipped = 0
-        for document in self.inner.run(None, rank, world_size):
-            document.metadata.pop(marks.PLACE, None)
-            if marks.is_live(document):
-                yield document
-            else:
-                skipped += 1
-        if skipped:
-            logger.warning(f"source '{self.source.name}': {skipped} bad record(s) or damaged file(s) skipped "
-                           f"(a curation run lists each in excluded/)")
-
-
-def make_reader(source: SourceSpec, max_document_bytes: int = 10_000_000) -> BaseReader:
-    """A datatrove reader of every readable record of `source` (task `rank` of `world_size` reads its share)."""
-    from stablecpt.curation.blocks.reading import make_tolerant_reader
-
-    return LiveDocuments(source, make_tolerant_reader(source, max_document_bytes))
