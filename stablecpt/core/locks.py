@@ -85,7 +85,7 @@ def output_lock(folder: str | Path, what: str, log=None) -> Iterator[Path | None
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     path = lock_path(folder)
     path.parent.mkdir(parents=True, exist_ok=True)
-    previous_pid, previous_host = _holder(path)
+    previous_pid = _holder(path)[0]
     lock = SoftFileLock(str(path), timeout=0)
     try:
         try:
@@ -106,8 +106,7 @@ def output_lock(folder: str | Path, what: str, log=None) -> Iterator[Path | None
         raise UserError(f"{Path(folder)}: {what} is in use by {holder}{where} (lock {path}); {advice}") from None
     try:
         if previous_pid is not None and previous_pid != os.getpid() and not process_running(previous_pid):
-            log(f"stablecpt: {Path(folder)}: took over the lock of pid {previous_pid}"
-                f"{f' on {previous_host}' if previous_host else ''}, which is no longer running")
+            log(f"stablecpt: {Path(folder)}: took over the lock of pid {previous_pid}, which is no longer running")
         yield path
     finally:
         lock.release()
