@@ -59,8 +59,8 @@ def _loose_tuples(annotation):
 def _checked_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
     import inspect
 
-    from pydantic import TypeAdapter, ValidationError
     import datatrove.pipeline.filters
+    from pydantic import TypeAdapter, ValidationError
 
     cls = getattr(datatrove.pipeline.filters, FILTER_CLASS_NAMES[name])
     accepted = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}

@@ -104,7 +104,6 @@ def test_bad_input_from_the_command_line(tmp_path):
 
 def test_markdown_report_carries_no_raw_html_from_the_data():
     import polars as pl
-
     from stablecpt.audit.report import Report, Section, Table, render_html, render_markdown
 
     hostile = "<script>alert(1)</script> a|b & c\nd"

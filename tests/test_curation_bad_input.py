@@ -108,9 +108,10 @@ def test_bad_filter_parameter_names_the_key_at_config_load(tmp_path):
     from stablecpt.core.errors import UserError
 
     (tmp_path / "x.jsonl").write_text(json.dumps({"text": GOOD}) + "\n")
-    with pytest.raises(UserError, match=r"key 'filters.gopher_quality.params': Value error, min_doc_wrds: .* no parameter"):
+    key = r"key 'filters.gopher_quality.params': Value error, "
+    with pytest.raises(UserError, match=key + "min_doc_wrds: .* no parameter"):
         _config(tmp_path, str(tmp_path / "x.jsonl"), filters={"gopher_quality": {"params": {"min_doc_wrds": 5}}})
-    with pytest.raises(UserError, match=r"key 'filters.gopher_quality.params': Value error, min_doc_words: .*valid integer"):
+    with pytest.raises(UserError, match=key + "min_doc_words: .*valid integer"):
         _config(tmp_path, str(tmp_path / "x.jsonl"), filters={"gopher_quality": {"params": {"min_doc_words": "x"}}})
 
 

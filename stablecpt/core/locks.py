@@ -58,6 +58,17 @@ def _holder(path: Path) -> tuple[int | None, str | None]:
     return pid, host
 
 
+def _this_host() -> str:
+    """The host name as filelock records it (with its pid-namespace mark inside a container)."""
+    try:
+        from filelock._identity import host_name
+    except ImportError:
+        import socket
+
+        return socket.gethostname()
+    return host_name()
+
+
 def process_running(pid: int) -> bool:
     """Whether process `pid` exists on this host (a zombie counts as running)."""
     try:
@@ -78,16 +89,16 @@ def output_lock(folder: str | Path, what: str, log=None) -> Iterator[Path | None
     if process_rank() != 0:
         yield None
         return
-    import socket
-
     from filelock import SoftFileLock, Timeout
 
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     path = lock_path(folder)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise UserError(f"{Path(folder)}: is a file, not an output folder")
     previous_pid = _holder(path)[0]
     lock = SoftFileLock(str(path), timeout=0)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             lock.acquire()
         except Timeout:
@@ -96,14 +107,16 @@ def output_lock(folder: str | Path, what: str, log=None) -> Iterator[Path | None
             # no record (yet): a holder still writing it, or one killed before it could; filelock reclaims
             # a record that stays malformed for 2 s
             lock.acquire(timeout=3)
-    except Timeout:
+    except Timeout:  # (a TimeoutError, so an OSError: first)
         pid, host = _holder(path)
         holder = f"pid {pid}" if pid is not None else "another process"
-        elsewhere = host is not None and host != socket.gethostname()
+        elsewhere = host is not None and host != _this_host()
         where = f" on host {host}" if elsewhere else ""
         advice = (f"if that process is gone, delete {path}" if elsewhere
                   else "wait for it to finish, or stop it")
         raise UserError(f"{Path(folder)}: {what} is in use by {holder}{where} (lock {path}); {advice}") from None
+    except OSError as err:
+        raise UserError(f"{Path(folder)}: cannot create its lock file {path} ({err.strerror or err})") from None
     try:
         if previous_pid is not None and previous_pid != os.getpid() and not process_running(previous_pid):
             log(f"stablecpt: {Path(folder)}: took over the lock of pid {previous_pid}, which is no longer running")
