@@ -145,9 +145,10 @@ _watching: int | None = None  # the launcher this process already watches
 def die_with(pid: int) -> None:
     """In a child process: SIGKILL this process as soon as process `pid` (the launcher) is gone.
 
-    A daemon thread waits on a pidfd (or polls, where there are none). PR_SET_PDEATHSIG would not do:
-    datatrove's pool workers are children of multiprocess's forkserver, which outlives the launcher
-    while they run.
+    A daemon thread waits on a pidfd (or polls, where there are none); it needs the GIL, so a worker inside
+    a long C call dies when that call returns. PR_SET_PDEATHSIG (set too for direct children, the Manager)
+    cannot cover datatrove's pool workers: they are children of multiprocess's forkserver, which outlives
+    the launcher while they run.
     """
     import select
     import signal
@@ -181,6 +182,29 @@ class _Launcher:
 _LAUNCHER = _Launcher()  # held for multiprocess's after-fork registry (it keeps weak references)
 
 
+def _parent_death_signal() -> bool:
+    """Linux: have the kernel SIGKILL this (forked) process when its parent thread exits. False elsewhere."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    pr_set_pdeathsig = 1
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _die_with_launcher(launcher: _Launcher) -> None:
+    """In a child forked from the launcher: die with it, by the kernel's parent-death signal where there is
+    one (immediate, whatever the child is doing), and by the watching thread in any case."""
+    if os.getppid() == launcher.pid:  # a direct child (the hook is inherited by grandchildren too)
+        _parent_death_signal()
+    die_with(launcher.pid)  # also covers a launcher that died before the signal was set
+
+
 def _watch_forks_of_this_process() -> None:
     """datatrove's executor starts a multiprocess Manager by forking the launcher; a fork hook makes it (and
     any other forked child) die with the launcher too: after a kill -9 it would otherwise spin forever."""
@@ -188,7 +212,7 @@ def _watch_forks_of_this_process() -> None:
 
     if _LAUNCHER.pid != os.getpid():
         _LAUNCHER.pid = os.getpid()
-        multiprocess.util.register_after_fork(_LAUNCHER, lambda launcher: die_with(launcher.pid))
+        multiprocess.util.register_after_fork(_LAUNCHER, _die_with_launcher)
 
 
 class DyingWithLauncherExecutor(LocalPipelineExecutor):
