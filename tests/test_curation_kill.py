@@ -25,7 +25,7 @@ from stablecpt.curation.pipeline import config_as_json, run_curation
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = int(os.environ.get("STABLECPT_SOAK_KILLS", "2"))
 SEED = int(os.environ.get("STABLECPT_SOAK_SEED", "1515"))
-STAGE_TASKS = {"ids": 3, "duplicate_ids": 1, "filter": 3, "minhash_buckets": 4, "dedup_keep": 1, "final": 3,
+STAGE_TASKS = {"ids": 2, "duplicate_ids": 1, "filter": 2, "minhash_buckets": 2, "dedup_keep": 1, "final": 2,
                "manifest": 1}
 
 
@@ -68,10 +68,10 @@ def _start(config: Path, tag: str, log: Path) -> subprocess.Popen:
 
 def test_kill_at_random_moments_then_concurrent_starts(tmp_path):
     corpus = build_corpus(tmp_path / "corpus")
-    settings = {"executor": {"tasks": 3, "workers": 2},
-                "dedup": {"source_priority": ["gen", "med"], "minhash": {"num_buckets": 4}}}
+    settings = {"executor": {"tasks": 2, "workers": 2},
+                "dedup": {"source_priority": ["gen", "med"], "minhash": {"num_buckets": 2}}}
     reference = run_curation(make_config(tmp_path / "reference", corpus, **(settings | {
-        "executor": {"tasks": 3, "workers": 1}})))
+        "executor": {"tasks": 2, "workers": 1}})))
     expected = json.loads((reference / "manifest.json").read_text())
 
     cfg = make_config(tmp_path / "killed", corpus, **settings)
