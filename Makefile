@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test lint bench clean lmplz reproduce-small config-reference
+.PHONY: setup demo test lint bench clean lmplz reproduce-small config-reference soak
 
 setup: $(STAMP)
 
@@ -44,6 +44,13 @@ $(DEMO_CURATION): | $(STAMP)
 	$(VENV)/bin/stablecpt eval --export-items outputs/demo/eval_items
 	$(VENV)/bin/stablecpt curate train-scorer --config configs/demo/scorers.yaml
 	$(VENV)/bin/stablecpt curate run --config configs/demo/curate.yaml
+
+# A longer randomized kill-and-rerun soak of curation (tests/test_curation_kill.py): SOAK_KILLS kill points at
+# random moments (SOAK_SEED), each followed by a rerun; the output must equal an uninterrupted run's.
+SOAK_KILLS ?= 12
+SOAK_SEED ?= $(shell date +%s)
+soak: $(STAMP)
+	STABLECPT_SOAK_KILLS=$(SOAK_KILLS) STABLECPT_SOAK_SEED=$(SOAK_SEED) $(PY) -m pytest -q tests/test_curation_kill.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check stablecpt curation training evaluation audit tests benchmarks experiments setup.py
