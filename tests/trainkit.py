@@ -59,6 +59,18 @@ def train_command(config: Path, resume: bool = False) -> list[str]:
     return [sys.executable, "-m", "stablecpt", "train", "--config", str(config), *(["--resume"] if resume else [])]
 
 
+def folder_weights(folder: Path) -> dict:
+    """Every tensor of a model folder's safetensors files (final/'s model.safetensors or a checkpoint's
+    consolidated model-*-of-*.safetensors), by name."""
+    from safetensors.torch import load_file
+
+    weights: dict = {}
+    for file in sorted(folder.glob("model*.safetensors")):
+        weights.update(load_file(file))
+    assert weights, f"no model*.safetensors in {folder}"
+    return weights
+
+
 def read_metrics(output_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
 

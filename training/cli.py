@@ -30,13 +30,16 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, TrainConfig)
     if args.dry_run:
-        from stablecpt.training.plan import count_parameters, format_plan, training_plan
+        from stablecpt.training.plan import check_local_version, count_parameters, format_plan, training_plan
 
         params = int(args.params) if args.params else count_parameters(cfg.model)
         print(f"plan for {args.config}:")
         print(format_plan(training_plan(cfg, args.world_size, params, args.mfu, args.gpu)))
         if params is None:
-            print("  (parameters unknown: the model config is not readable offline; pass --params)")
+            print(f"  parameters unknown: {cfg.model} has no config.json here (not a local folder, not in the "
+                  "Hugging Face cache); pass --params N for the GPU hours")
+        fits = check_local_version(cfg, args.world_size)
+        print(f"  data: {fits}" if fits else f"  data: {cfg.shards} is not here; the budget is checked at start")
         return 0
     from stablecpt.training.loop import train
 
