@@ -98,7 +98,7 @@ class StabilityGapMonitor(Callback):
     def on_train_start(self, state: TrainState) -> None:
         from stablecpt.evaluation.weights import WeightReference
 
-        self.mode = distributed_mode(self.config.distributed, _distributed_type(state.accelerator))
+        self.mode = distributed_mode(self.config.distributed, _distributed_type(state.accelerator, state.model))
         self._reference = WeightReference(state.model, self.config.top_k)
         self._reference_tokens = state.tokens_seen
         gap_dir = Path(state.output_dir) / "gap"
@@ -240,7 +240,12 @@ def distributed_mode(requested: str, distributed_type: str | None) -> str:
     return requested
 
 
-def _distributed_type(accelerator) -> str | None:
+def _distributed_type(accelerator, model=None) -> str | None:
+    """FSDP when the model is sharded (asked of the model: accelerate's own flag can revert to MULTI_*)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, FSDPModule):
+        return "FSDP"
     kind = getattr(accelerator, "distributed_type", None)
     return getattr(kind, "name", None)
 
@@ -251,8 +256,9 @@ def _current_distributed_type() -> str | None:
 
     from accelerate.state import AcceleratorState
 
-    if AcceleratorState._shared_state:
-        return _distributed_type(AcceleratorState())
+    shared = AcceleratorState._shared_state  # read, not AcceleratorState(): that re-syncs it from PartialState
+    if shared:
+        return getattr(shared.get("distributed_type"), "name", None)
     return "FSDP" if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" else None
 
 

@@ -20,12 +20,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_version(root: Path, model_dir: Path, n_docs: int = 120, n_epochs: int = 2, seed: int = 0,
-                 docs_per_file: int | None = 50) -> Path:
-    """Random-token documents from two sources, in the tiny model's vocabulary, with per-epoch shuffles."""
+                 docs_per_file: int | None = 50, masked: bool = False) -> Path:
+    """Random-token documents from two sources, in the tiny model's vocabulary, with per-epoch shuffles.
+
+    masked: each document's first part (a random share, 0-90%) is masked out of the loss, like an instruction
+    prompt, so micro-batches and ranks hold very different numbers of targets."""
+    import numpy as np
+
     vocab_size = json.loads((model_dir / "config.json").read_text())["vocab_size"]
     info = TokenizerInfo(name=str(model_dir), vocab_size=vocab_size, separator_id=0,
                          sha256=sha256_file(model_dir / "tokenizer.json"))
     docs = random_docs(n_docs, vocab_size=info.vocab_size, seed=seed)
+    if masked:
+        rng = np.random.default_rng(seed + 1)
+        for doc in docs:
+            cut = int(len(doc.tokens) * rng.uniform(0, 0.9))
+            doc.loss_mask = [0] * cut + [1] * (len(doc.tokens) - cut)
     return write_version(root, docs, shuffled_epochs(n_docs, n_epochs, seed), tokenizer=info,
                          docs_per_file=docs_per_file)
 

@@ -41,8 +41,11 @@ def _train(args: argparse.Namespace) -> int:
         fits = check_local_version(cfg, args.world_size)
         print(f"  data: {fits}" if fits else f"  data: {cfg.shards} is not here; the budget is checked at start")
         return 0
+    import os
+
     from stablecpt.training.loop import train
 
     final = train(cfg, resume=args.resume)
-    print(f"final model: {final}")
+    if os.environ.get("RANK", "0") == "0":  # once, not once per process
+        print(f"final model: {final}")
     return 0

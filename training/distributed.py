@@ -61,7 +61,17 @@ def make_accelerator(cfg, output_dir):
     return accelerator
 
 
+def distributed_kind(accelerator, model) -> str:
+    """FSDP when the model is sharded by fully_shard, else accelerate's distributed type. The model is asked
+    because accelerate re-syncs AcceleratorState from PartialState (which never says FSDP) whenever
+    `AcceleratorState()` is constructed again, as some of its utilities do."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return "FSDP" if isinstance(accelerator.unwrap_model(model), FSDPModule) else accelerator.distributed_type.name
+
+
 def _fsdp_on_cpu(accelerator, plugin) -> None:
+    from accelerate.state import PartialState
     from accelerate.utils import DistributedType
 
     if plugin.fsdp_version != 2:
@@ -72,3 +82,5 @@ def _fsdp_on_cpu(accelerator, plugin) -> None:
         plugin.set_mixed_precision(accelerator.mixed_precision)
     accelerator.state.fsdp_plugin = plugin
     accelerator.state.distributed_type = DistributedType.FSDP
+    # and in PartialState, which AcceleratorState() re-syncs from; accelerate's collectives accept FSDP there
+    PartialState().distributed_type = DistributedType.FSDP

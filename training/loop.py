@@ -31,7 +31,7 @@ from stablecpt.training.checkpoint import (
     save_model_folder,
 )
 from stablecpt.training.config import TrainConfig
-from stablecpt.training.distributed import make_accelerator
+from stablecpt.training.distributed import distributed_kind, make_accelerator
 from stablecpt.training.loader import MicroBatch, PackedLoader
 from stablecpt.training.metrics import (
     MetricsLog,
@@ -117,7 +117,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_params, frozen, checkpoint,
-                        accelerator.distributed_type.name)
+                        distributed_kind(accelerator, model))
     if cfg.metrics.trackers:
         accelerator.init_trackers(output_dir.name, config=tracker_config(run_info["config"]))
     log = MetricsLog(output_dir, is_main, start_step if checkpoint else None, accelerator, bool(cfg.metrics.trackers))
