@@ -126,13 +126,15 @@ def _save_tensors(tensors: dict[str, Any], folder: Path, consolidate_into: Path 
 def _load_tensors(tensors: dict[str, Any], folder: Path, checkpoint: Path) -> None:
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import HuggingFaceStorageReader
+    from torch.distributed.checkpoint.api import CheckpointException
 
     if not folder.is_dir() or not any(folder.glob("*.safetensors")):
         raise UserError(f"{folder}: missing or without .safetensors files; not a complete checkpoint")
     try:
         dcp.load(tensors, storage_reader=HuggingFaceStorageReader(str(folder)))
-    except Exception as exc:  # a damaged or foreign file: torch wraps the cause in a multi-line CheckpointException
-        cause = " ".join(str(exc).split())[:300]
+    except (Exception, CheckpointException) as exc:  # damaged or foreign: torch wraps the cause, multi-line
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        cause = (lines[-1] if lines else type(exc).__name__)[:200]  # the root cause, not torch's traceback
         raise UserError(f"{checkpoint}: cannot read the tensors in {folder.name}/ ({cause})") from None
 
 
