@@ -18,11 +18,18 @@ TRACKERS = Literal["tensorboard", "wandb", "mlflow"]
 class OptimizerConfig(StrictModel):
     """AdamW with the paper's betas and weight decay. Decay applies to matrices, not to biases and norms."""
 
-    lr: float = Field(3e-5, gt=0, lt=FLOAT32_MAX)
+    lr: float = Field(3e-5, gt=0)
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = Field(0.01, ge=0)
     eps: float = Field(1e-8, gt=0)
     clip_grad_norm: float | None = Field(1.0, gt=0)
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_fits_float32(cls, lr: float) -> float:
+        if not lr < FLOAT32_MAX:
+            raise ValueError(f"{lr:g} overflows float32 (max 3.4e38) in the optimizer's update")
+        return lr
 
 
 class ScheduleConfig(StrictModel):
