@@ -251,15 +251,15 @@ def _distributed_type(accelerator, model=None) -> str | None:
 
 
 def _current_distributed_type() -> str | None:
-    """At construction: the accelerator's type when one exists, else what `accelerate launch` asked for."""
+    """At construction: FSDP when `accelerate launch` asked for it, else the accelerator's type if one exists."""
     import os
 
     from accelerate.state import AcceleratorState
 
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return "FSDP"
     shared = AcceleratorState._shared_state  # read, not AcceleratorState(): that re-syncs it from PartialState
-    if shared:
-        return getattr(shared.get("distributed_type"), "name", None)
-    return "FSDP" if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true" else None
+    return getattr(shared.get("distributed_type"), "name", None) if shared else None
 
 
 def _is_main(accelerator) -> bool:

@@ -130,3 +130,23 @@ def test_tensorboard_through_accelerate_trackers(version, tiny_model_dir, tmp_pa
     logged = [r["loss"] for r in read_metrics(out) if r["event"] == "train"]
     assert [e.value for e in scalars["loss"]] == pytest.approx(logged, rel=1e-6)
     assert json.loads((out / "run.json").read_text())["config"]["metrics"]["trackers"] == ["tensorboard"]
+
+
+def test_the_paper_configs_run_the_monitor_in_a_mode_that_works_under_fsdp(monkeypatch):
+    """They launch with configs/accelerate/fsdp.yaml: every rank must take part in the probe's forwards."""
+    from pathlib import Path
+
+    from stablecpt.evaluation.gap import distributed_mode
+    from stablecpt.training.callbacks import build_callback
+
+    from stablecpt.core.config import load_config
+    from stablecpt.core.errors import UserError
+
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")  # what `accelerate launch` with fsdp.yaml sets
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs" / "paper").glob("train_*.yaml"))
+    for path in configs:
+        for spec in load_config(path, TrainConfig).callbacks:
+            assert build_callback(spec.path, spec.kwargs).mode == "replicate", path
+    with pytest.raises(UserError, match="'rank0' cannot run under FSDP"):
+        build_callback("stablecpt.evaluation.gap:StabilityGapMonitor", {"distributed": "rank0"})
+    assert distributed_mode("auto", "MULTI_GPU") == "rank0" and distributed_mode("shard", None) == "shard"
