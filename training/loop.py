@@ -181,6 +181,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 "loss": float(sums.sum() / counts.sum().clamp(min=1)), "lr": lr, "grad_norm": grad_norm,
                 "tokens_per_second": tokens_per_second,
                 "mfu": model_flops_utilization(n_params, tokens_per_second, peak_flops, world),
+                "peak_memory_gib": (torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None),
                 "loss_by_source": {s: float(sums[i] / counts[i]) for i, s in enumerate(version.sources) if counts[i]},
                 "targets_by_source": {s: int(counts[i]) for i, s in enumerate(version.sources) if counts[i]},
             }
