@@ -245,8 +245,8 @@ def accelerate_launch(work: Path, dry: bool) -> list[str]:
         "compute_environment": "LOCAL_MACHINE", "distributed_type": "FSDP", "num_machines": 1, "num_processes": 1,
         "machine_rank": 0, "mixed_precision": "no" if dry else "bf16", "use_cpu": False, "rdzv_backend": "static",
         "same_network": True, "fsdp_config": {
-            "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "fsdp_cpu_ram_efficient_loading": True,
-            "fsdp_offload_params": False, "fsdp_reshard_after_forward": True,
+            "fsdp_version": 2, "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_cpu_ram_efficient_loading": True, "fsdp_offload_params": False, "fsdp_reshard_after_forward": True,
             "fsdp_state_dict_type": "SHARDED_STATE_DICT", "fsdp_activation_checkpointing": False}}))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -30,6 +30,8 @@ from stablecpt.core.errors import UserError
 from stablecpt.formats.order import SequenceOrder
 
 WINDOW_OVERLAP = 1  # tokens shared by consecutive windows: the last target of one is the first input of the next
+ORDER_BLOCK = 1 << 16  # positions whose sequences are computed together (512 KiB): the order function is cheap
+# per position in bulk, but costs ~1 ms per call on a handful of positions (numpy overhead, cycle walking)
 Order = Literal["shuffled", "sequential"]
 
 
@@ -67,6 +69,7 @@ class PackedLoader:
             self.dropped_tail.append(total - n * seq_len - WINDOW_OVERLAP if n else total)
         self._orders = [SequenceOrder(n, version.fingerprint, seed, e) if order == "shuffled" else None
                         for e, n in enumerate(self.sequences_per_epoch)]
+        self._order_blocks: dict[tuple[int, int], np.ndarray] = {}
         self._epoch_first = np.concatenate([[0], np.cumsum(self.sequences_per_epoch)]).astype(np.int64)
         self.total_sequences = int(self._epoch_first[-1])
         self._tokens = [version.tokens(i) for i in range(len(version.token_files))]
@@ -84,9 +87,29 @@ class PackedLoader:
         return epoch, k - int(self._epoch_first[epoch])
 
     def sequence_at(self, epoch: int, positions: np.ndarray) -> np.ndarray:
-        """Which sequence of the epoch each position reads."""
+        """Which sequence of the epoch each position reads (the order function, evaluated a block at a time)."""
+        positions = np.asarray(positions, dtype=np.int64)
         order = self._orders[epoch]
-        return np.asarray(positions, dtype=np.int64) if order is None else order.take(positions)
+        if order is None:
+            return positions
+        first, last = int(positions[0]) // ORDER_BLOCK, int(positions[-1]) // ORDER_BLOCK
+        if first == last:  # positions of one read are consecutive: usually within one block
+            return self._order_block(epoch, first)[positions - first * ORDER_BLOCK]
+        out = np.empty(len(positions), dtype=np.int64)
+        blocks = positions // ORDER_BLOCK
+        for block in np.unique(blocks).tolist():
+            here = blocks == block
+            out[here] = self._order_block(epoch, block)[positions[here] - block * ORDER_BLOCK]
+        return out
+
+    def _order_block(self, epoch: int, block: int) -> np.ndarray:
+        key = (epoch, block)
+        if key not in self._order_blocks:
+            if len(self._order_blocks) >= 2:  # a run moves forward: keep the current and the next block
+                self._order_blocks.pop(next(iter(self._order_blocks)))
+            order, start = self._orders[epoch], block * ORDER_BLOCK
+            self._order_blocks[key] = order.take(np.arange(start, min(start + ORDER_BLOCK, order.n)))
+        return self._order_blocks[key]
 
     def check_budget(self, steps: int) -> None:
         needed = steps * self.sequences_per_step
