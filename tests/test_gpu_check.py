@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # about 2 minutes on an idle 2-core machine (9 processes start), 5.5 under load 7
 def test_the_gpu_check_runs_in_dry_mode_and_prints_one_json_line_per_figure():
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--dry"], cwd=ROOT,
                           capture_output=True, text=True, timeout=900)
