@@ -48,7 +48,7 @@ def test_a_missing_model_folder_is_one_line_before_any_work(version, tmp_path, c
     config = write_config(tmp_path / "train.yaml", tiny_config(version, missing, tmp_path / "run"))
     assert cli_main(["train", "--config", str(config)]) == 2
     line = one_error_line(capsys)
-    assert line.startswith(f"stablecpt: error: model '{missing}': no usable config.json")
+    assert line == f"stablecpt: error: {config}: key 'model': '{missing}': no such folder"
     assert not (tmp_path / "run").exists()
 
 
@@ -56,7 +56,8 @@ def test_an_attention_kernel_that_is_not_installed_is_one_line(version, tiny_mod
     config = write_config(tmp_path / "train.yaml", tiny_config(version, tiny_model_dir, tmp_path / "run",
                                                                attn_implementation="flash_attention_2"))
     assert cli_main(["train", "--config", str(config)]) == 2
-    assert "attn_implementation 'flash_attention_2' needs the flash_attn package" in one_error_line(capsys)
+    assert (f"{config}: key 'attn_implementation': 'flash_attention_2' needs the flash_attn package"
+            in one_error_line(capsys))
 
 
 def test_cycles_that_do_not_divide_the_steps_still_end_every_cycle_at_the_minimum():

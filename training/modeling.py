@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 from torch import nn
 
@@ -16,6 +17,12 @@ def check_model(name: str, path: str, attn_implementation: str):
     kernel asked for is not installed (instead of a traceback after the data check)."""
     from transformers import AutoConfig
 
+    local = Path(path).expanduser()
+    if path.startswith(("/", ".", "~")) or local.exists():
+        if not local.is_dir():
+            raise ConfigValueError("model", f"'{name}': no such folder")
+        if not (local / "config.json").is_file():
+            raise ConfigValueError("model", f"'{name}': the folder has no config.json (not a transformers model)")
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
