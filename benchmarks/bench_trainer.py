@@ -37,7 +37,9 @@ WARMUP_STEPS = 2
 def prepare(work: Path, model: str) -> tuple[Path, Path]:
     """A model folder and a shard version of random tokens in its vocabulary."""
     import numpy as np
-    from shardkit import Doc, TokenizerInfo, sha256_file, write_version
+    from shardkit import Doc, TokenizerInfo, write_version
+
+    from stablecpt.core.hashing import sha256_file
 
     if model == "tiny":
         from conftest import TOKENIZER_TEXTS, build_tokenizer
@@ -80,8 +82,9 @@ def run_ours(model_dir: Path, version: Path, seq_len: int, batch: int, steps: in
 def run_hf(model_dir: Path, version: Path, seq_len: int, batch: int, steps: int, out: Path) -> list[float]:
     import torch
     from stablecpt.training.loader import PackedLoader
-    from stablecpt.training.shards import open_version
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    from stablecpt.formats.version import open_version
 
     loader = PackedLoader(open_version(version), seq_len, 1)
 

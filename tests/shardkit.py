@@ -1,19 +1,28 @@
-"""A small, independent writer of the shard version format (docs/shard-format.md), for tests and benchmarks.
-
-Written from the spec alone, so training's reader is held to the documented format and not to whatever
-the curation side happens to write. Documents are given as token lists; the separator is appended.
+"""Small shard versions for tests and benchmarks, written through the format's own writers: token files with
+datatrove's TokenizedFile (as curation/shards does), the tables and the manifest with stablecpt.formats.shards.
+Documents are given as token lists; the separator is appended. Nothing here spells a manifest key by hand.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from stablecpt.formats.shards import (
+    TOKEN_DTYPES,
+    PartSummary,
+    TargetMixture,
+    documents_frame,
+    epoch_entry,
+    seal_version,
+    token_counts,
+    token_dtype_for,
+    write_documents,
+    write_epoch_plan,
+)
 
 
 @dataclass
@@ -24,6 +33,9 @@ class Doc:
     category: str = "medical"
     id: str = ""
     loss_mask: list[int] | None = None  # 1 = counts in the loss, one per token (separator gets 1)
+    kenlm: float | None = None
+    fasttext: float | None = None
+    part: str = "domain"  # the plan's share it is drawn for
 
 
 @dataclass
@@ -36,84 +48,76 @@ class TokenizerInfo:
     extra: dict = field(default_factory=dict)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def write_token_files(out: Path, docs: list[Doc], tok: TokenizerInfo, docs_per_file: int) -> list[tuple[str, int]]:
+    """tokens/NNNNN.ds (+ .index, .metadata, .loss) with datatrove's writer; (shard, offset) per document."""
+    from datatrove.pipeline.tokens.tokenizer import TokenizedFile
 
-
-def fingerprint(files: dict[str, dict]) -> str:
-    lines = sorted(f"{rel} {info['sha256']}" for rel, info in files.items())
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    dtype = TOKEN_DTYPES[token_dtype_for(tok.vocab_size)]
+    has_loss = any(d.loss_mask is not None for d in docs)
+    (out / "tokens").mkdir(parents=True)
+    placed = []
+    for part, start in enumerate(range(0, len(docs), docs_per_file)):
+        name = f"{part:05d}.ds"
+        writer = TokenizedFile(str(out / "tokens"), name, save_index=True, save_loss_metadata=has_loss,
+                               tokenizer_name_or_path=tok.name, save_final_metadata=True, token_size=dtype.itemsize)
+        for d in docs[start:start + docs_per_file]:
+            placed.append((f"tokens/{name}", len(writer)))
+            writer.write_bytes(np.asarray([*d.tokens, tok.separator_id], dtype=dtype).tobytes())
+            if has_loss:
+                writer.write_loss_bytes(np.asarray([*(d.loss_mask or [1] * len(d.tokens)), 1], np.uint8).tobytes())
+        writer.close()
+    return placed
 
 
 def write_version(root: Path, docs: list[Doc], epochs: list[list[int]], name: str = "test", version: int = 1,
-                  tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None) -> Path:
+                  tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None,
+                  target: TargetMixture | None = None, lineage: dict | None = None, config: dict | None = None,
+                  selection: dict | None = None) -> Path:
     """Write <root>/<name>/v<version>/ and return it. epochs[e] lists doc_index values in consumption order."""
     tok = tokenizer or TokenizerInfo()
-    dtype = np.uint16 if tok.vocab_size <= 65536 else np.uint32
     out = Path(root) / name / f"v{version}"
-    (out / "tokens").mkdir(parents=True)
-    (out / "epochs").mkdir()
+    tmp = Path(root) / name / f".v{version}.tmp"
+    placed = write_token_files(tmp, docs, tok, docs_per_file or max(1, len(docs)))
     has_loss = any(d.loss_mask is not None for d in docs)
-    per_file = docs_per_file or max(1, len(docs))
-    rows = []
-    for part, start in enumerate(range(0, len(docs), per_file)):
-        rel = f"tokens/{part:05d}.ds"
-        chunk = docs[start:start + per_file]
-        runs = [np.asarray([*d.tokens, tok.separator_id], dtype=dtype) for d in chunk]
-        ends = np.cumsum([len(r) for r in runs], dtype=np.uint64)
-        (out / rel).write_bytes(np.concatenate(runs).astype(np.dtype(dtype).newbyteorder("<")).tobytes())
-        (out / f"{rel}.index").write_bytes(ends.astype("<u8").tobytes())
-        total = int(ends[-1]) if len(ends) else 0
-        (out / f"{rel}.metadata").write_text(f"{tok.name}|{np.dtype(dtype).itemsize}\n{total}\n{total / 1e6:.2f}M\n")
-        if has_loss:
-            masks = [np.asarray([*(d.loss_mask or [1] * len(d.tokens)), 1], dtype=np.uint8) for d in chunk]
-            (out / f"{rel}.loss").write_bytes(np.concatenate(masks).tobytes())
-        offset = 0
-        for i, (d, run) in enumerate(zip(chunk, runs, strict=True)):
-            index = start + i
-            rows.append({"doc_index": index, "id": d.id or f"{d.source}/{index}", "source": d.source,
-                         "domain": d.domain, "category": d.category, "kenlm_perplexity": None,
-                         "fasttext_score": None, "shard": rel, "token_offset": offset, "token_length": len(run)})
-            offset += len(run)
-    schema = {"doc_index": pl.Int64, "id": pl.String, "source": pl.String, "domain": pl.String,
-              "category": pl.String, "kenlm_perplexity": pl.Float64, "fasttext_score": pl.Float64,
-              "shard": pl.String, "token_offset": pl.Int64, "token_length": pl.Int64}
-    pl.DataFrame(rows, schema=schema).write_parquet(out / "documents.parquet")
-    lengths = {r["doc_index"]: r["token_length"] for r in rows}
-    sources = {r["doc_index"]: r["source"] for r in rows}
-    epoch_entries, by_epoch_source = [], {}
+    lengths = np.array([len(d.tokens) + 1 for d in docs], dtype=np.int64)
+    extra = {"quality_score": pl.Float64(), "loss_tokens": pl.Int64()} if has_loss else None
+    columns = {"doc_index": np.arange(len(docs), dtype=np.int64),
+               "id": [d.id or f"{d.source}/{i}" for i, d in enumerate(docs)], "source": [d.source for d in docs],
+               "domain": [d.domain for d in docs], "category": [d.category for d in docs],
+               "kenlm_perplexity": [d.kenlm for d in docs], "fasttext_score": [d.fasttext for d in docs],
+               "shard": [s for s, _ in placed], "token_offset": [o for _, o in placed], "token_length": lengths}
+    if has_loss:
+        columns |= {"quality_score": [None] * len(docs),
+                    "loss_tokens": [sum(d.loss_mask or [1] * len(d.tokens)) + 1 for d in docs]}
+    table = documents_frame(columns, extra)
+    write_documents(tmp, table)
+    orders, entries = [], []
     for e, order in enumerate(epochs):
-        rel = f"epochs/epoch_{e:04d}.parquet"
-        pl.DataFrame({"position": list(range(len(order))), "doc_index": list(order)},
-                     schema={"position": pl.Int64, "doc_index": pl.Int64}).write_parquet(out / rel)
-        counts: Counter[str] = Counter()
-        for i in order:
-            counts[sources[i]] += lengths[i]
-        by_epoch_source[str(e)] = dict(counts)
-        epoch_entries.append({"epoch": e, "file": rel, "documents": len(order), "tokens": sum(counts.values())})
-    files = {}
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
-        rel = path.relative_to(out).as_posix()
-        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    by_source: Counter[str] = Counter()
-    for r in rows:
-        by_source[r["source"]] += r["token_length"]
-    manifest = {
-        "format_version": 1, "name": name, "version": version, "fingerprint": fingerprint(files), "files": files,
+        index = np.asarray(order, dtype=np.int64)
+        write_epoch_plan(tmp, e, index, [docs[i].part for i in order])
+        orders.append(index)
+        entries.append(epoch_entry(e, table, index, _parts(docs, lengths, index)))
+    shares = entries[0].parts if entries else {}
+    total = sum(p.tokens for p in shares.values())
+    seal_version(out, tmp, {
         "tokenizer": {"name": tok.name, "sha256": tok.sha256, "vocab_size": tok.vocab_size,
                       "separator": tok.separator, "separator_id": tok.separator_id, **tok.extra},
-        "token_dtype": np.dtype(dtype).name, "has_loss_mask": has_loss, "epochs": epoch_entries,
-        "tokens": {"total_unique": sum(lengths.values()), "by_source": dict(by_source), "by_category": {},
-                   "by_epoch_source": by_epoch_source},
-        "config": {"writer": "tests/shardkit.py"}, "lineage": {}, "created_at": "2026-01-01T00:00:00Z",
-        "stablecpt_version": "0.1.0",
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        "token_dtype": token_dtype_for(tok.vocab_size), "has_loss_mask": has_loss, "epochs": entries,
+        "tokens": token_counts(table, orders),
+        "target_mixture": target or TargetMixture(by="part", proportions={
+            p: s.tokens / total for p, s in shares.items()} if total else {"domain": 1.0}),
+        "selection": selection or {"domain": "medical"}, "config": config or {"writer": "tests/shardkit.py"},
+        "lineage": lineage or {},
+    })
     return out
+
+
+def _parts(docs: list[Doc], lengths: np.ndarray, index: np.ndarray) -> dict[str, PartSummary]:
+    parts: dict[str, list[int]] = {}
+    for i in index.tolist():
+        parts.setdefault(docs[i].part, []).append(i)
+    return {name: PartSummary(target=int(lengths[rows].sum()), tokens=int(lengths[rows].sum()), documents=len(rows),
+                              repeats=max(rows.count(r) for r in rows)) for name, rows in sorted(parts.items())}
 
 
 def random_docs(n: int, vocab_size: int = 512, min_len: int = 5, max_len: int = 60, seed: int = 0,

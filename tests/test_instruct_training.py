@@ -14,8 +14,9 @@ from stablecpt.curation.instructions.config import InstructConfig
 from stablecpt.training.config import TrainConfig
 from stablecpt.training.loader import PackedLoader
 from stablecpt.training.loop import train
-from stablecpt.training.shards import open_version
 from trainkit import read_metrics, tiny_config
+
+from stablecpt.formats.version import open_version
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,8 @@ which assumes output_dir is on a filesystem all ranks see.
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,21 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-STEP_DIR = re.compile(r"^step_(\d+)$")
-TRAINER_STATE = "trainer_state.json"
+from stablecpt.formats.base import write_record
+from stablecpt.formats.run import CHECKPOINTS, TRAINER_STATE, TrainerState, read_trainer_state
+from stablecpt.formats.run import checkpoints as list_checkpoints
 
 
 def checkpoints_root(output_dir: Path) -> Path:
-    return Path(output_dir) / "checkpoints"
-
-
-def list_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    root = checkpoints_root(output_dir)
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found) if (p / TRAINER_STATE).is_file()]
+    return Path(output_dir) / CHECKPOINTS
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -76,10 +66,10 @@ def save_model_folder(accelerator, model, tokenizer, target: Path) -> None:
     accelerator.wait_for_everyone()
 
 
-def save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, trainer_state: dict[str, Any],
+def save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, trainer_state: TrainerState,
                     output_dir: Path, keep_last: int) -> Path:
     root = checkpoints_root(output_dir)
-    target = root / f"step_{trainer_state['step']}"
+    target = root / f"step_{trainer_state.step}"
     tmp = root / f".tmp-{target.name}"
     if accelerator.is_main_process:
         for stale in root.glob(".tmp-*") if root.is_dir() else []:
@@ -100,7 +90,7 @@ def save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, trainer
     torch.save(rng_state(), tmp / f"rng_{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2) + "\n")
+        write_record(tmp / TRAINER_STATE, trainer_state)
         _replace_dir(tmp, target)
         for old in list_checkpoints(output_dir)[:-keep_last]:
             shutil.rmtree(old)
@@ -108,8 +98,8 @@ def save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, trainer
     return target
 
 
-def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
-    return json.loads((checkpoint / TRAINER_STATE).read_text())
+def load_trainer_state(checkpoint: Path) -> TrainerState:
+    return read_trainer_state(checkpoint)
 
 
 def load_checkpoint_states(accelerator, model, optimizer, scheduler, checkpoint: Path) -> None:

@@ -64,6 +64,8 @@ class MetricsConfig(StrictModel):
 
 class TrainConfig(StrictModel):
     shards: Path  # a shard version folder: <root>/<name>/v<k>
+    # checks before the first step (docs/shard-format.md): quick reads no token bytes; full hashes every file
+    verify_shards: Literal["quick", "full"] = "quick"
     model: str = DEFAULT_MODEL
     output_dir: Path
     seed: int = 0

@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from stablecpt.training.shards import ShardVersion
 
 from stablecpt.core.errors import UserError
+from stablecpt.formats.stream import DataOrder, LoaderState
+from stablecpt.formats.version import ShardVersion
 
 
 @dataclass
@@ -132,29 +133,31 @@ class PackedLoader:
             out[mask] = arrays[int(file_id)][index[mask]]
         return out
 
-    def state(self, step: int) -> dict:
-        consumed = step * self.sequences_per_step
-        epoch, in_epoch = (self.locate(consumed) if consumed < self.total_sequences
-                           else (len(self.sequences_per_epoch), 0))
-        return {"fingerprint": self.version.fingerprint, "seq_len": self.seq_len,
-                "sequences_per_step": self.sequences_per_step, "sequences_consumed": consumed,
-                "tokens_consumed": consumed * self.seq_len, "epoch": epoch, "sequence_in_epoch": in_epoch}
+    def data_order(self, seed: int) -> DataOrder:
+        return DataOrder(fingerprint=self.version.fingerprint, order="sequential", seed=seed, seq_len=self.seq_len,
+                         window_overlap=0, sequences_per_step=self.sequences_per_step,
+                         sequences_per_epoch=self.sequences_per_epoch)
+
+    def state(self, step: int, seed: int) -> LoaderState:
+        return LoaderState.at(self.data_order(seed), step * self.sequences_per_step)
 
     def epoch_of_step(self, step: int) -> int:
         consumed = step * self.sequences_per_step
         return self.locate(consumed)[0] if consumed < self.total_sequences else len(self.sequences_per_epoch) - 1
 
-    def resume_step(self, state: dict, where: str) -> int:
-        """The step to continue from, after checking the saved position refers to this data."""
-        if state["fingerprint"] != self.version.fingerprint:
-            raise UserError(f"{where}: trained on shard version fingerprint {state['fingerprint'][:12]}..., but "
+    def resume_step(self, state: LoaderState, seed: int, where: str) -> int:
+        """The step to continue from, after checking the saved position refers to this data in this order."""
+        if state.fingerprint != self.version.fingerprint:
+            raise UserError(f"{where}: trained on shard version fingerprint {state.fingerprint[:12]}..., but "
                             f"{self.version.path} has {self.version.fingerprint[:12]}...; refusing to resume on "
                             "other data")
-        for key, mine in (("seq_len", self.seq_len), ("sequences_per_step", self.sequences_per_step)):
-            if state[key] != mine:
-                raise UserError(f"{where}: loader_state.{key} is {state[key]} but this run has {mine}; resume needs "
-                                "the same seq_len and global batch (micro_batch_size * grad_accumulation * processes)")
-        step, rest = divmod(state["sequences_consumed"], self.sequences_per_step)
+        mine = self.data_order(seed)
+        for key in ("seq_len", "sequences_per_step", "order", "seed", "window_overlap"):
+            if getattr(state, key) != getattr(mine, key):
+                raise UserError(f"{where}: loader_state.{key} is {getattr(state, key)} but this run has "
+                                f"{getattr(mine, key)}; resume needs the same data order, seq_len and global batch "
+                                "(micro_batch_size * grad_accumulation * processes)")
+        step, rest = divmod(state.sequences_consumed, self.sequences_per_step)
         if rest:
             raise UserError(f"{where}: loader_state.sequences_consumed is not a whole number of steps")
         return step

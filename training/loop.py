@@ -6,7 +6,6 @@ Semantics (schedule across epochs, resume, freezing, MFU) are written down in do
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -30,11 +29,14 @@ from stablecpt.training.loader import MicroBatch, PackedLoader
 from stablecpt.training.metrics import MetricsLog, device_peak_flops, finite_or_none, model_flops_utilization
 from stablecpt.training.modeling import apply_freeze, count_parameters, optimizer_groups
 from stablecpt.training.schedule import lr_multiplier
-from stablecpt.training.shards import ShardVersion, open_version, sha256_file
 
 from stablecpt import __version__
 from stablecpt.core.errors import UserError
-from stablecpt.core.files import atomic_write_json
+from stablecpt.core.hashing import sha256_file
+from stablecpt.formats.base import write_record
+from stablecpt.formats.metrics import CheckpointEvent, EvalEvent, StoppedEvent, TrainEvent
+from stablecpt.formats.run import RUN_FILE, Finished, Resume, RunRecord, ShardRef, TrainerState, read_run
+from stablecpt.formats.version import ShardVersion, open_version
 
 
 class TrainingStopped(UserError):
@@ -56,8 +58,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     set_seed(cfg.seed)
     output_dir = Path(cfg.output_dir)
 
-    # ---- data: verify every file of the version before anything else happens --------------------------------
-    version = _open_verified(cfg.shards, accelerator)
+    # ---- data: verify the version (cfg.verify_shards) before anything else happens ---------------------------
+    version = _open_verified(cfg.shards, cfg.verify_shards, accelerator)
     loader = PackedLoader(version, cfg.seq_len, cfg.micro_batch_size, cfg.grad_accumulation, rank, world,
                           document_positions=cfg.document_attention)
     tokens_per_step, total_steps = cfg.tokens_per_step(world), cfg.total_steps(world)
@@ -69,16 +71,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise UserError(f"{output_dir}: --resume given but no complete checkpoint under {output_dir / 'checkpoints'}")
     if not resume and (latest_checkpoint(output_dir) or (output_dir / "final").exists()):
         raise UserError(f"{output_dir}: already holds a run; pass --resume to continue it or pick another output_dir")
-    start_step = 0
+    start_step, tokens_by_source_before = 0, {}
     if checkpoint is not None:
-        start_step = loader.resume_step(load_trainer_state(checkpoint)["loader_state"], str(checkpoint / TRAINER_STATE))
+        resumed = load_trainer_state(checkpoint)
+        start_step = loader.resume_step(resumed.loader_state, cfg.seed, str(checkpoint / TRAINER_STATE))
+        tokens_by_source_before = resumed.tokens_by_source
 
     # ---- model, tokenizer, freezing -----------------------------------------------------------------------------
     model_path = resolve_model(cfg.model)
     _check_tokenizer(version, model_path)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(checkpoint or model_path, dtype=torch.float32)
-    if model.get_input_embeddings().num_embeddings < version.manifest["tokenizer"].get("vocab_size", 0):
+    if model.get_input_embeddings().num_embeddings < version.vocab_size:
         raise UserError(f"{version.path}: tokenizer vocab_size exceeds the embedding rows of {cfg.model}")
     frozen = apply_freeze(model, cfg.freeze.bottom_blocks, cfg.freeze.top_blocks, cfg.freeze.embeddings)
     if cfg.activation_checkpointing:
@@ -96,8 +100,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         load_checkpoint_states(accelerator, model, optimizer, scheduler, checkpoint)
 
     # ---- run record, metrics log, callbacks ---------------------------------------------------------------------
-    run_info = {"manifest_fingerprint": version.fingerprint, "shards": str(version.path), "model": cfg.model,
-                "config": cfg.model_dump(mode="json")}
+    run_info = {"shard_version": {"path": str(version.path), "fingerprint": version.fingerprint},
+                "model": cfg.model, "config": cfg.model_dump(mode="json")}
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_params, frozen, checkpoint)
@@ -119,6 +123,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     n_sources = len(version.sources)
     source_loss = torch.zeros(n_sources, dtype=torch.float64, device=accelerator.device)
     source_count = torch.zeros(n_sources, dtype=torch.float64, device=accelerator.device)
+    source_inputs = torch.zeros(n_sources, dtype=torch.float64, device=accelerator.device)  # this process, cumulative
+    inputs_before = torch.tensor([tokens_by_source_before.get(s, 0) for s in version.sources], dtype=torch.float64)
+
+    def tokens_by_source() -> dict[str, int]:  # input tokens per source over the run so far, all ranks (collective)
+        total = inputs_before + accelerator.reduce(source_inputs, "sum").cpu()
+        return {s: int(total[i]) for i, s in enumerate(version.sources) if total[i]}
     window_loss, window_steps, train_seconds = 0.0, 0, 0.0
     every = cfg.checkpoint.every_tokens
     bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and cfg.metrics.progress_bar),
@@ -145,6 +155,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             target_sources = batch["sources"][:, 1:].flatten()  # a prediction belongs to its target's source
             source_loss.index_add_(0, target_sources, token_loss.detach().double())
             source_count.index_add_(0, target_sources, target_mask.double())
+            inputs = batch["sources"][:, :cfg.seq_len].flatten()  # the sequences' seq_len input tokens
+            source_inputs.index_add_(0, inputs, torch.ones_like(inputs, dtype=torch.float64))
             step_loss += loss.detach() / cfg.grad_accumulation
 
         max_norm = opt.clip_grad_norm if opt.clip_grad_norm is not None else math.inf
@@ -152,8 +164,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         step_loss_all = float(accelerator.reduce(step_loss, reduction="mean"))
         if not (math.isfinite(step_loss_all) and math.isfinite(grad_norm)):
             last_good = latest_checkpoint(output_dir)
-            log.write({"event": "stopped", "step": step + 1, "tokens": (step + 1) * tokens_per_step,
-                       "loss": finite_or_none(step_loss_all), "grad_norm": finite_or_none(grad_norm)})
+            log.write(StoppedEvent(step=step + 1, tokens=(step + 1) * tokens_per_step,
+                                   loss=finite_or_none(step_loss_all), grad_norm=finite_or_none(grad_norm)))
             log.close()
             raise TrainingStopped(
                 f"non-finite {'loss' if not math.isfinite(step_loss_all) else 'gradient norm'} "
@@ -174,16 +186,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if (step + 1) % cfg.metrics.log_every_steps == 0 or step + 1 == total_steps:
             sums, counts = accelerator.reduce(source_loss, "sum"), accelerator.reduce(source_count, "sum")
             tokens_per_second = window_steps * tokens_per_step / max(train_seconds, 1e-9)
-            record = {
-                "event": "train", "step": step + 1, "tokens": tokens_seen, "epoch": state.epoch,
-                "loss": window_loss / window_steps, "lr": lr, "grad_norm": grad_norm,
-                "tokens_per_second": tokens_per_second,
-                "mfu": model_flops_utilization(n_params, tokens_per_second, peak_flops, world),
-                "loss_by_source": {s: float(sums[i] / counts[i]) for i, s in enumerate(version.sources) if counts[i]},
-                "targets_by_source": {s: int(counts[i]) for i, s in enumerate(version.sources) if counts[i]},
-            }
+            record = TrainEvent(
+                step=step + 1, tokens=tokens_seen, epoch=state.epoch, loss=window_loss / window_steps, lr=lr,
+                grad_norm=grad_norm, tokens_per_second=tokens_per_second,
+                mfu=model_flops_utilization(n_params, tokens_per_second, peak_flops, world),
+                loss_by_source={s: float(sums[i] / counts[i]) for i, s in enumerate(version.sources) if counts[i]},
+                targets_by_source={s: int(counts[i]) for i, s in enumerate(version.sources) if counts[i]},
+                tokens_by_source=tokens_by_source())
             log.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{tokens_per_second:,.0f}")
+            bar.set_postfix(loss=f"{record.loss:.4f}", tok_s=f"{tokens_per_second:,.0f}")
             source_loss.zero_()
             source_count.zero_()
             window_loss, window_steps, train_seconds = 0.0, 0, 0.0
@@ -191,12 +202,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         _run_eval_points(callbacks, pending, state, log, accelerator)
 
         if every and tokens_seen // every > (tokens_seen - tokens_per_step) // every:
-            trainer_state = {"tokens_seen": tokens_seen, "step": step + 1, "epoch": state.epoch,
-                             "manifest_fingerprint": version.fingerprint, "loader_state": loader.state(step + 1),
-                             "total_steps": total_steps, "world_size": world}
+            trainer_state = TrainerState(step=step + 1, tokens_seen=tokens_seen, epoch=state.epoch,
+                                         total_steps=total_steps, world_size=world,
+                                         loader_state=loader.state(step + 1, cfg.seed),
+                                         tokens_by_source=tokens_by_source())
             path = save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, trainer_state, output_dir,
                                    cfg.checkpoint.keep_last)
-            log.write({"event": "checkpoint", "step": step + 1, "tokens": tokens_seen, "path": str(path)})
+            log.write(CheckpointEvent(step=step + 1, tokens=tokens_seen, path=str(path)))
 
     # ---- the final model: a normal Hugging Face folder ----------------------------------------------------------
     bar.close()
@@ -204,10 +216,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     save_model_folder(accelerator, model, tokenizer, final)
     for cb in callbacks:
         cb.on_train_end(state)
-    if is_main:
-        run = json.loads((output_dir / "run.json").read_text())
-        run["finished_at"] = _now()
-        atomic_write_json(output_dir / "run.json", run)
+    finished = Finished(at=_now(), step=total_steps, tokens_seen=total_steps * tokens_per_step,
+                        loader_state=loader.state(total_steps, cfg.seed), tokens_by_source=tokens_by_source())
+    if is_main:  # the run's end position: what it consumed is counted here, not at its last checkpoint
+        write_record(output_dir / RUN_FILE, read_run(output_dir).model_copy(update={"finished": finished}))
     log.close()
     accelerator.end_training()
     return final
@@ -222,9 +234,8 @@ def _run_eval_points(callbacks, pending, state, log, accelerator) -> None:
         del points[:len(passed)]
         result = cb.on_eval_point(state)
         if result:
-            log.write({"event": "eval", "step": state.step, "tokens": state.tokens_seen,
-                       type(cb).__name__: {k: float(v) if isinstance(v, int | float) else v
-                                           for k, v in result.items()}})
+            log.write(EvalEvent(step=state.step, tokens=state.tokens_seen, results={type(cb).__name__: {
+                k: float(v) if isinstance(v, int | float) else v for k, v in result.items()}}))
         accelerator.wait_for_everyone()
 
 
@@ -248,13 +259,13 @@ def _mixed_precision(precision: str) -> str:
     return "bf16" if precision == "bf16" else "no"
 
 
-def _open_verified(path: Path, accelerator) -> ShardVersion:
-    """The main process hashes every file; the others wait and learn the verdict, so all stop together."""
+def _open_verified(path: Path, level: str, accelerator) -> ShardVersion:
+    """The main process verifies at `level`; the others wait and learn the verdict, so all stop together."""
     verdict: list[str | None] = [None]
     version = None
     if accelerator.is_main_process:
         try:
-            version = open_version(path, verify=True)
+            version = open_version(path, level)
         except UserError as err:
             verdict = [str(err)]
     if accelerator.num_processes > 1:
@@ -263,12 +274,12 @@ def _open_verified(path: Path, accelerator) -> ShardVersion:
         broadcast_object_list(verdict)
     if verdict[0] is not None:
         raise UserError(verdict[0])
-    return version if version is not None else open_version(path, verify=False)
+    return version if version is not None else open_version(path, "none")
 
 
 def _check_tokenizer(version: ShardVersion, model_path: str) -> None:
     """Refuse shards tokenized with another tokenizer than the model's (when both sides say which)."""
-    expected = version.manifest["tokenizer"].get("sha256")
+    expected = version.manifest.tokenizer.sha256
     tokenizer_json = Path(model_path) / "tokenizer.json"
     if expected and tokenizer_json.is_file() and sha256_file(tokenizer_json) != expected:
         raise UserError(f"{version.path / 'manifest.json'}: key 'tokenizer.sha256' does not match "
@@ -276,22 +287,20 @@ def _check_tokenizer(version: ShardVersion, model_path: str) -> None:
 
 
 def _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_params, frozen, checkpoint) -> None:
-    path = output_dir / "run.json"
-    run = json.loads(path.read_text()) if checkpoint is not None and path.is_file() else {
-        "config": cfg.model_dump(mode="json"), "model": cfg.model, "shards": str(version.path),
-        "manifest_fingerprint": version.fingerprint, "started_at": _now(), "stablecpt_version": __version__}
-    run.update({
-        "world_size": world, "total_steps": total_steps, "tokens_per_step": cfg.tokens_per_step(world),
-        "total_tokens": total_steps * cfg.tokens_per_step(world), "parameters": n_params, "frozen_parameters": frozen,
-        "sources": version.sources, "sequences_per_epoch": loader.sequences_per_epoch,
-        "dropped_tail_tokens_per_epoch": loader.dropped_tail, "finished_at": None,
-    })
-    if checkpoint is not None:
-        run.setdefault("resumes", []).append({"at": _now(), "from": str(checkpoint)})
-    atomic_write_json(path, run)
-
-
-
+    path = output_dir / RUN_FILE
+    resumed = read_run(output_dir) if checkpoint is not None and path.is_file() else None
+    record = RunRecord(
+        model=cfg.model, shard_version=ShardRef(path=str(version.path), fingerprint=version.fingerprint),
+        config=resumed.config if resumed else cfg.model_dump(mode="json"), data=loader.data_order(cfg.seed),
+        world_size=world,
+        total_steps=total_steps, tokens_per_step=cfg.tokens_per_step(world),
+        total_tokens=total_steps * cfg.tokens_per_step(world), parameters=n_params, frozen_parameters=frozen,
+        sources=version.sources, dropped_tail_tokens_per_epoch=loader.dropped_tail,
+        started_at=resumed.started_at if resumed else _now(),
+        resumes=[*(resumed.resumes if resumed else []),
+                 *([Resume(at=_now(), checkpoint=str(checkpoint))] if checkpoint is not None else [])],
+        stablecpt_version=__version__)
+    write_record(path, record)
 
 
 def _now() -> str:

@@ -7,12 +7,14 @@ recomputation and frozen blocks' skipped weight gradients are not counted, so MF
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from stablecpt.core.errors import UserError
+from stablecpt.core.files import atomic_write_text
+from stablecpt.formats.base import dump_record
+from stablecpt.formats.metrics import Event, event_line, read_metrics
 
 # Dense bf16 tensor-core peak per device (vendor datasheets, without sparsity).
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 70e12,
@@ -45,9 +47,9 @@ def finite_or_none(value: float) -> float | None:
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON object per event, each with "tokens" and "step"), optionally TensorBoard.
+    """metrics.jsonl (one event of stablecpt.formats.metrics per line), optionally TensorBoard.
 
-    Only the main process writes. On resume, lines after the resumed step are dropped: they are re-done.
+    Only the main process writes. On resume, events after the resumed step are dropped: they are re-done.
     """
 
     def __init__(self, output_dir: Path, enabled: bool, tensorboard: bool, resumed_step: int | None):
@@ -57,11 +59,8 @@ class MetricsLog:
         if not enabled:
             return
         if resumed_step is not None and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resumed_step]
-            tmp = self.path.with_name(".metrics.jsonl.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            tmp.replace(self.path)
+            kept = [event for event in read_metrics(self.path) if event.step <= resumed_step]
+            atomic_write_text(self.path, "".join(event_line(event) for event in kept))
         elif self.path.exists():
             self.path.unlink()
         self._fh = self.path.open("a", encoding="utf-8")
@@ -73,15 +72,15 @@ class MetricsLog:
                                 "(pip install tensorboard)") from None
             self.writer = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, event: Event) -> None:
         if not self.enabled:
             return
-        self._fh.write(json.dumps(record) + "\n")
+        self._fh.write(event_line(event))
         self._fh.flush()
         if self.writer is not None:
-            for key, value in _flatten(record):
+            for key, value in _flatten(dump_record(event)):
                 if key not in ("step", "tokens") and isinstance(value, int | float):
-                    self.writer.add_scalar(key, value, global_step=record["tokens"])
+                    self.writer.add_scalar(key, value, global_step=event.tokens)
 
     def close(self) -> None:
         if self.enabled:
