@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from stablecpt.formats.folder import FileEntry, fingerprint
 from stablecpt.formats.shards import (
     TOKEN_DTYPES,
     PartSummary,
+    ShardManifest,
     TargetMixture,
     documents_frame,
     epoch_entry,
@@ -48,76 +50,125 @@ class TokenizerInfo:
     extra: dict = field(default_factory=dict)
 
 
-def write_token_files(out: Path, docs: list[Doc], tok: TokenizerInfo, docs_per_file: int) -> list[tuple[str, int]]:
-    """tokens/NNNNN.ds (+ .index, .metadata, .loss) with datatrove's writer; (shard, offset) per document."""
+def write_token_files(out: Path, runs, tok: TokenizerInfo, docs_per_file: int, with_loss: bool
+                      ) -> tuple[list[str], list[int]]:
+    """tokens/NNNNN.ds (+ .index, .metadata, .loss) with datatrove's writer from (tokens, loss mask or None) runs,
+    each ending with the separator; (shard, offset) per document."""
     from datatrove.pipeline.tokens.tokenizer import TokenizedFile
 
     dtype = TOKEN_DTYPES[token_dtype_for(tok.vocab_size)]
-    has_loss = any(d.loss_mask is not None for d in docs)
     (out / "tokens").mkdir(parents=True)
-    placed = []
-    for part, start in enumerate(range(0, len(docs), docs_per_file)):
-        name = f"{part:05d}.ds"
-        writer = TokenizedFile(str(out / "tokens"), name, save_index=True, save_loss_metadata=has_loss,
-                               tokenizer_name_or_path=tok.name, save_final_metadata=True, token_size=dtype.itemsize)
-        for d in docs[start:start + docs_per_file]:
-            placed.append((f"tokens/{name}", len(writer)))
-            writer.write_bytes(np.asarray([*d.tokens, tok.separator_id], dtype=dtype).tobytes())
-            if has_loss:
-                writer.write_loss_bytes(np.asarray([*(d.loss_mask or [1] * len(d.tokens)), 1], np.uint8).tobytes())
+    shards, offsets, writer = [], [], None
+    for i, (tokens, mask) in enumerate(runs):
+        if i % docs_per_file == 0:
+            if writer is not None:
+                writer.close()
+            name = f"{i // docs_per_file:05d}.ds"
+            writer = TokenizedFile(str(out / "tokens"), name, save_index=True, save_loss_metadata=with_loss,
+                                   tokenizer_name_or_path=tok.name, save_final_metadata=True,
+                                   token_size=dtype.itemsize)
+        shards.append(f"tokens/{name}")
+        offsets.append(len(writer))
+        writer.write_bytes(np.asarray(tokens, dtype=dtype).tobytes())
+        if with_loss:
+            writer.write_loss_bytes(np.asarray(mask, dtype=np.uint8).tobytes())
+    if writer is not None:
         writer.close()
-    return placed
+    return shards, offsets
 
 
-def write_version(root: Path, docs: list[Doc], epochs: list[list[int]], name: str = "test", version: int = 1,
-                  tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None,
-                  target: TargetMixture | None = None, lineage: dict | None = None, config: dict | None = None,
-                  selection: dict | None = None) -> Path:
-    """Write <root>/<name>/v<version>/ and return it. epochs[e] lists doc_index values in consumption order."""
+def write_frame_version(out: Path, frame: pl.DataFrame, epochs: list, runs=None, parts: list[list[str]] | None = None,
+                        tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None,
+                        target: TargetMixture | dict | None = None, lineage: dict | None = None,
+                        config: dict | None = None, selection: dict | None = None,
+                        loss_tokens: list[int] | None = None) -> ShardManifest:
+    """A version at `out` (named <name>/v<k>) from a document frame (id, source, domain, category,
+    kenlm_perplexity, fasttext_score, token_length) and epoch plans (doc_index lists). `runs`: (tokens, loss mask
+    or None) per document, separator included; by default made-up ids ending with the separator. `parts`: each
+    plan row's share; by default "domain" for medical documents and the category for the others."""
     tok = tokenizer or TokenizerInfo()
-    out = Path(root) / name / f"v{version}"
-    tmp = Path(root) / name / f".v{version}.tmp"
-    placed = write_token_files(tmp, docs, tok, docs_per_file or max(1, len(docs)))
-    has_loss = any(d.loss_mask is not None for d in docs)
-    lengths = np.array([len(d.tokens) + 1 for d in docs], dtype=np.int64)
-    extra = {"quality_score": pl.Float64(), "loss_tokens": pl.Int64()} if has_loss else None
-    columns = {"doc_index": np.arange(len(docs), dtype=np.int64),
-               "id": [d.id or f"{d.source}/{i}" for i, d in enumerate(docs)], "source": [d.source for d in docs],
-               "domain": [d.domain for d in docs], "category": [d.category for d in docs],
-               "kenlm_perplexity": [d.kenlm for d in docs], "fasttext_score": [d.fasttext for d in docs],
-               "shard": [s for s, _ in placed], "token_offset": [o for _, o in placed], "token_length": lengths}
-    if has_loss:
-        columns |= {"quality_score": [None] * len(docs),
-                    "loss_tokens": [sum(d.loss_mask or [1] * len(d.tokens)) + 1 for d in docs]}
+    tmp = out.parent / f".{out.name}.tmp"
+    lengths = frame["token_length"].to_numpy().astype(np.int64)
+    if runs is None:
+        runs = ((np.append(np.full(n - 1, i % 500 + 1), tok.separator_id), None) for i, n in enumerate(lengths))
+    shards, offsets = write_token_files(tmp, runs, tok, docs_per_file or max(1, len(lengths)), loss_tokens is not None)
+    columns = {c: frame[c] for c in ("id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")}
+    columns |= {"doc_index": np.arange(len(lengths), dtype=np.int64), "shard": shards, "token_offset": offsets,
+                "token_length": lengths}
+    extra = None
+    if loss_tokens is not None:
+        columns |= {"quality_score": [None] * len(lengths), "loss_tokens": loss_tokens}
+        extra = {"quality_score": pl.Float64(), "loss_tokens": pl.Int64()}
     table = documents_frame(columns, extra)
     write_documents(tmp, table)
+    if parts is None:
+        share = np.where(table["domain"].to_numpy() == "medical", "domain", table["category"].to_numpy())
+        parts = [share[np.asarray(order, dtype=np.int64)].tolist() for order in epochs]
     orders, entries = [], []
-    for e, order in enumerate(epochs):
+    for e, (order, labels) in enumerate(zip(epochs, parts, strict=True)):
         index = np.asarray(order, dtype=np.int64)
-        write_epoch_plan(tmp, e, index, [docs[i].part for i in order])
+        write_epoch_plan(tmp, e, index, labels)
         orders.append(index)
-        entries.append(epoch_entry(e, table, index, _parts(docs, lengths, index)))
+        entries.append(epoch_entry(e, table, index, _parts(lengths, index, labels)))
     shares = entries[0].parts if entries else {}
     total = sum(p.tokens for p in shares.values())
-    seal_version(out, tmp, {
+    return seal_version(out, tmp, {
         "tokenizer": {"name": tok.name, "sha256": tok.sha256, "vocab_size": tok.vocab_size,
                       "separator": tok.separator, "separator_id": tok.separator_id, **tok.extra},
-        "token_dtype": token_dtype_for(tok.vocab_size), "has_loss_mask": has_loss, "epochs": entries,
+        "token_dtype": token_dtype_for(tok.vocab_size), "has_loss_mask": loss_tokens is not None, "epochs": entries,
         "tokens": token_counts(table, orders),
         "target_mixture": target or TargetMixture(by="part", proportions={
             p: s.tokens / total for p, s in shares.items()} if total else {"domain": 1.0}),
         "selection": selection or {"domain": "medical"}, "config": config or {"writer": "tests/shardkit.py"},
         "lineage": lineage or {},
     })
+
+
+def write_version(root: Path, docs: list[Doc], epochs: list[list[int]], name: str = "test", version: int = 1,
+                  tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None, **fields) -> Path:
+    """Write <root>/<name>/v<version>/ and return it. epochs[e] lists doc_index values in consumption order."""
+    tok = tokenizer or TokenizerInfo()
+    frame = pl.DataFrame({"id": [d.id or f"{d.source}/{i}" for i, d in enumerate(docs)],
+                          "source": [d.source for d in docs], "domain": [d.domain for d in docs],
+                          "category": [d.category for d in docs], "kenlm_perplexity": [d.kenlm for d in docs],
+                          "fasttext_score": [d.fasttext for d in docs],
+                          "token_length": [len(d.tokens) + 1 for d in docs]},
+                         schema_overrides={"kenlm_perplexity": pl.Float64, "fasttext_score": pl.Float64})
+    has_loss = any(d.loss_mask is not None for d in docs)
+    masks = [[*(d.loss_mask or [1] * len(d.tokens)), 1] for d in docs]
+    runs = (([*d.tokens, tok.separator_id], mask if has_loss else None) for d, mask in zip(docs, masks, strict=True))
+    out = Path(root) / name / f"v{version}"
+    write_frame_version(out, frame, epochs, runs, [[docs[i].part for i in order] for order in epochs], tok,
+                        docs_per_file, loss_tokens=[sum(m) for m in masks] if has_loss else None, **fields)
     return out
 
 
-def _parts(docs: list[Doc], lengths: np.ndarray, index: np.ndarray) -> dict[str, PartSummary]:
+def _parts(lengths: np.ndarray, index: np.ndarray, labels: list[str]) -> dict[str, PartSummary]:
     parts: dict[str, list[int]] = {}
-    for i in index.tolist():
-        parts.setdefault(docs[i].part, []).append(i)
-    return {name: PartSummary(target=int(lengths[rows].sum()), tokens=int(lengths[rows].sum()), documents=len(rows),
-                              repeats=max(rows.count(r) for r in rows)) for name, rows in sorted(parts.items())}
+    for i, label in zip(index.tolist(), labels, strict=True):
+        parts.setdefault(label, []).append(i)
+    out = {}
+    for name, rows in sorted(parts.items()):
+        tokens = int(lengths[rows].sum())
+        out[name] = PartSummary(target=tokens, tokens=tokens, documents=len(rows),
+                                repeats=int(np.bincount(rows).max()))
+    return out
+
+
+def reseal(path: Path, edit=None, rehash=()) -> None:
+    """Plant an inconsistency in a sealed version: edit its manifest.json, recompute the listed sha256 and size of
+    the `rehash` files and the fingerprint, so that only what was planted disagrees."""
+    import json
+
+    from stablecpt.core.hashing import sha256_file
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    if edit:
+        edit(manifest)
+    for rel in rehash:
+        manifest["files"][rel] = {"sha256": sha256_file(path / rel), "bytes": (path / rel).stat().st_size}
+    manifest["fingerprint"] = fingerprint({k: FileEntry(**v) for k, v in manifest["files"].items()})
+    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
 def random_docs(n: int, vocab_size: int = 512, min_len: int = 5, max_len: int = 60, seed: int = 0,

@@ -1,6 +1,7 @@
 """The one shard version reader and its verify levels (stablecpt.formats.version), on versions written by the
 format's own writers (tests/shardkit.py) and then damaged on purpose. `plant` re-seals a damaged version so that
-its hashes and fingerprint are consistent again: what is left is exactly the planted inconsistency."""
+its hashes and fingerprint are consistent again (shardkit.reseal): what is left is exactly the planted
+inconsistency."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import os
 
 import numpy as np
 import pytest
-from shardkit import Doc, TokenizerInfo, random_docs, shuffled_epochs, write_version
+from shardkit import Doc, TokenizerInfo, random_docs, reseal, shuffled_epochs, write_version
 
 from stablecpt.core.errors import UserError
-from stablecpt.formats.folder import FileEntry, fingerprint
 from stablecpt.formats.version import open_version, verify_version
 
 
@@ -23,19 +23,6 @@ def version_path(tmp_path):
 
 def manifest_of(path):
     return json.loads((path / "manifest.json").read_text())
-
-
-def plant(path, edit=None, rehash=()):
-    """Edit manifest.json and recompute the listed sha256/bytes of `rehash` files and the fingerprint."""
-    from stablecpt.core.hashing import sha256_file
-
-    manifest = manifest_of(path)
-    if edit:
-        edit(manifest)
-    for rel in rehash:
-        manifest["files"][rel] = {"sha256": sha256_file(path / rel), "bytes": (path / rel).stat().st_size}
-    manifest["fingerprint"] = fingerprint({k: FileEntry(**v) for k, v in manifest["files"].items()})
-    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
 def problems(path, level="quick", **kwargs):
@@ -78,7 +65,7 @@ def test_a_flipped_byte_passes_quick_and_is_named_by_full(version_path):
 
 
 def test_a_changed_total_unique_is_refused(version_path):
-    plant(version_path, lambda m: m["tokens"].update(total_unique=m["tokens"]["total_unique"] + 1))
+    reseal(version_path, lambda m: m["tokens"].update(total_unique=m["tokens"]["total_unique"] + 1))
     with pytest.raises(UserError, match="tokens.total_unique = .*, the tables give"):
         open_version(version_path)
 
@@ -94,7 +81,7 @@ def test_paths_outside_the_version_are_refused(version_path, outside):
     def edit(m):  # the token file listed (and indexed) under a path that leaves the version
         m["files"][outside] = m["files"].pop("tokens/00000.ds")
         m["token_files"][outside] = m["token_files"].pop("tokens/00000.ds")
-    plant(version_path, edit)
+    reseal(version_path, edit)
     with pytest.raises(UserError, match=f"key 'files': Value error, path '{outside}' .*; refused"):
         open_version(version_path)
 
@@ -114,7 +101,7 @@ def test_a_document_table_naming_a_file_outside_the_version_is_refused(version_p
 
     docs = pl.read_parquet(version_path / "documents.parquet")
     docs.with_columns(shard=pl.lit("../../other/tokens/00000.ds")).write_parquet(version_path / "documents.parquet")
-    plant(version_path, rehash=["documents.parquet"])
+    reseal(version_path, rehash=["documents.parquet"])
     with pytest.raises(UserError, match="column 'shard' names '../../other/tokens/00000.ds', not a token file"):
         open_version(version_path)
 
@@ -128,11 +115,11 @@ def test_token_ids_outside_the_vocabulary(tmp_path):
     tokens = np.fromfile(good / rel, dtype="<u2")
     tokens[4] = 600  # consistent afterwards: hashes, fingerprint and the recorded largest id all say 600
     tokens.tofile(good / rel)
-    plant(good, lambda m: m["token_files"][rel].update(max_token_id=600), rehash=[rel])
+    reseal(good, lambda m: m["token_files"][rel].update(max_token_id=600), rehash=[rel])
     with pytest.raises(UserError, match="holds token id 600, outside the tokenizer's vocabulary"):
         open_version(good)
     # a manifest that hides the id passes the quick level; the full level reads the file
-    plant(good, lambda m: m["token_files"][rel].update(max_token_id=9))
+    reseal(good, lambda m: m["token_files"][rel].update(max_token_id=9))
     assert problems(good, "quick") == []
     assert any("largest token id is 600, manifest.json records 9" in p for p in problems(good, "full"))
 
@@ -148,7 +135,7 @@ def test_a_missing_separator_is_found_by_the_full_level(tmp_path):
     tokens = np.fromfile(path / rel, dtype="<u2")
     tokens[2] = 9  # doc 0's separator
     tokens.tofile(path / rel)
-    plant(path, rehash=[rel])
+    reseal(path, rehash=[rel])
     assert problems(path, "quick") == []
     assert any("the document ending at token 3 does not end with the separator 0" in p for p in problems(path, "full"))
 
@@ -158,12 +145,24 @@ def test_structure_mismatches_are_named(version_path):
     ends = np.fromfile(index, dtype="<u8")
     ends[3] += 1
     ends.tofile(index)
-    plant(version_path, rehash=["tokens/00000.ds.index"])
+    reseal(version_path, rehash=["tokens/00000.ds.index"])
     assert any("00000.ds.index: its 15 document ends disagree" in p for p in problems(version_path))
 
 
+def test_a_plan_row_naming_no_document_is_refused(version_path):
+    import polars as pl
+
+    rel = "epochs/epoch_0000.parquet"
+    plan = pl.read_parquet(version_path / rel)
+    plan.with_columns(doc_index=pl.when(pl.col("position") == 3).then(99).otherwise(pl.col("doc_index"))) \
+        .write_parquet(version_path / rel)
+    reseal(version_path, rehash=[rel])
+    with pytest.raises(UserError, match="epoch_0000.parquet: column 'doc_index' refers to documents outside"):
+        open_version(version_path)
+
+
 def test_epoch_counts_are_checked_against_the_plans(version_path):
-    plant(version_path, lambda m: m["epochs"][1].update(documents=39))
+    reseal(version_path, lambda m: m["epochs"][1].update(documents=39))
     assert any("epoch_0001.parquet: 40 documents, manifest.json epochs[1].documents = 39" in p
                for p in problems(version_path))
 
@@ -177,7 +176,7 @@ def test_epoch_counts_are_checked_against_the_plans(version_path):
      "token_files must name exactly the .ds files"),
 ])
 def test_manifest_problems_are_one_line_naming_the_key(version_path, edit, message):
-    plant(version_path, edit)
+    reseal(version_path, edit)
     with pytest.raises(UserError, match=message) as err:
         open_version(version_path)
     assert "\n" not in str(err.value) and str(version_path / "manifest.json") in str(err.value)
@@ -202,3 +201,14 @@ def test_wide_vocabularies_use_uint32(tmp_path):
     path = write_version(tmp_path, [Doc(tokens=[70000, 5])], [[0]], tokenizer=TokenizerInfo(vocab_size=80000))
     version = open_version(path, "full")
     assert version.token_dtype == np.dtype("<u4") and version.document_tokens(0).tolist() == [70000, 5, 0]
+
+
+def test_document_tokens_for_evaluation(tmp_path):
+    from stablecpt.formats.version import read_document_tokens
+
+    docs = [Doc(tokens=[5, 6], domain="medical"), Doc(tokens=[7], domain="general"), Doc(tokens=[8, 9, 10])]
+    path = write_version(tmp_path, docs, [[2, 0, 1]], docs_per_file=2)
+    assert [r.tolist() for r in read_document_tokens(path)] == [[5, 6, 0], [7, 0], [8, 9, 10, 0]]
+    assert [r.tolist() for r in read_document_tokens(path, domain="medical", max_documents=1)] == [[5, 6, 0]]
+    with pytest.raises(UserError, match="more than the 100 the model reads"):
+        read_document_tokens(path, vocab_size=100)

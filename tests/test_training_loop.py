@@ -136,22 +136,22 @@ def test_training_refuses_what_shards_verify_refuses(version, tiny_model_dir, tm
     import shutil
 
     import numpy as np
-    from test_formats_version import plant
+    from shardkit import reseal
 
     copy = tmp_path / "copy" / "v1"
     shutil.copytree(version, copy)
     if damage == "total_unique":
-        plant(copy, _more_tokens)
+        reseal(copy, _more_tokens)
     elif damage == "unlisted":
         (copy / "tokens" / "notes.txt").write_text("hello")
     elif damage == "outside":
-        plant(copy, _outside)
+        reseal(copy, _outside)
     else:  # a consistent version with an id the model has no embedding for
         rel = "tokens/00000.ds"
         tokens = np.fromfile(copy / rel, dtype="<u2")
         tokens[3] = 600
         tokens.tofile(copy / rel)
-        plant(copy, lambda m: m["token_files"][rel].update(max_token_id=600), rehash=[rel])
+        reseal(copy, lambda m: m["token_files"][rel].update(max_token_id=600), rehash=[rel])
     config = write_config(tmp_path / "train.yaml", tiny_config(copy, tiny_model_dir, tmp_path / "run"))
     assert cli_main(["train", "--config", str(config)]) == 2
     train_err = capsys.readouterr().err
