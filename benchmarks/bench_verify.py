@@ -2,7 +2,8 @@
 
 Builds a version of `--tokens` uint16 tokens in documents of ~`--doc-tokens` (random ids, written by the format's
 writers: datatrove's TokenizedFile, formats.shards.seal_version), then times, each `--repeat` times (best kept):
-seal (one read per file: sha256 + largest id), open at "quick" (no token bytes read: manifest model, listing,
+seal (one read per file: sha256 + largest id), open at "none" (what the loader needs: the manifest model, the
+document table's columns and the plans as arrays), at "quick" (no token bytes read: manifest model, listing,
 fingerprint, structure, counts), open at "full" (+ sha256 of every file, largest ids and separators, one read),
 and two references over the same token files: a bare hashlib.sha256 read and a bare numpy max over a memmap.
 The page cache is warm (the files were just written), so "full" measures CPU work, not the disk.
@@ -79,7 +80,8 @@ def main() -> None:
             for p in token_files:
                 int(np.memmap(p, dtype="<u2", mode="r").max())
 
-        times = {"quick": best(lambda: open_version(out, "quick"), args.repeat),
+        times = {"none": best(lambda: open_version(out, "none"), args.repeat),
+                 "quick": best(lambda: open_version(out, "quick"), args.repeat),
                  "full": best(lambda: open_version(out, "full"), args.repeat),
                  "sha256_only": best(sha_only, args.repeat), "max_only": best(max_only, args.repeat)}
     print(json.dumps({

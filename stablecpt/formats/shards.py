@@ -211,29 +211,47 @@ def write_epoch_plan(folder: Path, epoch: int, doc_index: np.ndarray, parts: lis
     return rel
 
 
+def _codes(frame: pl.DataFrame, key: str) -> tuple[list[str], np.ndarray]:
+    """(sorted distinct values, each row's index into them) of a string column."""
+    names = frame[key].unique().sort()
+    codes = frame[key].replace_strict(names, pl.int_range(len(names), eager=True), return_dtype=pl.Int64)
+    return names.to_list(), codes.to_numpy()
+
+
+def _sums(names: list[str], codes: np.ndarray, weights: np.ndarray) -> dict[str, int]:
+    """Tokens per name, sorted by name, only names that occur (integer sums: float64 is exact below 2**53)."""
+    totals = np.bincount(codes, weights=weights, minlength=len(names))
+    present = np.bincount(codes, minlength=len(names)) > 0
+    return {str(names[i]): int(totals[i]) for i in np.flatnonzero(present)}
+
+
 def token_sums(frame: pl.DataFrame, key: str) -> dict[str, int]:
     """Tokens (token_length summed) per value of `key`, sorted by key."""
-    grouped = frame.group_by(key).agg(pl.col("token_length").sum()).sort(key)
-    return {k: int(v) for k, v in zip(grouped[key], grouped["token_length"], strict=True)}
+    names, codes = _codes(frame, key)
+    return _sums(names, codes, frame["token_length"].to_numpy())
 
 
 def epoch_entry(epoch: int, docs: pl.DataFrame, doc_index: np.ndarray, parts: Mapping[str, Any]) -> EpochEntry:
     """An epoch's manifest entry, counted from the document table and its plan (`doc_index` in position order)."""
-    used = docs[np.asarray(doc_index)]
-    return EpochEntry(epoch=epoch, file=epoch_file(epoch), documents=len(doc_index),
-                      tokens=int(used["token_length"].sum()), parts=parts,
-                      loss_tokens=int(used["loss_tokens"].sum()) if "loss_tokens" in docs.columns else None)
+    index = np.asarray(doc_index, dtype=np.int64)
+    loss = docs["loss_tokens"].to_numpy()[index].sum() if "loss_tokens" in docs.columns else None
+    return EpochEntry(epoch=epoch, file=epoch_file(epoch), documents=len(index),
+                      tokens=int(docs["token_length"].to_numpy()[index].sum()), parts=parts,
+                      loss_tokens=None if loss is None else int(loss))
 
 
 def token_counts(docs: pl.DataFrame, plans: list[np.ndarray]) -> TokenCounts:
-    """The manifest's `tokens`, counted from the document table and the epoch plans."""
-    used = [docs[np.asarray(index)] for index in plans]
+    """The manifest's `tokens`, counted from the document table and the epoch plans (numpy over integer codes:
+    O(documents + plan rows), no per-epoch copy of the table)."""
+    lengths = docs["token_length"].to_numpy()
+    by = {key: _codes(docs, key) for key in ("source", "category")}
+    per_epoch = {key: {str(e): _sums(names, codes[np.asarray(index)], lengths[np.asarray(index)])
+                       for e, index in enumerate(plans)} for key, (names, codes) in by.items()}
     return TokenCounts(
-        total_unique=int(docs["token_length"].sum()),
+        total_unique=int(lengths.sum()),
         loss_unique=int(docs["loss_tokens"].sum()) if "loss_tokens" in docs.columns else None,
-        by_source=token_sums(docs, "source"), by_category=token_sums(docs, "category"),
-        by_epoch_source={str(e): token_sums(u, "source") for e, u in enumerate(used)},
-        by_epoch_category={str(e): token_sums(u, "category") for e, u in enumerate(used)})
+        by_source=_sums(*by["source"], lengths), by_category=_sums(*by["category"], lengths),
+        by_epoch_source=per_epoch["source"], by_epoch_category=per_epoch["category"])
 
 
 def scan_token_file(path: Path, dtype: np.dtype, ends: np.ndarray | None = None, separator_id: int | None = None,

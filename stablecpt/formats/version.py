@@ -17,6 +17,8 @@ audit and evaluation's perplexity all open versions here; what each level reads 
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -248,11 +250,18 @@ def _short(value: object, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _content_problems(version: ShardVersion) -> list[str]:
-    """Full level, per token file in one read: its sha256, largest id and its documents' final separators."""
+def _content_problems(version: ShardVersion, workers: int | None = None) -> list[str]:
+    """Full level, per token file in one read: its sha256, largest id and its documents' final separators. Files
+    are scanned in parallel threads (hashlib and numpy release the GIL), in the order problems are reported."""
     m, path, problems = version.manifest, version.path, []
-    for rel, (_, ends) in zip(version.token_files, _runs_by_file(version), strict=True):
-        sha, largest, bad_end = scan_token_file(path / rel, version.token_dtype, ends, version.separator_id)
+
+    def scan(item):
+        rel, (_, ends) = item
+        return rel, scan_token_file(path / rel, version.token_dtype, ends, version.separator_id)
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        scanned = list(pool.map(scan, zip(version.token_files, _runs_by_file(version), strict=True)))
+    for rel, (sha, largest, bad_end) in scanned:
         if sha != m.files[rel].sha256:
             problems.append(f"{path / rel}: sha256 does not match {MANIFEST} (the file changed after it was written)")
         if largest != m.token_files[rel].max_token_id:
