@@ -45,6 +45,11 @@ def run_audit(args: argparse.Namespace) -> int:
     if bool(args.compare) == bool(args.path):
         raise UserError("audit: give one PATH, or --compare A B")
     verify = "full" if args.verify_hashes else "quick"
+    if args.target:  # a bad target file is one line before anything is read
+        from stablecpt.core.config import load_config
+        from stablecpt.formats.shards import TargetMixture
+
+        load_config(args.target, TargetMixture)
     if args.compare:
         a, b = (open_audited(p, verify) for p in args.compare)
         report = comparison_report(a, b, compare(a, b))

@@ -40,6 +40,9 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     from stablecpt.training.loop import train
 
-    final = train(cfg, resume=args.resume)
+    from stablecpt.core.locks import output_lock
+
+    with output_lock(cfg.output_dir, "this training run folder"):  # rank 0 holds it for the whole run
+        final = train(cfg, resume=args.resume)
     print(f"final model: {final}")
     return 0
