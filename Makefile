@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test lint bench clean lmplz reproduce-small config-reference soak
+.PHONY: setup demo test lint bench clean lmplz reproduce-small config-reference soak gpu-check gpu-check-wheels
 
 setup: $(STAMP)
 
@@ -61,6 +61,19 @@ bench: $(STAMP)
 # docs/config-reference.md from the config models (tests/test_config_reference.py fails when it is stale)
 config-reference: $(STAMP)
 	$(PY) -m stablecpt.configref > docs/config-reference.md
+
+# The prepared GPU check (benchmarks/gpu_check.py; CPU dry mode: tests/test_gpu_check.py). On the GPU machine,
+# which has torch, transformers, accelerate, pyarrow but no pydantic and no internet: bring build/gpu-wheels
+# (2.8 MiB, `make gpu-check-wheels` here), then `make gpu-check` there (GPU_PYTHON: its Python 3.12).
+GPU_WHEELS := build/gpu-wheels
+GPU_PYTHON ?= python3
+gpu-check-wheels: $(STAMP)
+	$(PY) -m pip download -q -d $(GPU_WHEELS) --python-version 3.12 --only-binary=:all: \
+		--platform manylinux2014_x86_64 pydantic pydantic-core
+
+gpu-check:
+	$(GPU_PYTHON) -m pip install -q --no-index --find-links $(GPU_WHEELS) pydantic
+	$(GPU_PYTHON) benchmarks/gpu_check.py
 
 # Optional: KenLM's lmplz, a much faster n-gram trainer than kaldingram for big reference corpora
 # (`trainer: lmplz` in a scorer config). No wheel ships it: built from the kenlm 0.3.0 sdist on PyPI, which

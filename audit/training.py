@@ -3,7 +3,7 @@
 The run's position is its end when it finished (run.json `finished`), else its last complete checkpoint (its
 trainer_state.json `loader_state`): `sequences_consumed` global sequences in run.json's `data` order. Epochs are
 read one after another; position p of epoch e reads the sequence the order gives (stablecpt.formats.order), and a
-sequence consumes its seq_len input tokens. So the tokens consumed per source are a pure function of the version
+sequence consumes the seq_len tokens it predicts (its window's labels). So the tokens consumed per source are a pure function of the version
 and that position, computed by stablecpt.formats.stream.epoch_consumption, the definition the loader follows.
 The plan is the same computation at the run's total steps. What training counted itself (`tokens_by_source` in
 the position's record and in metrics.jsonl, `tokens_seen`) is compared with it, never used in its place.
@@ -21,7 +21,7 @@ from stablecpt.audit.readers import ShardVersion, TrainingRun, open_version
 from stablecpt.audit.report import FINDING, NOT_CHECKED, OK, Check, check
 
 from stablecpt.core.errors import UserError
-from stablecpt.formats.stream import DataOrder, LoaderState, epoch_consumption, per_epoch, sequences_in
+from stablecpt.formats.stream import DataOrder, LoaderState, dropped_tail, epoch_consumption, per_epoch, sequences_in
 from stablecpt.formats.version import Level
 from stablecpt.formats.version import ShardVersion as LoadedVersion
 
@@ -191,7 +191,7 @@ def per_epoch_table(arrays: LoadedVersion, data: DataOrder, consumed: int, plann
                                       per_epoch(data.sequences_per_epoch, planned), strict=True)):
         tokens = arrays.epoch_tokens(e)
         rows.append({"epoch": e, "epoch_tokens": tokens, "sequences": n, "full_sequence_tokens": n * data.seq_len,
-                     "dropped_tail": tokens - n * data.seq_len, "sequences_consumed": k,
+                     "dropped_tail": dropped_tail(tokens, data.seq_len, data.window_overlap), "sequences_consumed": k,
                      "consumed": k * data.seq_len, "planned": p * data.seq_len})
     return pl.DataFrame(rows, schema={"epoch": pl.Int64, "epoch_tokens": pl.Int64, "sequences": pl.Int64,
                                       "full_sequence_tokens": pl.Int64, "dropped_tail": pl.Int64,

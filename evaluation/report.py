@@ -43,9 +43,15 @@ def checkpoint_lineage(model_path: str | Path) -> EvalLineage:
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
-    """A training run's complete checkpoints in training order, then final/."""
-    final = [run_dir / FINAL] if (run_dir / FINAL).is_dir() else []
-    return checkpoints(run_dir) + final
+    """A training run's complete checkpoints in training order, then final/, only those with loadable weights (a
+    checkpoint written with `checkpoint.hf_weights: false` holds only shards, which from_pretrained cannot read)."""
+    final = [run_dir / FINAL] if _has_weights(run_dir / FINAL) else []
+    return [p for p in checkpoints(run_dir) if _has_weights(p)] + final
+
+
+def _has_weights(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(
+        (folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
 
 
 def write_json(path: Path, data: dict) -> None:

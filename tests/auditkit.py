@@ -32,7 +32,7 @@ from stablecpt.formats.evaluation import EvalModel, EvalResult
 from stablecpt.formats.metrics import CheckpointEvent, TrainEvent, event_line
 from stablecpt.formats.run import Finished, RunRecord, ShardRef, TrainerState
 from stablecpt.formats.shards import ShardManifest, TargetMixture
-from stablecpt.formats.stream import DataOrder, LoaderState, sequences_in
+from stablecpt.formats.stream import WINDOW_OVERLAP, DataOrder, LoaderState, dropped_tail, sequences_in
 from stablecpt.formats.version import open_version
 
 SEPARATOR_ID = 0
@@ -102,14 +102,15 @@ def write_curation_run(folder: Path, attributes: list[dict[str, Any]], config: d
 def data_order(version: Path, seq_len: int, sequences_per_step: int = 1, order: str = "sequential",
                seed: int = 0) -> DataOrder:
     v = open_version(version)
-    return DataOrder(fingerprint=v.fingerprint, order=order, seed=seed, seq_len=seq_len, window_overlap=0,
+    return DataOrder(fingerprint=v.fingerprint, order=order, seed=seed, seq_len=seq_len, window_overlap=WINDOW_OVERLAP,
                      sequences_per_step=sequences_per_step,
-                     sequences_per_epoch=[sequences_in(v.epoch_tokens(e), seq_len, 0) for e in range(len(v.epochs))])
+                     sequences_per_epoch=[sequences_in(v.epoch_tokens(e), seq_len) for e in range(len(v.epochs))])
 
 
 def train_event(step: int, tokens: int, tokens_by_source: dict[str, int], epoch: int = 0) -> TrainEvent:
     return TrainEvent(step=step, tokens=tokens, epoch=epoch, loss=3.0, lr=1e-4, grad_norm=1.0, tokens_per_second=1.0,
-                      mfu=None, loss_by_source={}, targets_by_source={}, tokens_by_source=tokens_by_source)
+                      mfu=None, peak_memory_gib=None, loss_by_source={}, targets_by_source={},
+                      tokens_by_source=tokens_by_source)
 
 
 def write_training_run(folder: Path, version: Path, data: DataOrder, total_steps: int,
@@ -128,8 +129,8 @@ def write_training_run(folder: Path, version: Path, data: DataOrder, total_steps
     run = RunRecord(model="tiny", shard_version=ShardRef(path=str(version), fingerprint=data.fingerprint),
                     config={"seq_len": data.seq_len}, data=data, world_size=1, total_steps=total_steps,
                     tokens_per_step=per_step, total_tokens=total_steps * per_step, parameters=1, frozen_parameters=[],
-                    sources=v.sources, dropped_tail_tokens_per_epoch=[
-                        v.epoch_tokens(e) - n * data.seq_len for e, n in enumerate(data.sequences_per_epoch)],
+                    distributed_type="NO", sources=v.sources, dropped_tail_tokens_per_epoch=[
+                        dropped_tail(v.epoch_tokens(e), data.seq_len) for e in range(len(data.sequences_per_epoch))],
                     started_at=WHEN, finished=end, stablecpt_version="0.1.0")
     write_record(folder / "run.json", run)
     for c in checkpoints:
@@ -137,7 +138,7 @@ def write_training_run(folder: Path, version: Path, data: DataOrder, total_steps
         write_record(folder / "checkpoints" / f"step_{c['step']}" / "trainer_state.json", TrainerState(
             step=c["step"], tokens_seen=c.get("tokens_seen", c["step"] * per_step),
             epoch=min(state.epoch, len(data.sequences_per_epoch) - 1), total_steps=total_steps, world_size=1,
-            loader_state=state, tokens_by_source=c["tokens_by_source"]))
+            loader_state=state, tokens_by_source=c["tokens_by_source"], hf_weights=True))
     (folder / "metrics.jsonl").write_text("".join(event_line(e) for e in events))
     return run
 
@@ -175,9 +176,10 @@ SCENARIO_EPOCHS = [[0, 1, 4, 5, 7], [2, 3, 4, 6, 7], [0, 0, 4, 5, 7]]
 SCENARIO_TARGET = {"by": "category", "proportions": {"web": 0.6, "wikipedia": 0.2, "code": 0.2}}
 SCENARIO_SELECTION = {"domain": "medical", "score": "kenlm_perplexity", "threshold": 400.0}
 SEQ_LEN = 16
-# one sequence per step; epochs hold 7, 9 and 7 sequences of 16 (see tests/test_audit_training.py)
-CHECKPOINT_6 = {"med": 30, "icd": 50, "wiki": 16}  # epoch 0 up to token 96
-CHECKPOINT_10 = {"med": 78, "icd": 50, "wiki": 25, "code": 7}  # epoch 0 up to 112, epoch 1 up to 48
+# one sequence per step; epochs hold 7, 9 and 7 sequences of 16 (+1: the windows overlap by one); a sequence
+# consumes the 16 tokens it predicts, stream[16j + 1, 16j + 17) (see tests/test_audit_training.py)
+CHECKPOINT_6 = {"med": 29, "icd": 50, "wiki": 17}  # epoch 0 tokens 1..96
+CHECKPOINT_10 = {"med": 77, "icd": 50, "wiki": 25, "code": 8}  # epoch 0 tokens 1..112, epoch 1 tokens 1..48
 
 
 def _attr(id_: str, source: str, domain: str, category: str, kept: bool, reason: str | None = None,
@@ -222,7 +224,7 @@ class Scenario:
     fingerprint: str
 
 
-def scenario(tmp: Path, logged_code_tokens: int = 7) -> Scenario:
+def scenario(tmp: Path, logged_code_tokens: int = 8) -> Scenario:
     curation = tmp / "curation" / "run1"
     cur = write_curation_run(curation, scenario_attributes(), CURATION_CONFIG, CURATION_INPUTS)
     version = tmp / "shards" / "mix" / "v1"
@@ -233,7 +235,7 @@ def scenario(tmp: Path, logged_code_tokens: int = 7) -> Scenario:
     data = data_order(version, SEQ_LEN)
     write_training_run(run, version, data, total_steps=23, checkpoints=[
         {"step": 6, "tokens_by_source": CHECKPOINT_6}, {"step": 10, "tokens_by_source": CHECKPOINT_10}], events=[
-        train_event(4, 64, {"med": 30, "icd": 34}),
+        train_event(4, 64, {"med": 29, "icd": 35}),
         train_event(10, 160, {**CHECKPOINT_10, "code": logged_code_tokens}, epoch=1),
         CheckpointEvent(step=10, tokens=160, path=str(run / "checkpoints" / "step_10")),
         train_event(12, 192, {"med": 1, "icd": 1, "wiki": 1, "code": 1}, epoch=1),  # after the position: ignored

@@ -1,23 +1,27 @@
 """Small shard versions for tests and benchmarks, written through the format's own writers: token files with
 datatrove's TokenizedFile (as curation/shards does), the tables and the manifest with stablecpt.formats.shards.
 Documents are given as token lists; the separator is appended. Nothing here spells a manifest key by hand.
+
+No polars here, and datatrove only for the token files: benchmarks/gpu_check.py builds its versions with this on a
+GPU image that has neither, passing `token_writer="numpy"` (the same bytes: test_formats_version.py pins it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import polars as pl
 
 from stablecpt.formats.folder import FileEntry, fingerprint
 from stablecpt.formats.shards import (
+    INSTRUCTION_COLUMNS,
     TOKEN_DTYPES,
     PartSummary,
     ShardManifest,
     TargetMixture,
-    documents_frame,
+    documents_table,
     epoch_entry,
     seal_version,
     token_counts,
@@ -50,12 +54,62 @@ class TokenizerInfo:
     extra: dict = field(default_factory=dict)
 
 
-def write_token_files(out: Path, runs, tok: TokenizerInfo, docs_per_file: int, with_loss: bool
-                      ) -> tuple[list[str], list[int]]:
-    """tokens/NNNNN.ds (+ .index, .metadata, .loss) with datatrove's writer from (tokens, loss mask or None) runs,
-    each ending with the separator; (shard, offset) per document."""
-    from datatrove.pipeline.tokens.tokenizer import TokenizedFile
+class NumpyTokenFile:
+    """The bytes datatrove's TokenizedFile writes (.ds tokens, .ds.index cumulative document ends as <u8,
+    .ds.metadata "<tokenizer>|<token bytes>" and the token count, .ds.loss one byte per token), for a machine
+    without datatrove. Only the metadata's third line (a human-readable count) differs."""
 
+    def __init__(self, folder: str, name: str, tokenizer: str, dtype: np.dtype, with_loss: bool):
+        self.path, self.tokenizer, self.dtype = Path(folder) / name, tokenizer, dtype
+        self.tokens, self.losses, self.ends = [], [] if with_loss else None, []
+
+    def __len__(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def write(self, tokens, mask) -> None:
+        self.tokens.append(np.asarray(tokens, dtype=self.dtype))
+        self.ends.append(len(self) + len(tokens))
+        if self.losses is not None:
+            self.losses.append(np.asarray(mask, dtype=np.uint8))
+
+    def close(self) -> None:
+        tokens = np.concatenate(self.tokens) if self.tokens else np.zeros(0, self.dtype)
+        self.path.write_bytes(tokens.astype(self.dtype.newbyteorder("<")).tobytes())
+        Path(f"{self.path}.index").write_bytes(np.asarray(self.ends, dtype="<u8").tobytes())
+        Path(f"{self.path}.metadata").write_text(f"{self.tokenizer}|{self.dtype.itemsize}\n{len(tokens)}\n"
+                                                 f"{len(tokens)} T")
+        if self.losses is not None:
+            Path(f"{self.path}.loss").write_bytes(np.concatenate(self.losses).tobytes() if self.losses else b"")
+
+
+class DatatroveTokenFile:
+    def __init__(self, folder: str, name: str, tokenizer: str, dtype: np.dtype, with_loss: bool):
+        from datatrove.pipeline.tokens.tokenizer import TokenizedFile
+
+        self.dtype, self.with_loss = dtype, with_loss
+        self.file = TokenizedFile(folder, name, save_index=True, save_loss_metadata=with_loss,
+                                  tokenizer_name_or_path=tokenizer, save_final_metadata=True,
+                                  token_size=dtype.itemsize)
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def write(self, tokens, mask) -> None:
+        self.file.write_bytes(np.asarray(tokens, dtype=self.dtype).tobytes())
+        if self.with_loss:
+            self.file.write_loss_bytes(np.asarray(mask, dtype=np.uint8).tobytes())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+TOKEN_WRITERS = {"datatrove": DatatroveTokenFile, "numpy": NumpyTokenFile}
+
+
+def write_token_files(out: Path, runs, tok: TokenizerInfo, docs_per_file: int, with_loss: bool,
+                      token_writer: str = "datatrove") -> tuple[list[str], list[int]]:
+    """tokens/NNNNN.ds (+ .index, .metadata, .loss) from (tokens, loss mask or None) runs, each ending with the
+    separator, with datatrove's writer (or its bytes from numpy); (shard, offset) per document."""
     dtype = TOKEN_DTYPES[token_dtype_for(tok.vocab_size)]
     (out / "tokens").mkdir(parents=True)
     shards, offsets, writer = [], [], None
@@ -64,45 +118,44 @@ def write_token_files(out: Path, runs, tok: TokenizerInfo, docs_per_file: int, w
             if writer is not None:
                 writer.close()
             name = f"{i // docs_per_file:05d}.ds"
-            writer = TokenizedFile(str(out / "tokens"), name, save_index=True, save_loss_metadata=with_loss,
-                                   tokenizer_name_or_path=tok.name, save_final_metadata=True,
-                                   token_size=dtype.itemsize)
+            writer = TOKEN_WRITERS[token_writer](str(out / "tokens"), name, tok.name, dtype, with_loss)
         shards.append(f"tokens/{name}")
         offsets.append(len(writer))
-        writer.write_bytes(np.asarray(tokens, dtype=dtype).tobytes())
-        if with_loss:
-            writer.write_loss_bytes(np.asarray(mask, dtype=np.uint8).tobytes())
+        writer.write(tokens, mask)
     if writer is not None:
         writer.close()
     return shards, offsets
 
 
-def write_frame_version(out: Path, frame: pl.DataFrame, epochs: list, runs=None, parts: list[list[str]] | None = None,
+def write_frame_version(out: Path, frame: Any, epochs: list, runs=None, parts: list[list[str]] | None = None,
                         tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None,
                         target: TargetMixture | dict | None = None, lineage: dict | None = None,
                         config: dict | None = None, selection: dict | None = None,
-                        loss_tokens: list[int] | None = None) -> ShardManifest:
-    """A version at `out` (named <name>/v<k>) from a document frame (id, source, domain, category,
-    kenlm_perplexity, fasttext_score, token_length) and epoch plans (doc_index lists). `runs`: (tokens, loss mask
-    or None) per document, separator included; by default made-up ids ending with the separator. `parts`: each
-    plan row's share; by default "domain" for medical documents and the category for the others."""
+                        loss_tokens: list[int] | None = None, token_writer: str = "datatrove") -> ShardManifest:
+    """A version at `out` (named <name>/v<k>) from a document frame (a polars DataFrame or a dict of columns: id,
+    source, domain, category, kenlm_perplexity, fasttext_score, token_length) and epoch plans (doc_index lists).
+    `runs`: (tokens, loss mask or None) per document, separator included; by default made-up ids ending with the
+    separator. `parts`: each plan row's share; by default "domain" for medical documents and the category for the
+    others."""
     tok = tokenizer or TokenizerInfo()
     tmp = out.parent / f".{out.name}.tmp"
-    lengths = frame["token_length"].to_numpy().astype(np.int64)
+    lengths = np.asarray(frame["token_length"]).astype(np.int64)
     if runs is None:
         runs = ((np.append(np.full(n - 1, i % 500 + 1), tok.separator_id), None) for i, n in enumerate(lengths))
-    shards, offsets = write_token_files(tmp, runs, tok, docs_per_file or max(1, len(lengths)), loss_tokens is not None)
+    shards, offsets = write_token_files(tmp, runs, tok, docs_per_file or max(1, len(lengths)), loss_tokens is not None,
+                                        token_writer)
     columns = {c: frame[c] for c in ("id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")}
     columns |= {"doc_index": np.arange(len(lengths), dtype=np.int64), "shard": shards, "token_offset": offsets,
                 "token_length": lengths}
     extra = None
     if loss_tokens is not None:
         columns |= {"quality_score": [None] * len(lengths), "loss_tokens": loss_tokens}
-        extra = {"quality_score": pl.Float64(), "loss_tokens": pl.Int64()}
-    table = documents_frame(columns, extra)
+        extra = INSTRUCTION_COLUMNS
+    table = documents_table(columns, extra)
     write_documents(tmp, table)
     if parts is None:
-        share = np.where(table["domain"].to_numpy() == "medical", "domain", table["category"].to_numpy())
+        domain, category = (table.column(c).to_numpy(zero_copy_only=False) for c in ("domain", "category"))
+        share = np.where(domain == "medical", "domain", category)
         parts = [share[np.asarray(order, dtype=np.int64)].tolist() for order in epochs]
     orders, entries = [], []
     for e, (order, labels) in enumerate(zip(epochs, parts, strict=True)):
@@ -128,12 +181,10 @@ def write_version(root: Path, docs: list[Doc], epochs: list[list[int]], name: st
                   tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None, **fields) -> Path:
     """Write <root>/<name>/v<version>/ and return it. epochs[e] lists doc_index values in consumption order."""
     tok = tokenizer or TokenizerInfo()
-    frame = pl.DataFrame({"id": [d.id or f"{d.source}/{i}" for i, d in enumerate(docs)],
-                          "source": [d.source for d in docs], "domain": [d.domain for d in docs],
-                          "category": [d.category for d in docs], "kenlm_perplexity": [d.kenlm for d in docs],
-                          "fasttext_score": [d.fasttext for d in docs],
-                          "token_length": [len(d.tokens) + 1 for d in docs]},
-                         schema_overrides={"kenlm_perplexity": pl.Float64, "fasttext_score": pl.Float64})
+    frame = {"id": [d.id or f"{d.source}/{i}" for i, d in enumerate(docs)],
+             "source": [d.source for d in docs], "domain": [d.domain for d in docs],
+             "category": [d.category for d in docs], "kenlm_perplexity": [d.kenlm for d in docs],
+             "fasttext_score": [d.fasttext for d in docs], "token_length": [len(d.tokens) + 1 for d in docs]}
     has_loss = any(d.loss_mask is not None for d in docs)
     masks = [[*(d.loss_mask or [1] * len(d.tokens)), 1] for d in docs]
     runs = (([*d.tokens, tok.separator_id], mask if has_loss else None) for d, mask in zip(docs, masks, strict=True))

@@ -57,7 +57,7 @@ def test_each_record_reads_back_and_refuses_a_changed_key(world, tmp_path, kind)
 def test_metrics_events_read_back_and_a_torn_last_line_is_left_out(world, tmp_path):
     events = read_metrics(world.run / "metrics.jsonl")
     assert [e.event for e in events] == ["train", "train", "checkpoint", "train"]
-    assert isinstance(events[1], TrainEvent) and events[1].tokens_by_source["med"] == 78
+    assert isinstance(events[1], TrainEvent) and events[1].tokens_by_source["med"] == 77
     torn = tmp_path / "metrics.jsonl"
     torn.write_text((world.run / "metrics.jsonl").read_text() + '{"event": "train", "st')
     assert len(read_metrics(torn)) == 4
@@ -68,17 +68,18 @@ def test_metrics_events_read_back_and_a_torn_last_line_is_left_out(world, tmp_pa
         read_metrics(torn)
 
 
-def brute_force(ends, sequences, seq_len):
-    """Tokens of each plan position inside the given sequences' [j*seq_len, (j+1)*seq_len), one token at a time."""
+def brute_force(ends, sequences, seq_len, overlap):
+    """Tokens of each plan position inside the given sequences' [j*seq_len + overlap, (j+1)*seq_len + overlap), one
+    token at a time."""
     read = set()
     for j in sequences:
-        read.update(range(j * seq_len, (j + 1) * seq_len))
+        read.update(range(j * seq_len + overlap, (j + 1) * seq_len + overlap))
     starts = [0, *ends[:-1]]
     return [sum(t in read for t in range(a, b)) for a, b in zip(starts, ends, strict=True)]
 
 
 @pytest.mark.parametrize("overlap", [0, 1])
-def test_covered_tokens_is_the_tokens_the_read_sequences_start_with(overlap):
+def test_covered_tokens_are_the_tokens_the_read_sequences_predict(overlap):
     rng = np.random.default_rng(3)
     lengths = rng.integers(1, 40, 60)
     ends = np.cumsum(lengths)
@@ -87,13 +88,13 @@ def test_covered_tokens_is_the_tokens_the_read_sequences_start_with(overlap):
     assert n == (int(ends[-1]) - overlap) // seq_len
     for count in (0, 1, n // 2, n):
         read = SequenceOrder(n, "ab" * 32, 7, 1).prefix(count)
-        got = covered_tokens(ends, read, n, seq_len)
-        assert got.tolist() == brute_force(ends.tolist(), read.tolist(), seq_len)
+        got = covered_tokens(ends, read, n, seq_len, overlap)
+        assert got.tolist() == brute_force(ends.tolist(), read.tolist(), seq_len, overlap)
         assert got.sum() == count * seq_len
 
 
 def test_a_loader_state_must_stand_where_its_count_says():
-    data = DataOrder(fingerprint="f" * 64, order="shuffled", seed=1, seq_len=8, sequences_per_step=2,
+    data = DataOrder(fingerprint="f" * 64, order="shuffled", seed=1, seq_len=8, window_overlap=1, sequences_per_step=2,
                      sequences_per_epoch=[5, 3])
     state = LoaderState.at(data, 6)
     assert (state.epoch, state.sequence_in_epoch, state.tokens_consumed) == (1, 1, 48) and state.data == data

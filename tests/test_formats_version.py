@@ -212,3 +212,23 @@ def test_document_tokens_for_evaluation(tmp_path):
     assert [r.tolist() for r in read_document_tokens(path, domain="medical", max_documents=1)] == [[5, 6, 0]]
     with pytest.raises(UserError, match="more than the 100 the model reads"):
         read_document_tokens(path, vocab_size=100)
+
+
+def test_the_numpy_token_writer_writes_datatroves_bytes(tmp_path):
+    """benchmarks/gpu_check.py builds versions where datatrove is absent (token_writer="numpy"): the token files,
+    indexes and loss masks are byte for byte datatrove's, the metadata's token count line too, and the version
+    verifies at every level."""
+    docs = random_docs(25, seed=4)
+    for d in docs[::3]:
+        d.loss_mask = [0] * (len(d.tokens) // 2) + [1] * (len(d.tokens) - len(d.tokens) // 2)
+    paths = {w: write_version(tmp_path / w, docs, shuffled_epochs(25, 1), docs_per_file=10, token_writer=w)
+             for w in ("datatrove", "numpy")}
+    files = sorted(p.relative_to(paths["datatrove"]).as_posix() for p in (paths["datatrove"] / "tokens").iterdir())
+    assert files == sorted(p.relative_to(paths["numpy"]).as_posix() for p in (paths["numpy"] / "tokens").iterdir())
+    assert any(f.endswith(".loss") for f in files)
+    for rel in files:
+        a, b = ((paths[w] / rel).read_bytes() for w in ("datatrove", "numpy"))
+        if rel.endswith(".metadata"):
+            a, b = a.splitlines()[:2], b.splitlines()[:2]
+        assert a == b, rel
+    assert problems(paths["numpy"], "full") == []

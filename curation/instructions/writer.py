@@ -19,7 +19,7 @@ from stablecpt.formats.shards import (
     INSTRUCTION_COLUMNS,
     ShardManifest,
     TargetMixture,
-    documents_frame,
+    documents_table,
     epoch_entry,
     seal_version,
     token_counts,
@@ -40,7 +40,7 @@ def write_instruction_version(target: Path, tmp: Path, tokenizer: TargetTokenize
     shards, offsets = write_token_runs(tmp / "tokens", ((runs[r].tokens, runs[r].mask) for r in used), len(used),
                                        tokenizer, max_tokens_per_file, loss_masks=True)
     lengths = np.array([len(runs[r].tokens) for r in used], dtype=np.int64)
-    docs = documents_frame({
+    docs = documents_table({
         "doc_index": np.arange(len(used), dtype=np.int64),
         "id": [candidates[r].id for r in used], "source": [candidates[r].source for r in used],
         "domain": [candidates[r].domain for r in used], "category": [CATEGORY] * len(used),

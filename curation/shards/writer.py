@@ -20,7 +20,7 @@ from stablecpt.formats.shards import (
     VERSION_DIR,
     ShardManifest,
     TargetMixture,
-    documents_frame,
+    documents_table,
     epoch_entry,
     seal_version,
     token_counts,
@@ -102,7 +102,7 @@ def write_version(target: Path, tmp: Path, run: CurationRun, store: TokenStore, 
     shards, offsets = write_tokens(tmp / "tokens", used, store, tokenizer, max_tokens_per_file)
     lengths = store.lengths[used]
     table = run.table[used]
-    docs = documents_frame({**{c: table[c] for c in ("id", "source", "domain", "category", "kenlm_perplexity",
+    docs = documents_table({**{c: table[c] for c in ("id", "source", "domain", "category", "kenlm_perplexity",
                                                       "fasttext_score")},
                             "doc_index": np.arange(len(used), dtype=np.int64), "shard": shards,
                             "token_offset": offsets, "token_length": lengths})

@@ -7,7 +7,8 @@
   the count the audit recomputes from the data order and compares.
 - eval: what each callback returned at an evaluation point, under its class name.
 - checkpoint: a checkpoint folder completed at this step.
-- stopped: the run stopped itself before the update of this step (non-finite loss or gradient norm).
+- stopped: the run stopped itself before the update of this step (non-finite loss or gradient norm, or a loss
+  spike above `divergence.spike_factor` x the recent median), with the reason.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class TrainEvent(Event):
     grad_norm: float
     tokens_per_second: float
     mfu: float | None
+    peak_memory_gib: float | None  # the device's peak allocated memory so far (None on CPU)
     loss_by_source: dict[str, float]
     targets_by_source: dict[str, int]
     tokens_by_source: dict[str, int]
@@ -57,6 +59,7 @@ class StoppedEvent(Event):
     event: Literal["stopped"] = "stopped"
     loss: float | None  # None when not finite
     grad_norm: float | None
+    reason: str  # non-finite loss or gradient norm, or a loss spike, in words
 
 
 MetricsEvent = Annotated[TrainEvent | EvalEvent | CheckpointEvent | StoppedEvent, Field(discriminator="event")]

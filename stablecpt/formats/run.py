@@ -25,6 +25,9 @@ TRAINER_STATE = "trainer_state.json"
 CHECKPOINTS = "checkpoints"
 FINAL = "final"
 STEP_DIR = re.compile(r"^step_(\d+)$")
+# a checkpoint's tensors are safetensors (torch distributed checkpoint's HuggingFaceStorageWriter), the rest JSON;
+# nothing in it is a pickle (training/checkpoint.py)
+CHECKPOINT_FORMAT = "sharded-safetensors-v1"
 
 
 class ShardRef(Record):
@@ -61,6 +64,7 @@ class RunRecord(Record):
     total_tokens: int = Field(ge=0)  # the budget actually trained: total_steps * tokens_per_step
     parameters: int = Field(ge=0)
     frozen_parameters: list[str]
+    distributed_type: str  # FSDP when the model is sharded by fully_shard, else accelerate's type (NO, MULTI_CPU, ...)
     sources: list[str]
     dropped_tail_tokens_per_epoch: list[int]
     started_at: str
@@ -71,6 +75,8 @@ class RunRecord(Record):
 
 class TrainerState(Record):
     format_version: Literal[FORMAT_VERSION] = FORMAT_VERSION
+    checkpoint_format: Literal[CHECKPOINT_FORMAT] = CHECKPOINT_FORMAT
+    hf_weights: bool  # the consolidated from_pretrained weights are in the folder (else only sharded/)
     step: int = Field(ge=0)
     tokens_seen: int = Field(ge=0)
     epoch: int = Field(ge=0)

@@ -4,6 +4,10 @@ documents.parquet and the epoch plans, and the one writer of those tables and of
 Curation's shards and instruction builders write through these functions; training, `shards verify`, the audit
 and evaluation read through `stablecpt.formats.version`. Token files (.ds, .ds.index, .ds.metadata, .ds.loss)
 are datatrove's format; the stage that tokenizes writes them with datatrove's own TokenizedFile.
+
+The tables are written and counted with pyarrow, not polars: the training import path reads versions through
+this module, and it must run where polars is not installed (GPU images; benchmarks/gpu_check.py --dry proves it).
+Columns given to the writer may be lists, numpy arrays or any column with `to_arrow()` (a polars Series).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from stablecpt import __version__
@@ -36,12 +41,17 @@ INDEX_DTYPE = np.dtype("<u8")  # .ds.index: cumulative end offset (in tokens) of
 SCAN_CHUNK = 1 << 24  # bytes per read when hashing and scanning a token file: 16 MiB, bounded memory per file
 
 # Declared columns: a writer writes exactly these dtypes, a reader refuses a file without them.
-DOCUMENT_COLUMNS: dict[str, pl.DataType] = {
-    "doc_index": pl.Int64(), "id": pl.String(), "source": pl.String(), "domain": pl.String(),
-    "category": pl.String(), "kenlm_perplexity": pl.Float64(), "fasttext_score": pl.Float64(),
-    "shard": pl.String(), "token_offset": pl.Int64(), "token_length": pl.Int64()}
-INSTRUCTION_COLUMNS: dict[str, pl.DataType] = {"quality_score": pl.Float64(), "loss_tokens": pl.Int64()}
-EPOCH_PLAN_COLUMNS: dict[str, pl.DataType] = {"position": pl.Int64(), "doc_index": pl.Int64(), "part": pl.String()}
+# Arrow types; a string column may also be stored as large_string (what polars writes), see `same_type`.
+DOCUMENT_COLUMNS: dict[str, pa.DataType] = {
+    "doc_index": pa.int64(), "id": pa.string(), "source": pa.string(), "domain": pa.string(),
+    "category": pa.string(), "kenlm_perplexity": pa.float64(), "fasttext_score": pa.float64(),
+    "shard": pa.string(), "token_offset": pa.int64(), "token_length": pa.int64()}
+INSTRUCTION_COLUMNS: dict[str, pa.DataType] = {"quality_score": pa.float64(), "loss_tokens": pa.int64()}
+EPOCH_PLAN_COLUMNS: dict[str, pa.DataType] = {"position": pa.int64(), "doc_index": pa.int64(), "part": pa.string()}
+
+
+def same_type(stored: pa.DataType, declared: pa.DataType) -> bool:
+    return stored == declared or (declared == pa.string() and pa.types.is_large_string(stored))
 
 
 def epoch_file(epoch: int) -> str:
@@ -186,36 +196,53 @@ class ShardManifest(Record):
 
 # ---- writing ------------------------------------------------------------------------------------------------
 
-def documents_frame(columns: Mapping[str, Any], extra: Mapping[str, pl.DataType] | None = None) -> pl.DataFrame:
-    """documents.parquet's table with exactly the declared columns and dtypes (plus `extra` declared ones)."""
+def _arrow(values: Any, dtype: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    if hasattr(values, "to_arrow"):  # a polars Series (or anything else that exports itself to Arrow)
+        values = values.to_arrow()
+    if isinstance(values, pa.Array | pa.ChunkedArray):
+        return values.cast(dtype)
+    return pa.array(values, type=dtype)
+
+
+def documents_table(columns: Mapping[str, Any], extra: Mapping[str, pa.DataType] | None = None) -> pa.Table:
+    """documents.parquet's table with exactly the declared columns and types (plus `extra` declared ones)."""
     schema = {**DOCUMENT_COLUMNS, **(extra or {})}
     unknown = sorted(set(columns) - set(schema))
     if unknown:
         raise ValueError(f"documents.parquet: undeclared column(s) {unknown}")
-    return pl.DataFrame({name: columns[name] for name in schema}, schema=schema)
+    return pa.table({name: _arrow(columns[name], dtype) for name, dtype in schema.items()})
 
 
-def write_documents(folder: Path, table: pl.DataFrame) -> None:
+def write_documents(folder: Path, table: pa.Table) -> None:
     for name, dtype in DOCUMENT_COLUMNS.items():
-        if table.schema.get(name) != dtype:
-            raise ValueError(f"documents.parquet: column {name} must be {dtype}, got {table.schema.get(name)}")
-    table.write_parquet(folder / DOCUMENTS)
+        stored = table.schema.field(name).type if name in table.column_names else None
+        if stored != dtype:
+            raise ValueError(f"documents.parquet: column {name} must be {dtype}, got {stored}")
+    pq.write_table(table, folder / DOCUMENTS)
 
 
-def write_epoch_plan(folder: Path, epoch: int, doc_index: np.ndarray, parts: list[str] | pl.Series) -> str:
+def write_epoch_plan(folder: Path, epoch: int, doc_index: np.ndarray, parts: Any) -> str:
     """epochs/epoch_<e>.parquet: (position, doc_index, part) in consumption order; returns its relative path."""
     rel = epoch_file(epoch)
     (folder / rel).parent.mkdir(exist_ok=True)
-    pl.DataFrame({"position": np.arange(len(doc_index), dtype=np.int64), "doc_index": np.asarray(doc_index),
-                  "part": parts}, schema=EPOCH_PLAN_COLUMNS).write_parquet(folder / rel)
+    index = np.asarray(doc_index, dtype=np.int64)
+    columns = {"position": np.arange(len(index), dtype=np.int64), "doc_index": index, "part": parts}
+    pq.write_table(pa.table({name: _arrow(columns[name], dtype) for name, dtype in EPOCH_PLAN_COLUMNS.items()}),
+                   folder / rel)
     return rel
 
 
-def _codes(frame: pl.DataFrame, key: str) -> tuple[list[str], np.ndarray]:
-    """(sorted distinct values, each row's index into them) of a string column."""
-    names = frame[key].unique().sort()
-    codes = frame[key].replace_strict(names, pl.int_range(len(names), eager=True), return_dtype=pl.Int64)
-    return names.to_list(), codes.to_numpy()
+def string_codes(table: pa.Table, key: str) -> tuple[list[str], np.ndarray]:
+    """(sorted distinct values, each row's index into them, int64) of a string column without nulls."""
+    column = table.column(key)
+    if column.null_count:
+        raise UserError(f"{DOCUMENTS}: column '{key}' has {column.null_count} null value(s)")
+    encoded = column.combine_chunks().dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    order = np.argsort(np.asarray(names, dtype=object), kind="stable") if names else np.zeros(0, dtype=np.int64)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    return [names[i] for i in order], rank[encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
 
 
 def _sums(names: list[str], codes: np.ndarray, weights: np.ndarray) -> dict[str, int]:
@@ -225,31 +252,29 @@ def _sums(names: list[str], codes: np.ndarray, weights: np.ndarray) -> dict[str,
     return {str(names[i]): int(totals[i]) for i in np.flatnonzero(present)}
 
 
-def token_sums(frame: pl.DataFrame, key: str) -> dict[str, int]:
-    """Tokens (token_length summed) per value of `key`, sorted by key."""
-    names, codes = _codes(frame, key)
-    return _sums(names, codes, frame["token_length"].to_numpy())
+def _int_column(table: pa.Table, key: str) -> np.ndarray:
+    return table.column(key).to_numpy().astype(np.int64)
 
 
-def epoch_entry(epoch: int, docs: pl.DataFrame, doc_index: np.ndarray, parts: Mapping[str, Any]) -> EpochEntry:
+def epoch_entry(epoch: int, docs: pa.Table, doc_index: np.ndarray, parts: Mapping[str, Any]) -> EpochEntry:
     """An epoch's manifest entry, counted from the document table and its plan (`doc_index` in position order)."""
     index = np.asarray(doc_index, dtype=np.int64)
-    loss = docs["loss_tokens"].to_numpy()[index].sum() if "loss_tokens" in docs.columns else None
+    loss = _int_column(docs, "loss_tokens")[index].sum() if "loss_tokens" in docs.column_names else None
     return EpochEntry(epoch=epoch, file=epoch_file(epoch), documents=len(index),
-                      tokens=int(docs["token_length"].to_numpy()[index].sum()), parts=parts,
+                      tokens=int(_int_column(docs, "token_length")[index].sum()), parts=parts,
                       loss_tokens=None if loss is None else int(loss))
 
 
-def token_counts(docs: pl.DataFrame, plans: list[np.ndarray]) -> TokenCounts:
+def token_counts(docs: pa.Table, plans: list[np.ndarray]) -> TokenCounts:
     """The manifest's `tokens`, counted from the document table and the epoch plans (numpy over integer codes:
     O(documents + plan rows), no per-epoch copy of the table)."""
-    lengths = docs["token_length"].to_numpy()
-    by = {key: _codes(docs, key) for key in ("source", "category")}
+    lengths = _int_column(docs, "token_length")
+    by = {key: string_codes(docs, key) for key in ("source", "category")}
     per_epoch = {key: {str(e): _sums(names, codes[np.asarray(index)], lengths[np.asarray(index)])
                        for e, index in enumerate(plans)} for key, (names, codes) in by.items()}
     return TokenCounts(
         total_unique=int(lengths.sum()),
-        loss_unique=int(docs["loss_tokens"].sum()) if "loss_tokens" in docs.columns else None,
+        loss_unique=int(_int_column(docs, "loss_tokens").sum()) if "loss_tokens" in docs.column_names else None,
         by_source=_sums(*by["source"], lengths), by_category=_sums(*by["category"], lengths),
         by_epoch_source=per_epoch["source"], by_epoch_category=per_epoch["category"])
 

@@ -1,20 +1,24 @@
 """How a training run walks a shard version, as data: the data order (`DataOrder`, recorded in run.json), the
 loader's position (`LoaderState`, in trainer_state.json and at a run's end), and which tokens of which plan
-positions a consumed prefix covers (`epoch_consumption`). The training loader and the audit share these with
-formats/order.py, so what the audit says a run consumed is what the loader read.
+positions a consumed prefix covers (`epoch_consumption`). The training loader (training/loader.py) and the audit
+share these with formats/order.py, so what the audit says a run consumed is what the loader read.
 
-Epoch e's stream is its plan's document runs in `position` order. Sequence j of it reads the stream tokens
-[j*seq_len, j*seq_len + seq_len + window_overlap): overlap 0 cuts the stream into plain chunks, overlap 1 gives
-Megatron-style seq_len+1 windows whose inputs and targets are offset by one. An epoch holds
-(tokens - window_overlap) // seq_len sequences; the rest of the stream is its dropped tail. Position p of
-epoch e reads sequence p (order `sequential`) or `SequenceOrder(n_e, fingerprint, seed, e)[p]` (`shuffled`).
-Epochs follow each other: the run's global position k (sequences consumed over all ranks) is position
-k - (sequences of the earlier epochs) of the first epoch not yet finished.
+Windows. Epoch e's stream is its plan's document runs in `position` order. Sequence j of it is the window
+stream[j*seq_len : j*seq_len + seq_len + 1] (Megatron-style seq_len + 1 samples, `window_overlap` 1): the model
+reads its first seq_len tokens and predicts its last seq_len, so consecutive windows share one token. An epoch of
+T tokens holds (T - 1) // seq_len sequences; the rest of the stream is its dropped tail.
 
-Tokens *consumed* by a sequence are its seq_len input tokens [j*seq_len, (j+1)*seq_len) (with overlap 1 the
-window's last token is only a target there; it is the next sequence's first input, and counted with it), so
-`sequences x seq_len` tokens are consumed in all, and a document straddling a sequence boundary counts the
-part inside the consumed sequences.
+Order. Position p of epoch e reads sequence p (order `sequential`) or `SequenceOrder(n_e, fingerprint, seed, e)[p]`
+(`shuffled`). Epochs follow each other: the run's global position k (sequences consumed over all ranks) is
+position k - (sequences of the earlier epochs) of the first epoch not yet finished.
+
+Consumed. A sequence *consumes* the seq_len tokens it predicts, its labels: stream[j*seq_len + 1, (j+1)*seq_len + 1)
+(whether or not a loss mask counts them as targets). Every token of an epoch's stream except its first (context
+only) is consumed by exactly one sequence, so an epoch is [first token | n*seq_len consumable | dropped tail],
+`sequences x seq_len` tokens are consumed in all (= tokens_seen), and a document straddling a sequence boundary
+counts the part inside the consumed sequences. The loader logs this count per source (metrics.jsonl and
+trainer_state.json `tokens_by_source`: the label sources of every micro-batch read) and the audit recomputes it
+here from the data order; the two must agree exactly.
 """
 
 from __future__ import annotations
@@ -28,10 +32,17 @@ from .base import Record
 from .order import SequenceOrder
 
 Order = Literal["shuffled", "sequential"]
+WINDOW_OVERLAP = 1  # tokens shared by consecutive windows: the last label of one is the first input of the next
 
 
-def sequences_in(tokens: int, seq_len: int, window_overlap: int) -> int:
+def sequences_in(tokens: int, seq_len: int, window_overlap: int = WINDOW_OVERLAP) -> int:
     return max(0, (int(tokens) - window_overlap) // seq_len)
+
+
+def dropped_tail(tokens: int, seq_len: int, window_overlap: int = WINDOW_OVERLAP) -> int:
+    """Tokens of an epoch's stream after its last sequence's window (all of them when it holds none)."""
+    n = sequences_in(tokens, seq_len, window_overlap)
+    return int(tokens) - n * seq_len - window_overlap if n else int(tokens)
 
 
 def locate(sequences_per_epoch: list[int], consumed: int) -> tuple[int, int]:
@@ -59,7 +70,7 @@ class DataOrder(Record):
     order: Order
     seed: int
     seq_len: int = Field(ge=1)
-    window_overlap: Literal[0, 1] = 0
+    window_overlap: Literal[1]  # the loader's seq_len + 1 windows (the only kind this format version has)
     sequences_per_step: int = Field(ge=1)  # over all ranks
     sequences_per_epoch: list[int]
 
@@ -93,6 +104,7 @@ class LoaderState(DataOrder):
 
     @property
     def tokens_consumed(self) -> int:
+        """Labels read, over all ranks and epochs (= the run's tokens_seen)."""
         return self.sequences_consumed * self.seq_len
 
     @model_validator(mode="after")
@@ -106,14 +118,17 @@ class LoaderState(DataOrder):
         return self
 
 
-def covered_tokens(ends: np.ndarray, sequences: np.ndarray, n_sequences: int, seq_len: int) -> np.ndarray:
+def covered_tokens(ends: np.ndarray, sequences: np.ndarray, n_sequences: int, seq_len: int,
+                   window_overlap: int = WINDOW_OVERLAP) -> np.ndarray:
     """Per plan position of an epoch stream (`ends`: each position's cumulative end, in tokens), how many of its
-    tokens the given `sequences` (indices into the epoch's `n_sequences`) consume. O(positions + n_sequences)."""
+    tokens the given `sequences` (indices into the epoch's `n_sequences`) consume: sequence j consumes
+    [j*seq_len + window_overlap, (j+1)*seq_len + window_overlap). O(positions + n_sequences)."""
     read = np.zeros(n_sequences + 1, dtype=bool)  # one spare slot: tokens past the last sequence are never read
     read[np.asarray(sequences, dtype=np.int64)] = True
-    before = np.concatenate([[0], np.cumsum(read[:-1], dtype=np.int64)]) * seq_len  # consumed in [0, j*seq_len)
+    before = np.concatenate([[0], np.cumsum(read[:-1], dtype=np.int64)]) * seq_len  # consumed below j*seq_len
 
-    def consumed_below(x: np.ndarray) -> np.ndarray:
+    def consumed_below(x: np.ndarray) -> np.ndarray:  # tokens consumed in stream[0, x)
+        x = np.maximum(x - window_overlap, 0)  # in the consumed ranges' own coordinates
         j = np.minimum(x // seq_len, n_sequences)
         return before[j] + read[j] * (x - j * seq_len)
 
@@ -124,4 +139,5 @@ def covered_tokens(ends: np.ndarray, sequences: np.ndarray, n_sequences: int, se
 
 def epoch_consumption(data: DataOrder, epoch: int, ends: np.ndarray, positions: int) -> np.ndarray:
     """Tokens consumed per plan position of `epoch` once its positions 0..positions-1 have been read."""
-    return covered_tokens(ends, data.read_sequences(epoch, positions), data.sequences_per_epoch[epoch], data.seq_len)
+    return covered_tokens(ends, data.read_sequences(epoch, positions), data.sequences_per_epoch[epoch],
+                          data.seq_len, data.window_overlap)

@@ -7,12 +7,13 @@ audit and evaluation's perplexity all open versions here; what each level reads 
   absolute, '..' or a symlink out); the fingerprint recomputed from the listed hashes; the structure:
   documents.parquet against each .ds.index, .ds.metadata and token file size, the epoch plans against the table,
   and the manifest's counts (documents and tokens per epoch, tokens.total_unique and by source/category/epoch).
-- "full" (`shards verify`, `verify_shards: full` in a training config, `audit --verify-hashes`) adds one read of
+- "full" (`shards verify`, `data.verify: full` in a training config, `audit --verify-hashes`) adds one read of
   every file: its sha256, each token file's largest id against the recorded one, and that every document's token
   run ends with the separator.
 - "none": the manifest model only (ranks whose main process has verified).
 
 `verify_version` returns every problem found (the audit lists them); `open_version` raises the first as one line.
+The tables are read with pyarrow (no polars on the training import path: GPU images lack it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from stablecpt.core.errors import UserError
 
@@ -40,13 +43,16 @@ from .shards import (
     ShardManifest,
     TokenCounts,
     epoch_entry,
+    same_type,
     scan_token_file,
+    string_codes,
     token_counts,
 )
 
 Level = Literal["none", "quick", "full"]
 LEVELS: tuple[Level, ...] = ("none", "quick", "full")
 READ_COLUMNS = ("doc_index", "source", "category", "shard", "token_offset", "token_length")  # + loss_tokens
+NOT_NULL = ("doc_index", "source", "category", "shard", "token_offset", "token_length", "loss_tokens", "position")
 
 
 def read_manifest(path: str | Path) -> ShardManifest:
@@ -143,54 +149,62 @@ def _skip(rel: str) -> bool:
     return rel == MANIFEST
 
 
-def _read_table(path: Path, declared: dict[str, pl.DataType], required: tuple[str, ...], read: tuple[str, ...]
-                ) -> pl.DataFrame:
-    """The `read` columns of a Parquet file whose `required` columns have their declared dtypes (from the footer)."""
+def _read_table(path: Path, declared: dict[str, pa.DataType], required: tuple[str, ...], read: tuple[str, ...]
+                ) -> pa.Table:
+    """The `read` columns of a Parquet file whose `required` columns have their declared types (from the footer)."""
     if not path.is_file():
         raise UserError(f"{path}: missing")
     try:
-        schema = pl.read_parquet_schema(path)
-    except (pl.exceptions.PolarsError, OSError) as exc:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
         raise UserError(f"{path}: not readable as Parquet ({str(exc).splitlines()[0]})") from None
-    for name in (*required, *(c for c in declared if c in schema)):
-        if name not in schema:
+    for name in (*required, *(c for c in declared if c in schema.names)):
+        if name not in schema.names:
             raise UserError(f"{path}: column '{name}' missing")
-        if schema[name] != declared[name]:
-            raise UserError(f"{path}: column '{name}' is {schema[name]}, the format declares {declared[name]}")
+        stored = schema.field(name).type
+        if not same_type(stored, declared[name]):
+            raise UserError(f"{path}: column '{name}' is {stored}, the format declares {declared[name]}")
     try:
-        return pl.read_parquet(path, columns=list(read))
-    except (pl.exceptions.PolarsError, OSError) as exc:
+        table = pq.read_table(path, columns=list(read))
+    except (pa.ArrowException, OSError) as exc:
         raise UserError(f"{path}: not readable as Parquet ({str(exc).splitlines()[0]})") from None
+    for name in read:
+        if name in NOT_NULL and table.column(name).null_count:
+            raise UserError(f"{path}: column '{name}' has {table.column(name).null_count} null value(s)")
+    return table
 
 
-def _load(path: Path, manifest: ShardManifest) -> tuple[ShardVersion, pl.DataFrame]:
+def _ints(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy().astype(np.int64)
+
+
+def _load(path: Path, manifest: ShardManifest) -> tuple[ShardVersion, pa.Table]:
     """The version's arrays, and the document table columns read (for the structure check)."""
     docs_path = path / DOCUMENTS
     required = (*DOCUMENT_COLUMNS, *(("loss_tokens",) if manifest.has_loss_mask else ()))
     docs = _read_table(docs_path, {**DOCUMENT_COLUMNS, **INSTRUCTION_COLUMNS}, required,
                        (*READ_COLUMNS, *(("loss_tokens",) if manifest.has_loss_mask else ())))
-    if not np.array_equal(docs["doc_index"].to_numpy(), np.arange(docs.height)):
+    if not np.array_equal(_ints(docs, "doc_index"), np.arange(docs.num_rows)):
         raise UserError(f"{docs_path}: column 'doc_index' must be 0..n-1 in row order")
     token_files = sorted(manifest.token_files)
-    unknown = sorted(set(docs["shard"].unique().to_list()) - set(token_files))
+    shards, shard_codes = string_codes(docs, "shard")
+    unknown = sorted(set(shards) - set(token_files))
     if unknown:
         raise UserError(f"{docs_path}: column 'shard' names {unknown[0]!r}, not a token file of manifest.json")
-    sources = sorted(docs["source"].unique().to_list())
+    file_ids = {rel: i for i, rel in enumerate(token_files)}
+    sources, source_codes = string_codes(docs, "source")
     version = ShardVersion(
         path=path, manifest=manifest, token_files=token_files,
-        doc_file=docs["shard"].replace_strict({r: i for i, r in enumerate(token_files)}, return_dtype=pl.Int32)
-        .to_numpy(),
-        doc_offset=docs["token_offset"].to_numpy().astype(np.int64),
-        doc_length=docs["token_length"].to_numpy().astype(np.int64),
-        doc_source=docs["source"].replace_strict({s: i for i, s in enumerate(sources)}, return_dtype=pl.Int32)
-        .to_numpy(),
-        sources=sources, epochs=[])
+        doc_file=np.asarray([file_ids[name] for name in shards], dtype=np.int32)[shard_codes]
+        if shards else np.zeros(0, dtype=np.int32),
+        doc_offset=_ints(docs, "token_offset"), doc_length=_ints(docs, "token_length"),
+        doc_source=source_codes.astype(np.int32), sources=sources, epochs=[])
     for entry in manifest.epochs:
         plan = _read_table(path / entry.file, EPOCH_PLAN_COLUMNS, tuple(EPOCH_PLAN_COLUMNS), ("position", "doc_index"))
-        order = plan["doc_index"].to_numpy().astype(np.int64)
-        if not np.array_equal(plan["position"].to_numpy(), np.arange(plan.height)):
+        order = _ints(plan, "doc_index")
+        if not np.array_equal(_ints(plan, "position"), np.arange(plan.num_rows)):
             raise UserError(f"{path / entry.file}: column 'position' must be 0..m-1 in row order")
-        if len(order) and (order.min() < 0 or order.max() >= docs.height):
+        if len(order) and (order.min() < 0 or order.max() >= docs.num_rows):
             raise UserError(f"{path / entry.file}: column 'doc_index' refers to documents outside {DOCUMENTS}")
         version.epochs.append(order)
     return version, docs
@@ -204,7 +218,7 @@ def _runs_by_file(version: ShardVersion) -> list[tuple[np.ndarray, np.ndarray]]:
     return [(offsets[a:b], ends[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _structure_problems(version: ShardVersion, docs: pl.DataFrame) -> list[str]:
+def _structure_problems(version: ShardVersion, docs: pa.Table) -> list[str]:
     """The document table against the token files' indexes and sizes, the plans and the manifest's counts."""
     m, path, problems = version.manifest, version.path, []
     for rel, (offsets, ends) in zip(version.token_files, _runs_by_file(version), strict=True):
@@ -344,8 +358,8 @@ def read_document_tokens(path: str | Path, domain: str | None = None, max_docume
     version = open_version(path, "quick", vocab_size)
     rows = np.arange(len(version.doc_length))
     if domain is not None:
-        domains = pl.read_parquet(version.path / DOCUMENTS, columns=["domain"])["domain"]
-        rows = rows[(domains == domain).to_numpy()]
+        domains = pq.read_table(version.path / DOCUMENTS, columns=["domain"]).column("domain")
+        rows = rows[pc.fill_null(pc.equal(domains, domain), False).to_numpy(zero_copy_only=False)]
     if max_documents is not None:
         rows = rows[:max_documents]
     return [version.document_tokens(int(i)) for i in rows]
