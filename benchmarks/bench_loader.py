@@ -28,7 +28,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from shardkit import Doc, TokenizerInfo, write_version  # noqa: E402
 from stablecpt.training.loader import PackedLoader  # noqa: E402
-from stablecpt.training.shards import open_version  # noqa: E402
+
+from stablecpt.formats.version import open_version  # noqa: E402
 
 
 def build(root: Path, n_tokens: int, seed: int = 0) -> Path:

@@ -15,14 +15,19 @@ Goals (benchmarks, not tests): MFU >= 45% for the 1.1B at seq 2048 and >= 1.1x H
     python benchmarks/gpu_check.py --dry                             # the same code on CPU at tiny sizes
 
 --dry runs every figure's code on CPU at tiny sizes, with the packages the GPU machine lacks (polars, datasets,
-datatrove, lm-eval, gguf, matplotlib) made unimportable, so a heavy import on the training path fails here too
+datatrove, lm-eval, gguf, matplotlib) made unimportable in this process and in every process it starts, so a heavy
+import on the training path (or in building the check's model and shard version) fails here too
 (tests/test_gpu_check.py runs it in `make test`). It runs from a checkout without installing: a folder of
-symlinks maps training/ and evaluation/ into the stablecpt namespace as setup.py does.
+symlinks maps training/ and evaluation/ into the stablecpt namespace as setup.py does. What --dry leaves out to
+stay cheap (process starts dominate its time on a CPU): one tiny model and shard version (SmolLM2-135M's shape
+made tiny) serve every figure, loop_vs_hf_trainer runs one shape, and the HF Trainer worker runs in this process
+(`hf_worker`, the function the GPU run's worker process calls) rather than in its own.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -47,8 +52,9 @@ SHAPES = {  # Llama configs; the 1.1B is TinyLlama-1.1B's shape, the 135M SmolLM
 }
 DRY_SHAPE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
              "num_key_value_heads": 2}
-# (seq_len, micro-batch, timed steps) on a GPU; --dry uses (32, 2, 3)
+# (seq_len, micro-batch, timed steps) on a GPU; --dry uses DRY_RUN, on DRY_MODEL's shape made tiny for every figure
 RUNS = {"llama_1.1b": (2048, 8, 20), "smollm2_135m": (2048, 16, 20)}
+DRY_RUN, DRY_MODEL = (32, 2, 3), "smollm2_135m"
 WARMUP_STEPS = 3
 
 
@@ -109,7 +115,9 @@ def build_model(work: Path, name: str, dry: bool) -> Path:
 
 def build_version(work: Path, model_dir: Path, tokens: int) -> Path:
     import numpy as np
-    from shardkit import Doc, TokenizerInfo, sha256_file, write_version
+    from shardkit import Doc, TokenizerInfo, write_version
+
+    from stablecpt.core.hashing import sha256_file
 
     vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
     rng = np.random.default_rng(0)
@@ -120,7 +128,7 @@ def build_version(work: Path, model_dir: Path, tokens: int) -> Path:
         total += length + 1
     info = TokenizerInfo(name=str(model_dir), vocab_size=vocab, sha256=sha256_file(model_dir / "tokenizer.json"))
     return write_version(work / f"shards-{model_dir.name}", docs, [list(range(len(docs)))], tokenizer=info,
-                         docs_per_file=5000)
+                         docs_per_file=5000, token_writer="numpy")  # the GPU image has no datatrove
 
 
 def heldout_file(work: Path) -> Path:
@@ -164,15 +172,16 @@ def loop_figures(metrics: list[dict]) -> dict:
 
 
 # ---- Hugging Face Trainer at equal settings (its own process: it builds its own accelerator) -----------------------
-def hf_worker(model_dir: str, version: str, seq: int, micro: int, steps: int, dry: bool) -> None:
+def hf_worker(model_dir: str, version: str, seq: int, micro: int, steps: int, dry: bool) -> dict:
     import torch
     from stablecpt.training.loader import PackedLoader
     from stablecpt.training.metrics import device_peak_flops, model_flops_utilization
     from stablecpt.training.modeling import count_parameters
-    from stablecpt.training.shards import open_version
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-    loader = PackedLoader(open_version(version, verify=False), seq, 1)
+    from stablecpt.formats.version import open_version
+
+    loader = PackedLoader(open_version(version, "none"), seq, 1)
 
     class Sequences(torch.utils.data.Dataset):
         def __len__(self):
@@ -204,16 +213,20 @@ def hf_worker(model_dir: str, version: str, seq: int, micro: int, steps: int, dr
             dataloader_num_workers=0, disable_tqdm=True, seed=0)
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa")
         n_params = count_parameters(model)
-        Trainer(model=model, args=args, train_dataset=Sequences(), callbacks=[StepTimer()]).train()
+        with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its summary; stdout is one JSON line a figure
+            Trainer(model=model, args=args, train_dataset=Sequences(), callbacks=[StepTimer()]).train()
     rate = seq * micro / statistics.median(times[WARMUP_STEPS - 1:])
     mfu = model_flops_utilization(n_params, rate, device_peak_flops(None), 1)
     memory = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-    print("RESULT " + json.dumps({"tokens_per_second": round(rate, 1), "mfu": None if mfu is None else round(mfu, 4),
-                                  "peak_memory_gib": None if memory is None else round(memory, 2),
-                                  "timed_steps": len(times[WARMUP_STEPS - 1:])}), flush=True)
+    return {"tokens_per_second": round(rate, 1), "mfu": None if mfu is None else round(mfu, 4),
+            "peak_memory_gib": None if memory is None else round(memory, 2), "timed_steps": len(times[WARMUP_STEPS - 1:])}
 
 
 def run_hf(model_dir: Path, version: Path, seq: int, micro: int, steps: int, dry: bool, env: dict) -> dict:
+    """HF Trainer in its own process on a GPU (its accelerator and CUDA peak memory apart from ours); in --dry,
+    in this one (nothing to measure apart, and a process start saved)."""
+    if dry:
+        return hf_worker(str(model_dir), str(version), seq, micro, steps, dry)
     command = [sys.executable, __file__, "--hf-worker", str(model_dir), str(version), str(seq), str(micro),
                str(steps), *(["--dry"] if dry else [])]
     done = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -264,8 +277,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.hf_worker:
         model_dir, version, seq, micro, steps = args.hf_worker
-        hf_worker(model_dir, version, int(seq), int(micro), int(steps), args.dry)
+        print("RESULT " + json.dumps(hf_worker(model_dir, version, int(seq), int(micro), int(steps), args.dry)),
+              flush=True)
         return 0
+    if args.dry:  # as on the GPU image, here too (the children get the same from namespace_folder's sitecustomize)
+        for name in ABSENT_ON_GPU_IMAGE:
+            sys.modules[name] = None
     import torch
 
     if not args.dry and not torch.cuda.is_available():
@@ -279,14 +296,18 @@ def main() -> int:
         work = Path(tmp)
         env = child_env(namespace_folder(work, args.dry))
         sys.path[:0] = [str(work / "path")]
-        models, versions = {}, {}
-        for name, (seq, micro, steps) in RUNS.items():
-            seq, micro, steps = (32, 2, 3) if args.dry else (seq, micro, steps)
-            models[name] = build_model(work, name, args.dry)
-            versions[name] = build_version(work, models[name], tokens=4 * (steps + WARMUP_STEPS) * seq * micro)
+        if args.dry:  # one tiny model and version serve every figure
+            seq, micro, steps = DRY_RUN
+            model = build_model(work, DRY_MODEL, args.dry)
+            version = build_version(work, model, tokens=4 * (steps + WARMUP_STEPS) * seq * micro)
+            models, versions = dict.fromkeys(RUNS, model), dict.fromkeys(RUNS, version)
+        else:
+            models, versions = {}, {}
+            for name, (seq, micro, steps) in RUNS.items():
+                models[name] = build_model(work, name, args.dry)
+                versions[name] = build_version(work, models[name], tokens=4 * (steps + WARMUP_STEPS) * seq * micro)
         if "loop_vs_hf_trainer" in wanted:
-            for name, (seq, micro, steps) in list(RUNS.items())[:1 if args.dry else None]:  # --dry: one shape
-                seq, micro, steps = (32, 2, 3) if args.dry else (seq, micro, steps)
+            for name, (seq, micro, steps) in [(DRY_MODEL, DRY_RUN)] if args.dry else RUNS.items():  # --dry: one shape
                 total = steps + WARMUP_STEPS
                 metrics, _ = run_loop(loop_config(models[name], versions[name], work / f"loop-{name}", seq, micro,
                                                   total, args.dry), work, env)

@@ -84,7 +84,6 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json
     import sys
 
     from stablecpt.curation.config import CurateConfig
@@ -92,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     from stablecpt.curation.pipeline import run_curation
 
     from stablecpt.core.config import read_yaml, validate
+    from stablecpt.formats.curation import read_curation_manifest
 
     cfg = validate(apply_overrides(read_yaml(args.config), args.set), CurateConfig, args.config)
     try:
@@ -103,12 +103,12 @@ def _run(args: argparse.Namespace) -> int:
     if not manifest.is_file():  # slurm: submitted; the last job writes the manifest
         print(f"submitted; the run is complete when {manifest} exists")
         return 0
-    counts = json.loads(manifest.read_text())["counts"]
+    counts = read_curation_manifest(run_dir).counts
     print(f"{'source':<12} {'input':>9} {'kept':>9}  dropped")
     for source, c in counts.items():
-        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(c["dropped"].items(), key=lambda kv: -kv[1]))
-        print(f"{source:<12} {c['input']:>9,} {c['kept']:>9,}  {dropped or '-'}")
-    damaged = sum(n for c in counts.values() for reason, n in c["dropped"].items() if reason.startswith("bad_file:"))
+        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(c.dropped.items(), key=lambda kv: -kv[1]))
+        print(f"{source:<12} {c.input:>9,} {c.kept:>9,}  {dropped or '-'}")
+    damaged = sum(n for c in counts.values() for reason, n in c.dropped.items() if reason.startswith("bad_file:"))
     if damaged:
         print(f"{damaged} damaged file(s): the records before each damage are kept; file, line and cause are in "
               f"{run_dir / 'excluded'} (reason bad_file:*)")

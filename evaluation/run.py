@@ -7,6 +7,7 @@ comparison.md / comparison.json over all of them.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime
@@ -18,6 +19,9 @@ from stablecpt.evaluation.perplexity import PerplexitySource
 
 from stablecpt.core.config import StrictModel
 from stablecpt.core.errors import UserError
+from stablecpt.formats.base import dump_record
+from stablecpt.formats.evaluation import EvalModel, EvalResult
+from stablecpt.formats.run import is_run
 
 
 class PerplexityConfig(StrictModel):
@@ -69,12 +73,12 @@ def expand_models(entries: list[str]) -> list[tuple[str, str]]:
     out = []
     for entry in entries:
         path = Path(entry)
-        if path.is_dir() and (path / "run.json").is_file():
+        if path.is_dir() and is_run(path):
             checkpoints = run_checkpoints(path)
             if not checkpoints:
                 raise UserError(f"{path}: a training run without checkpoints or final/")
             out += [(f"{path.name}/{c.name}", str(c)) for c in checkpoints]
-        elif path.is_dir() and (path.parent / "run.json").is_file():  # a run's final/: named after its run
+        elif path.is_dir() and is_run(path.parent):  # a run's final/: named after its run
             out.append((f"{path.parent.name}/{path.name}", entry))
         else:
             out.append((path.name if path.is_dir() else entry.replace("/", "__"), entry))
@@ -142,11 +146,11 @@ def run_eval(config: EvalConfig, report=print) -> Path:
             raise UserError(f"model '{name}': cannot load ({str(exc).splitlines()[0]})") from None
         with torch.no_grad():
             body = evaluate_model(model, tokenizer, config, cache, report)
-        result = {"kind": "eval_result", "label": label, "model": {"name": name, "path": path},
-                  "lineage": checkpoint_lineage(path), **body,
-                  "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "stablecpt_version": __version__, "lm_eval_version": importlib.metadata.version("lm_eval"),
-                  "config": config.model_dump(mode="json")}
+        result = dump_record(EvalResult(
+            label=label, model=EvalModel(name=name, path=path), lineage=checkpoint_lineage(path),
+            **json.loads(json.dumps(body, default=str)),  # numpy scalars from the harness as plain JSON
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"), stablecpt_version=__version__,
+            lm_eval_version=importlib.metadata.version("lm_eval"), config=config.model_dump(mode="json")))
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", label.replace("/", "__"))  # hub ids and embedded: names
         write_json(config.output_dir / "results" / f"{safe}.json", result)
         for suite, groups in result["suites"].items():

@@ -5,8 +5,11 @@ import json
 import polars as pl
 import pytest
 from curation_helpers import DUPLICATED_TEXT, build_corpus, make_config, table
-from stablecpt.curation.outputs import data_files, fingerprint
+from stablecpt.curation.outputs import data_files
 from stablecpt.curation.pipeline import run_curation
+
+from stablecpt.formats.base import FORMAT_VERSION
+from stablecpt.formats.folder import fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,9 @@ def test_tables_follow_contract_c1(run):
     assert table(run, "excluded").columns == ["id", "source", "reason", "detail", "text"]
     assert table(run, "heldout").columns == ["id", "text", "source", "domain", "category"]
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["files"] == data_files(run) and manifest["fingerprint"] == fingerprint(data_files(run))
+    files = data_files(run)
+    assert manifest["files"] == {rel: entry.model_dump() for rel, entry in files.items()}
+    assert manifest["fingerprint"] == fingerprint(files) and manifest["format_version"] == FORMAT_VERSION
     assert set(manifest["inputs"]) == {"med", "gen"} and manifest["config"]["executor"]["tasks"] == 2
 
 

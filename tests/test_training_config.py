@@ -56,8 +56,8 @@ def test_an_attention_kernel_that_is_not_installed_is_one_line(version, tiny_mod
     config = write_config(tmp_path / "train.yaml", tiny_config(version, tiny_model_dir, tmp_path / "run",
                                                                attn_implementation="flash_attention_2"))
     assert cli_main(["train", "--config", str(config)]) == 2
-    assert (f"{config}: key 'attn_implementation': 'flash_attention_2' needs the flash_attn package"
-            in one_error_line(capsys))
+    assert one_error_line(capsys).startswith(f"stablecpt: error: {config}: key 'attn_implementation': "
+                                             "'flash_attention_2' needs the flash_attn package, which is not installed")
 
 
 def test_cycles_that_do_not_divide_the_steps_still_end_every_cycle_at_the_minimum():

@@ -62,7 +62,7 @@ def test_log_spaced_callback_fires_at_the_first_step_past_each_point(version, ti
     events = [r for r in read_metrics(tmp_path / "run") if r["event"] == "eval"]
     assert [e["tokens"] for e in events] == expected
     assert expected[:3] == [0, TOKENS_PER_STEP, 2 * TOKENS_PER_STEP]  # denser early
-    assert [e["RecordPoints"]["calls"] for e in events] == list(range(1, len(expected) + 1))
+    assert [e["results"]["RecordPoints"]["calls"] for e in events] == list(range(1, len(expected) + 1))
 
 
 def test_freezing_keeps_the_frozen_blocks_and_embeddings_unchanged(version, tiny_model_dir, tmp_path):
@@ -100,25 +100,69 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(version, ti
     assert all(torch.isfinite(t).all() for t in weights(final).values())
 
 
-@pytest.mark.parametrize("level", ["sizes", "full"])
+@pytest.mark.parametrize("level", ["quick", "full"])
 def test_damaged_shards_stop_the_cli_before_training(version, tiny_model_dir, tmp_path, capsys, level):
-    """The default start check (sizes + fingerprint) catches a truncated file in seconds at any size; a changed
-    byte of the same size needs `data.verify: full`, which re-hashes every file."""
+    """The default start check (quick: no token bytes read) catches a truncated file in seconds at any size; a
+    changed byte of the same size needs `data.verify: full`, which re-hashes every file."""
     import shutil
 
     copy = tmp_path / "copy" / "v1"
     shutil.copytree(version, copy)
     target = copy / "tokens" / "00000.ds"
     data = target.read_bytes()
-    target.write_bytes(data[:-2] if level == "sizes" else b"\x01\x00" + data[2:])
+    target.write_bytes(data[:-2] if level == "quick" else b"\x01\x00" + data[2:])
     config = write_config(tmp_path / "train.yaml", tiny_config(copy, tiny_model_dir, tmp_path / "run",
                                                                data={"verify": level}))
     assert cli_main(["train", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
-    expected = (f"size {len(data) - 2} bytes, manifest.json says {len(data)}" if level == "sizes"
-                else "sha256 does not match manifest.json (corrupted or changed file)")
+    expected = (f"{len(data) - 2} bytes, manifest.json says {len(data)}" if level == "quick"
+                else "sha256 does not match manifest.json (the file changed after it was written)")
     assert err == f"stablecpt: error: {target}: {expected}"
     assert not (tmp_path / "run").exists()
+
+
+def _more_tokens(m):
+    m["tokens"]["total_unique"] += 1
+
+
+def _outside(m):  # the first token file listed under a path that leaves the version (its bytes unchanged)
+    m["files"]["../outside.ds"] = m["files"].pop("tokens/00000.ds")
+    m["token_files"]["../outside.ds"] = m["token_files"].pop("tokens/00000.ds")
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("total_unique", "tokens.total_unique = "),
+    ("unlisted", "notes.txt: not listed in manifest.json"),
+    ("outside", "key 'files': Value error, path '../outside.ds' holds '..'"),
+    ("vocabulary", "holds token id 600, outside the tokenizer's vocabulary"),
+])
+def test_training_refuses_what_shards_verify_refuses(version, tiny_model_dir, tmp_path, capsys, damage, message):
+    """Once, `train` accepted all four (and the last crashed it after a step); both now stop in one line."""
+    import shutil
+
+    import numpy as np
+    from shardkit import reseal
+
+    copy = tmp_path / "copy" / "v1"
+    shutil.copytree(version, copy)
+    if damage == "total_unique":
+        reseal(copy, _more_tokens)
+    elif damage == "unlisted":
+        (copy / "tokens" / "notes.txt").write_text("hello")
+    elif damage == "outside":
+        reseal(copy, _outside)
+    else:  # a consistent version with an id the model has no embedding for
+        rel = "tokens/00000.ds"
+        tokens = np.fromfile(copy / rel, dtype="<u2")
+        tokens[3] = 600
+        tokens.tofile(copy / rel)
+        reseal(copy, lambda m: m["token_files"][rel].update(max_token_id=600), rehash=[rel])
+    config = write_config(tmp_path / "train.yaml", tiny_config(copy, tiny_model_dir, tmp_path / "run"))
+    assert cli_main(["train", "--config", str(config)]) == 2
+    train_err = capsys.readouterr().err
+    assert message in train_err and train_err.count("\n") == 1 and not (tmp_path / "run").exists()
+    assert cli_main(["shards", "verify", str(copy)]) == 2
+    assert capsys.readouterr().err == train_err
 
 
 def test_resume_without_checkpoint_and_rerun_over_a_run_are_refused(version, tiny_model_dir, tmp_path, capsys):
@@ -134,8 +178,9 @@ def test_resume_without_checkpoint_and_rerun_over_a_run_are_refused(version, tin
 def test_document_attention_hides_earlier_documents(tiny_model_dir, tmp_path):
     from shardkit import Doc, write_version
     from stablecpt.training.loader import PackedLoader
-    from stablecpt.training.shards import open_version
     from transformers import AutoModelForCausalLM
+
+    from stablecpt.formats.version import open_version
 
     docs = [Doc(tokens=list(range(10, 19))), Doc(tokens=list(range(30, 52)))]
     loader = PackedLoader(open_version(write_version(tmp_path, docs, [[0, 1]])), seq_len=32, micro_batch_size=1,

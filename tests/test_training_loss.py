@@ -24,8 +24,9 @@ def step_gradients(version, model_dir, micro, accumulation, rank=0, world=1, acc
     from accelerate import Accelerator
     from stablecpt.training.loader import PackedLoader
     from stablecpt.training.loop import _to_device, forward_backward
-    from stablecpt.training.shards import open_version
     from transformers import AutoModelForCausalLM
+
+    from stablecpt.formats.version import open_version
 
     accelerator = accelerator or Accelerator(cpu=True)
     loader = PackedLoader(open_version(version), SEQ, micro, accumulation, rank, world)

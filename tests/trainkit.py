@@ -13,8 +13,12 @@ import sys
 from pathlib import Path
 
 import yaml
-from shardkit import TokenizerInfo, random_docs, sha256_file, shuffled_epochs, write_version
+from shardkit import TokenizerInfo, random_docs, shuffled_epochs, write_version
 from stablecpt.training.callbacks import Callback
+
+from stablecpt.core.hashing import sha256_file
+from stablecpt.formats.base import dump_record
+from stablecpt.formats.metrics import read_metrics as formats_read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +86,8 @@ def folder_weights(folder: Path) -> dict:
 
 
 def read_metrics(output_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (output_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    """metrics.jsonl's events, each validated by its model, as plain dicts."""
+    return [dump_record(event) for event in formats_read_metrics(output_dir / "metrics.jsonl")]
 
 
 class KillAt(Callback):

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -32,25 +31,17 @@ import numpy as np
 import torch
 
 from stablecpt.core.errors import UserError
+from stablecpt.core.files import read_json_object
+from stablecpt.formats.base import validate_record, write_record
+from stablecpt.formats.run import CHECKPOINT_FORMAT, CHECKPOINTS, STEP_DIR, TRAINER_STATE, TrainerState
+from stablecpt.formats.run import checkpoints as list_checkpoints
 
-STEP_DIR = re.compile(r"^step_(\d+)$")
-TRAINER_STATE = "trainer_state.json"
-CHECKPOINT_FORMAT = "sharded-safetensors-v1"
 SHARDED = "sharded"  # torch.distributed.checkpoint's folder for per-rank shard files
 PICKLED = ("optimizer.pt", "scheduler.pt", "rng_0.pt", "pytorch_model.bin", "training_args.bin")
 
 
 def checkpoints_root(output_dir: Path) -> Path:
-    return Path(output_dir) / "checkpoints"
-
-
-def list_checkpoints(output_dir: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
-    root = checkpoints_root(output_dir)
-    if not root.is_dir():
-        return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found) if (p / TRAINER_STATE).is_file()]
+    return Path(output_dir) / CHECKPOINTS
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -138,13 +129,15 @@ def _load_tensors(tensors: dict[str, Any], folder: Path, checkpoint: Path) -> No
         raise UserError(f"{checkpoint}: cannot read the tensors in {folder.name}/ ({cause})") from None
 
 
-def save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, trainer_state: dict[str, Any],
-                    output_dir: Path, keep_last: int, hf_weights: bool = True) -> Path:
-    """Write step_<n>/ collectively (every rank calls); returns its path."""
+def save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, trainer_state: TrainerState,
+                    output_dir: Path, keep_last: int) -> Path:
+    """Write step_<n>/ collectively (every rank calls); returns its path. `trainer_state.hf_weights` says
+    whether the consolidated weights go beside the shards."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
     root = checkpoints_root(output_dir)
-    target = root / f"step_{trainer_state['step']}"
+    hf_weights = trainer_state.hf_weights
+    target = root / f"step_{trainer_state.step}"
     tmp = root / f".tmp-{target.name}"
     if accelerator.is_main_process:
         for stale in [*root.glob(".tmp-*"), *root.glob(".deleted-*")] if root.is_dir() else []:
@@ -167,8 +160,7 @@ def save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, trainer
     if accelerator.is_main_process:
         if hf_weights:  # the consolidated files hold the same tensors; the reader reshards from them
             shutil.rmtree(tmp / SHARDED)
-        state = {**trainer_state, "checkpoint_format": CHECKPOINT_FORMAT, "hf_weights": hf_weights}
-        (tmp / TRAINER_STATE).write_text(json.dumps(state, indent=2) + "\n")
+        write_record(tmp / TRAINER_STATE, trainer_state)
         _replace_dir(tmp, target)
         for old in list_checkpoints(output_dir)[:-keep_last]:
             delete_checkpoint(old)
@@ -185,18 +177,18 @@ def delete_checkpoint(path: Path) -> None:
     shutil.rmtree(hidden)
 
 
-def load_trainer_state(checkpoint: Path) -> dict[str, Any]:
-    """trainer_state.json, after refusing checkpoints this version cannot read without unpickling."""
-    from stablecpt.core.files import read_json_object
-
-    state = read_json_object(checkpoint / TRAINER_STATE)
+def load_trainer_state(checkpoint: Path) -> TrainerState:
+    """trainer_state.json (stablecpt.formats.run.TrainerState), after refusing checkpoints this version cannot read
+    without unpickling (before the record is validated: the line then says why, not which key is off)."""
+    path = checkpoint / TRAINER_STATE
+    state = read_json_object(path)
     if state.get("checkpoint_format") != CHECKPOINT_FORMAT:
         pickled = [name for name in PICKLED if (checkpoint / name).exists()]
         what = f"pickle files ({', '.join(pickled)})" if pickled else "no 'checkpoint_format'"
         raise UserError(f"{checkpoint}: an old-format checkpoint with {what}; this version reads only sharded "
                         f"safetensors + JSON ({CHECKPOINT_FORMAT}) and never unpickles; start a new run from its "
                         "weights (model: <that folder>) or resume with the version that wrote it")
-    return state
+    return validate_record(state, TrainerState, path)
 
 
 def load_checkpoint(accelerator, model, optimizer, scheduler, checkpoint: Path) -> None:
@@ -220,8 +212,6 @@ def load_checkpoint(accelerator, model, optimizer, scheduler, checkpoint: Path) 
     fresh = get_optimizer_state_dict(inner, inner_optimizer)  # allocates the moments (a zero-lr step), to load into
     tensors = {"state": fresh["state"]}
     _load_tensors(tensors, checkpoint / "optimizer", checkpoint)
-    from stablecpt.core.files import read_json_object
-
     groups = json.loads((checkpoint / "optimizer.json").read_text())
     if len(groups) != len(fresh["param_groups"]):
         raise UserError(f"{checkpoint / 'optimizer.json'}: {len(groups)} param groups, this run has "

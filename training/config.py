@@ -100,7 +100,9 @@ class DataConfig(StrictModel):
 
     order: Literal["shuffled", "sequential"] = "shuffled"  # sequential: plan order, the loader before shuffling
     seed: int = Field(0, ge=0)  # the data order's seed, independent of the top-level `seed` (init, dropout)
-    verify: Literal["sizes", "full"] = "sizes"  # sizes + fingerprint at start; full also re-hashes every file
+    # what the main process checks before the first step (stablecpt.formats.version, docs/shard-format.md): quick
+    # reads no token bytes (listing, fingerprint, structure, counts); full also hashes and scans every file
+    verify: Literal["quick", "full"] = "quick"
 
 
 class DivergenceConfig(StrictModel):

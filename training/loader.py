@@ -15,31 +15,31 @@ Optimizer step s consumes the global positions [s*G, (s+1)*G) with G = micro_bat
 Micro-batch m of rank r takes the `micro_batch` positions starting at s*G + (m*world + r)*micro_batch, so ranks
 read disjoint slices and what the run consumes does not depend on how it is split across ranks.
 The whole position is one integer: the global positions consumed (plus the fingerprint, seed, order, seq_len and
-window overlap it refers to, recorded in `state()`).
+window overlap it refers to: `data_order()` and `state()`, stablecpt.formats.stream's records, which also define
+what a consumed sequence counts: the seq_len tokens it predicts, its labels).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-from stablecpt.training.shards import ShardVersion
 
 from stablecpt.core.errors import UserError
 from stablecpt.formats.order import SequenceOrder
+from stablecpt.formats.stream import WINDOW_OVERLAP, DataOrder, LoaderState, Order, dropped_tail, sequences_in
+from stablecpt.formats.version import ShardVersion
 
-WINDOW_OVERLAP = 1  # tokens shared by consecutive windows: the last target of one is the first input of the next
 ORDER_BLOCK = 1 << 16  # positions whose sequences are computed together (512 KiB): the order function is cheap
 # per position in bulk, but costs ~1 ms per call on a handful of positions (numpy overhead, cycle walking)
-Order = Literal["shuffled", "sequential"]
 
 
 @dataclass
 class MicroBatch:
     input_ids: np.ndarray  # int64 (rows, seq_len)
     labels: np.ndarray  # int64 (rows, seq_len): the token each input position predicts
-    label_sources: np.ndarray  # int32 (rows, seq_len): source id of each label (an index into version.sources)
+    label_sources: np.ndarray  # int32 (rows, seq_len): source id of each label (an index into version.sources);
+    # the labels are what the rows consume (stablecpt.formats.stream), so these count the consumed tokens per source
     label_mask: np.ndarray | None  # bool (rows, seq_len): the label counts as a target; None = every label counts
     position_ids: np.ndarray | None  # int64, restarting at each document, when document attention is asked for
 
@@ -63,10 +63,9 @@ class PackedLoader:
         for order_e in version.epochs:
             ends = np.cumsum(version.doc_length[order_e], dtype=np.int64)
             total = int(ends[-1]) if len(ends) else 0
-            n = max(0, (total - WINDOW_OVERLAP) // seq_len)
             self._ends.append(ends)
-            self.sequences_per_epoch.append(n)
-            self.dropped_tail.append(total - n * seq_len - WINDOW_OVERLAP if n else total)
+            self.sequences_per_epoch.append(sequences_in(total, seq_len))
+            self.dropped_tail.append(dropped_tail(total, seq_len))
         self._orders = [SequenceOrder(n, version.fingerprint, seed, e) if order == "shuffled" else None
                         for e, n in enumerate(self.sequences_per_epoch)]
         self._order_blocks: dict[tuple[int, int], np.ndarray] = {}
@@ -190,39 +189,32 @@ class PackedLoader:
             out[mask] = arrays[int(file_id)][index[mask]]
         return out
 
-    def describe(self) -> dict:
+    def data_order(self) -> DataOrder:
         """What the order and windows are, for run.json and the loader state (the audit recomputes from it)."""
-        return {"fingerprint": self.version.fingerprint, "order": self.order, "seed": self.seed,
-                "seq_len": self.seq_len, "window_overlap": WINDOW_OVERLAP,
-                "sequences_per_epoch": list(self.sequences_per_epoch)}
+        return DataOrder(fingerprint=self.version.fingerprint, order=self.order, seed=self.seed, seq_len=self.seq_len,
+                         window_overlap=WINDOW_OVERLAP, sequences_per_step=self.sequences_per_step,
+                         sequences_per_epoch=self.sequences_per_epoch)
 
-    def state(self, step: int) -> dict:
-        consumed = step * self.sequences_per_step
-        epoch, in_epoch = (self.locate(consumed) if consumed < self.total_sequences
-                           else (len(self.sequences_per_epoch), 0))
-        return {**self.describe(), "sequences_per_step": self.sequences_per_step, "sequences_consumed": consumed,
-                "tokens_consumed": consumed * self.seq_len, "epoch": epoch, "sequence_in_epoch": in_epoch}
+    def state(self, step: int) -> LoaderState:
+        return LoaderState.at(self.data_order(), step * self.sequences_per_step)
 
     def epoch_of_step(self, step: int) -> int:
         consumed = step * self.sequences_per_step
         return self.locate(consumed)[0] if consumed < self.total_sequences else len(self.sequences_per_epoch) - 1
 
-    def resume_step(self, state: dict, where: str) -> int:
+    def resume_step(self, state: LoaderState, where: str) -> int:
         """The step to continue from, after checking the saved position refers to this data and this order."""
-        if state["fingerprint"] != self.version.fingerprint:
-            raise UserError(f"{where}: trained on shard version fingerprint {state['fingerprint'][:12]}..., but "
+        if state.fingerprint != self.version.fingerprint:
+            raise UserError(f"{where}: trained on shard version fingerprint {state.fingerprint[:12]}..., but "
                             f"{self.version.path} has {self.version.fingerprint[:12]}...; refusing to resume on "
                             "other data")
-        if "window_overlap" not in state:
-            raise UserError(f"{where}: loader_state has no 'window_overlap': written by an older loader (disjoint "
-                            "windows in plan order), which this version cannot continue exactly; start a new run")
-        for key, mine in (("seq_len", self.seq_len), ("sequences_per_step", self.sequences_per_step),
-                          ("order", self.order), ("seed", self.seed), ("window_overlap", WINDOW_OVERLAP)):
-            if state[key] != mine:
-                raise UserError(f"{where}: loader_state.{key} is {state[key]!r} but this run has {mine!r}; resume "
-                                "needs the same seq_len, data order and seed, and global batch (micro_batch_size * "
-                                "grad_accumulation * processes)")
-        step, rest = divmod(state["sequences_consumed"], self.sequences_per_step)
+        mine = self.data_order()
+        for key in ("seq_len", "sequences_per_step", "order", "seed", "window_overlap"):
+            if getattr(state, key) != getattr(mine, key):
+                raise UserError(f"{where}: loader_state.{key} is {getattr(state, key)!r} but this run has "
+                                f"{getattr(mine, key)!r}; resume needs the same seq_len, data order and seed, and "
+                                "global batch (micro_batch_size * grad_accumulation * processes)")
+        step, rest = divmod(state.sequences_consumed, self.sequences_per_step)
         if rest:
             raise UserError(f"{where}: loader_state.sequences_consumed is not a whole number of steps")
         return step

@@ -7,7 +7,6 @@ written down in docs/training.md.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -21,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from stablecpt.training.callbacks import TrainState, build_callback
 from stablecpt.training.checkpoint import (
-    TRAINER_STATE,
     checkpoint_step,
     latest_checkpoint,
     list_checkpoints,
@@ -43,11 +41,24 @@ from stablecpt.training.metrics import (
 )
 from stablecpt.training.modeling import apply_freeze, check_model, count_parameters, optimizer_groups
 from stablecpt.training.schedule import lr_multiplier
-from stablecpt.training.shards import ShardVersion, open_version, sha256_file
 
 from stablecpt import __version__
 from stablecpt.core.errors import UserError
-from stablecpt.core.files import atomic_write_json
+from stablecpt.core.hashing import sha256_file
+from stablecpt.formats.base import write_record
+from stablecpt.formats.metrics import CheckpointEvent, EvalEvent, StoppedEvent, TrainEvent
+from stablecpt.formats.run import (
+    FINAL,
+    RUN_FILE,
+    TRAINER_STATE,
+    Finished,
+    Resume,
+    RunRecord,
+    ShardRef,
+    TrainerState,
+    read_run,
+)
+from stablecpt.formats.version import ShardVersion, open_version
 
 
 class TrainingStopped(UserError):
@@ -84,13 +95,15 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         raise UserError(f"{output_dir}: --resume given but no complete checkpoint under {output_dir / 'checkpoints'}")
     if not resume and (latest_checkpoint(output_dir) or (output_dir / "final").exists()):
         raise UserError(f"{output_dir}: already holds a run; pass --resume to continue it or pick another output_dir")
-    start_step = 0
+    start_step, tokens_by_source_before = 0, {}
     if checkpoint is not None:
-        start_step = loader.resume_step(load_trainer_state(checkpoint)["loader_state"], str(checkpoint / TRAINER_STATE))
+        resumed = load_trainer_state(checkpoint)
+        start_step = loader.resume_step(resumed.loader_state, str(checkpoint / TRAINER_STATE))
+        tokens_by_source_before = resumed.tokens_by_source
 
     # ---- model, tokenizer, freezing -----------------------------------------------------------------------------
     _check_tokenizer(version, model_path)
-    if model_config.vocab_size < version.manifest["tokenizer"].get("vocab_size", 0):
+    if model_config.vocab_size < version.vocab_size:
         raise UserError(f"{version.path}: tokenizer vocab_size exceeds the embedding rows of {cfg.model}")
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     # under FSDP with cpu_ram_efficient_loading, ranks > 0 get an empty (meta) model; prepare() broadcasts rank 0's
@@ -112,8 +125,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         load_checkpoint(accelerator, model, optimizer, scheduler, checkpoint)
 
     # ---- run record, metrics log, callbacks ---------------------------------------------------------------------
-    run_info = {"manifest_fingerprint": version.fingerprint, "shards": str(version.path), "model": cfg.model,
-                "config": cfg.model_dump(mode="json")}
+    run_info = {"shard_version": {"path": str(version.path), "fingerprint": version.fingerprint},
+                "model": cfg.model, "config": cfg.model_dump(mode="json")}
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_params, frozen, checkpoint,
@@ -137,6 +150,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     n_sources = len(version.sources)
     source_loss = torch.zeros(n_sources, dtype=torch.float64, device=accelerator.device)
     source_count = torch.zeros(n_sources, dtype=torch.float64, device=accelerator.device)
+    # labels read per source by this process since the start (the consumed tokens, stablecpt.formats.stream)
+    source_labels = torch.zeros(n_sources, dtype=torch.float64, device=accelerator.device)
+    labels_before = torch.tensor([tokens_by_source_before.get(s, 0) for s in version.sources], dtype=torch.float64)
+
+    def tokens_by_source() -> dict[str, int]:  # consumed tokens per source over the run so far, all ranks (collective)
+        total = labels_before + accelerator.reduce(source_labels, "sum").cpu()
+        return {s: int(total[i]) for i, s in enumerate(version.sources) if total[i]}
+
     recent_losses: deque[float] = deque(maxlen=cfg.divergence.window)
     window_steps, train_seconds = 0, 0.0
     every = cfg.checkpoint.every_tokens
@@ -149,13 +170,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         model.train()
         batches = [_to_device(loader.micro_batch(step, m), accelerator.device) for m in range(cfg.grad_accumulation)]
         step_loss_sum, step_targets = forward_backward(model, batches, accelerator, source_loss, source_count)
+        for batch in batches:
+            labels = batch["label_sources"].flatten()
+            source_labels.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
         max_norm = opt.clip_grad_norm if opt.clip_grad_norm is not None else math.inf
         grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
         step_loss = float(step_loss_sum) / max(1.0, float(step_targets))
         why = _divergence(step_loss, grad_norm, recent_losses, cfg.divergence.spike_factor)
         if why:
-            log.write({"event": "stopped", "step": step + 1, "tokens": (step + 1) * tokens_per_step,
-                       "loss": finite_or_none(step_loss), "grad_norm": finite_or_none(grad_norm), "reason": why})
+            log.write(StoppedEvent(step=step + 1, tokens=(step + 1) * tokens_per_step,
+                                   loss=finite_or_none(step_loss), grad_norm=finite_or_none(grad_norm), reason=why))
             log.close()
             accelerator.end_training()
             raise TrainingStopped(f"{why} at step {step + 1} (tokens {(step + 1) * tokens_per_step:,}); stopped "
@@ -175,18 +199,18 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         if (step + 1) % cfg.metrics.log_every_steps == 0 or step + 1 == total_steps:
             sums, counts = accelerator.reduce(source_loss, "sum"), accelerator.reduce(source_count, "sum")
             tokens_per_second = window_steps * tokens_per_step / max(train_seconds, 1e-9)
-            record = {
-                "event": "train", "step": step + 1, "tokens": tokens_seen, "epoch": state.epoch,
+            record = TrainEvent(
+                step=step + 1, tokens=tokens_seen, epoch=state.epoch,
                 # the window's target losses summed over its targets (= the mean step loss when no loss mask)
-                "loss": float(sums.sum() / counts.sum().clamp(min=1)), "lr": lr, "grad_norm": grad_norm,
-                "tokens_per_second": tokens_per_second,
-                "mfu": model_flops_utilization(n_params, tokens_per_second, peak_flops, world),
-                "peak_memory_gib": (torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None),
-                "loss_by_source": {s: float(sums[i] / counts[i]) for i, s in enumerate(version.sources) if counts[i]},
-                "targets_by_source": {s: int(counts[i]) for i, s in enumerate(version.sources) if counts[i]},
-            }
+                loss=float(sums.sum() / counts.sum().clamp(min=1)), lr=lr, grad_norm=grad_norm,
+                tokens_per_second=tokens_per_second,
+                mfu=model_flops_utilization(n_params, tokens_per_second, peak_flops, world),
+                peak_memory_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+                loss_by_source={s: float(sums[i] / counts[i]) for i, s in enumerate(version.sources) if counts[i]},
+                targets_by_source={s: int(counts[i]) for i, s in enumerate(version.sources) if counts[i]},
+                tokens_by_source=tokens_by_source())
             log.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{tokens_per_second:,.0f}")
+            bar.set_postfix(loss=f"{record.loss:.4f}", tok_s=f"{tokens_per_second:,.0f}")
             source_loss.zero_()
             source_count.zero_()
             window_steps, train_seconds = 0, 0.0
@@ -194,25 +218,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         _run_eval_points(callbacks, pending, state, log, accelerator)
 
         if every and tokens_seen // every > (tokens_seen - tokens_per_step) // every:
-            trainer_state = {"tokens_seen": tokens_seen, "step": step + 1, "epoch": state.epoch,
-                             "manifest_fingerprint": version.fingerprint, "loader_state": loader.state(step + 1),
-                             "total_steps": total_steps, "world_size": world, "loss": step_loss}
+            trainer_state = TrainerState(step=step + 1, tokens_seen=tokens_seen, epoch=state.epoch,
+                                         total_steps=total_steps, world_size=world, loader_state=loader.state(step + 1),
+                                         tokens_by_source=tokens_by_source(), hf_weights=cfg.checkpoint.hf_weights)
             path = save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, trainer_state, output_dir,
-                                   cfg.checkpoint.keep_last, cfg.checkpoint.hf_weights)
-            log.write({"event": "checkpoint", "step": step + 1, "tokens": tokens_seen, "path": str(path)})
+                                   cfg.checkpoint.keep_last)
+            log.write(CheckpointEvent(step=step + 1, tokens=tokens_seen, path=str(path)))
 
     # ---- the final model: a normal Hugging Face folder ----------------------------------------------------------
     bar.close()
-    final = output_dir / "final"
+    final = output_dir / FINAL
     save_model_folder(accelerator, model, tokenizer, final)
     for cb in callbacks:
         cb.on_train_end(state)
-    if is_main:
-        run = json.loads((output_dir / "run.json").read_text())
-        consumed = loader.state(total_steps)
-        run.update(finished_at=_now(), sequences_consumed=consumed["sequences_consumed"],
-                   tokens_consumed=consumed["tokens_consumed"])
-        atomic_write_json(output_dir / "run.json", run)
+    finished = Finished(at=_now(), step=total_steps, tokens_seen=total_steps * tokens_per_step,
+                        loader_state=loader.state(total_steps), tokens_by_source=tokens_by_source())
+    if is_main:  # the run's end position: what it consumed is counted here, not at its last checkpoint
+        write_record(output_dir / RUN_FILE, read_run(output_dir).model_copy(update={"finished": finished}))
     log.close()
     accelerator.end_training()
     return final
@@ -287,9 +309,8 @@ def _run_eval_points(callbacks, pending, state, log, accelerator) -> None:
         del points[:len(passed)]
         result = cb.on_eval_point(state)
         if result:
-            log.write({"event": "eval", "step": state.step, "tokens": state.tokens_seen,
-                       type(cb).__name__: {k: float(v) if isinstance(v, int | float) else v
-                                           for k, v in result.items()}})
+            log.write(EvalEvent(step=state.step, tokens=state.tokens_seen, results={type(cb).__name__: {
+                k: float(v) if isinstance(v, int | float) else v for k, v in result.items()}}))
         accelerator.wait_for_everyone()
 
 
@@ -303,17 +324,13 @@ def _to_device(batch: MicroBatch, device) -> dict[str, torch.Tensor | None]:
 
 
 def _open_verified(path: Path, accelerator, level: str) -> ShardVersion:
-    """The main process checks the version; the others wait and learn the verdict, so all stop together.
-
-    level "sizes": manifest, file sizes and the fingerprint recomputed from the listed hashes (seconds at any
-    size); "full": also every file's sha256 (`shards verify` does the same). The cheap level's real home is the
-    contract's reader (stablecpt.formats): this is its call site.
-    """
+    """The main process verifies the version at `level` (stablecpt.formats.version: quick reads no token bytes,
+    full hashes every file); the others wait and learn the verdict, so all stop together, then open it unverified."""
     verdict: list[str | None] = [None]
     version = None
     if accelerator.is_main_process:
         try:
-            version = open_version(path, verify=level)
+            version = open_version(path, level)
         except UserError as err:
             verdict = [str(err)]
     if accelerator.num_processes > 1:
@@ -322,12 +339,12 @@ def _open_verified(path: Path, accelerator, level: str) -> ShardVersion:
         broadcast_object_list(verdict)
     if verdict[0] is not None:
         raise UserError(verdict[0])
-    return version if version is not None else open_version(path, verify=False)
+    return version if version is not None else open_version(path, "none")
 
 
 def _check_tokenizer(version: ShardVersion, model_path: str) -> None:
     """Refuse shards tokenized with another tokenizer than the model's (when both sides say which)."""
-    expected = version.manifest["tokenizer"].get("sha256")
+    expected = version.manifest.tokenizer.sha256
     tokenizer_json = Path(model_path) / "tokenizer.json"
     if expected and tokenizer_json.is_file() and sha256_file(tokenizer_json) != expected:
         raise UserError(f"{version.path / 'manifest.json'}: key 'tokenizer.sha256' does not match "
@@ -336,20 +353,19 @@ def _check_tokenizer(version: ShardVersion, model_path: str) -> None:
 
 def _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_params, frozen, checkpoint,
                     distributed_type) -> None:
-    path = output_dir / "run.json"
-    run = json.loads(path.read_text()) if checkpoint is not None and path.is_file() else {
-        "config": cfg.model_dump(mode="json"), "model": cfg.model, "shards": str(version.path),
-        "manifest_fingerprint": version.fingerprint, "started_at": _now(), "stablecpt_version": __version__}
-    run.update({
-        "world_size": world, "total_steps": total_steps, "tokens_per_step": cfg.tokens_per_step(world),
-        "total_tokens": total_steps * cfg.tokens_per_step(world), "parameters": n_params, "frozen_parameters": frozen,
-        "sources": version.sources, "sequences_per_epoch": loader.sequences_per_epoch,
-        "dropped_tail_tokens_per_epoch": loader.dropped_tail, "data_order": loader.describe(),
-        "distributed_type": distributed_type, "finished_at": None,
-    })
-    if checkpoint is not None:
-        run.setdefault("resumes", []).append({"at": _now(), "from": str(checkpoint)})
-    atomic_write_json(path, run)
+    path = output_dir / RUN_FILE
+    resumed = read_run(output_dir) if checkpoint is not None and path.is_file() else None
+    record = RunRecord(
+        model=cfg.model, shard_version=ShardRef(path=str(version.path), fingerprint=version.fingerprint),
+        config=resumed.config if resumed else cfg.model_dump(mode="json"), data=loader.data_order(),
+        world_size=world, total_steps=total_steps, tokens_per_step=cfg.tokens_per_step(world),
+        total_tokens=total_steps * cfg.tokens_per_step(world), parameters=n_params, frozen_parameters=frozen,
+        distributed_type=distributed_type, sources=version.sources,
+        dropped_tail_tokens_per_epoch=loader.dropped_tail, started_at=resumed.started_at if resumed else _now(),
+        resumes=[*(resumed.resumes if resumed else []),
+                 *([Resume(at=_now(), checkpoint=str(checkpoint))] if checkpoint is not None else [])],
+        stablecpt_version=__version__)
+    write_record(path, record)
 
 
 def _now() -> str:

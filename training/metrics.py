@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from stablecpt.core.errors import UserError
+from stablecpt.core.files import atomic_write_text
+from stablecpt.formats.base import dump_record
+from stablecpt.formats.metrics import Event, event_line, read_metrics
 
 # Dense bf16 tensor-core peak per device (vendor datasheets, without sparsity).
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 70e12,
@@ -45,10 +48,10 @@ def finite_or_none(value: float) -> float | None:
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON object per event, each with "tokens" and "step"), and the experiment trackers the
-    config names, through accelerate's tracking API (`accelerator.log`, scalars keyed by tokens).
+    """metrics.jsonl (one event of stablecpt.formats.metrics per line), and the experiment trackers the config
+    names, through accelerate's tracking API (`accelerator.log`, scalars keyed by tokens).
 
-    Only the main process writes. On resume, lines after the resumed step are dropped: they are re-done.
+    Only the main process writes. On resume, events after the resumed step are dropped: they are re-done.
     """
 
     def __init__(self, output_dir: Path, enabled: bool, resumed_step: int | None, accelerator=None,
@@ -59,26 +62,23 @@ class MetricsLog:
         if not enabled:
             return
         if resumed_step is not None and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resumed_step]
-            tmp = self.path.with_name(".metrics.jsonl.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            tmp.replace(self.path)
+            kept = [event for event in read_metrics(self.path) if event.step <= resumed_step]
+            atomic_write_text(self.path, "".join(event_line(event) for event in kept))
         elif self.path.exists():
             self.path.unlink()
         self._fh = self.path.open("a", encoding="utf-8")
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, event: Event) -> None:
         if not self.enabled:
             return
-        self._fh.write(json.dumps(record) + "\n")
+        self._fh.write(event_line(event))
         self._fh.flush()
         if self.accelerator is not None:
-            scalars = {key: value for key, value in _flatten(record)
+            scalars = {key: value for key, value in _flatten(dump_record(event))
                        if key not in ("step", "tokens") and isinstance(value, int | float)
                        and not isinstance(value, bool)}
             if scalars:
-                self.accelerator.log(scalars, step=record["tokens"])
+                self.accelerator.log(scalars, step=event.tokens)
 
     def close(self) -> None:
         if self.enabled:

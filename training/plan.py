@@ -72,11 +72,12 @@ def check_local_version(cfg: TrainConfig, world_size: int) -> str | None:
     Reads manifest.json and the epoch plans (no hashing): the same sequence count the run's loader computes.
     """
     from stablecpt.training.loader import PackedLoader
-    from stablecpt.training.shards import open_version
+
+    from stablecpt.formats.version import open_version
 
     if not (cfg.shards / "manifest.json").is_file():
         return None
-    loader = PackedLoader(open_version(cfg.shards, verify=False), cfg.seq_len, cfg.micro_batch_size,
+    loader = PackedLoader(open_version(cfg.shards, "none"), cfg.seq_len, cfg.micro_batch_size,
                           cfg.grad_accumulation, world_size=world_size, order=cfg.data.order, seed=cfg.data.seed)
     steps = cfg.total_steps(world_size)
     loader.check_budget(steps)  # UserError, one line, when it does not fit
