@@ -130,6 +130,8 @@ class Finalise(PipelineStep):
         from stablecpt import __version__
 
         output_dir = Path(self.output_dir)
+        for _ in data or ():  # the steps before this one (the run summary) run first
+            pass
         counts = account(output_dir, Path(self.counts_dir), self.sources)
         write_empty_tables(output_dir)
         files = data_files(output_dir)
