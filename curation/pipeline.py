@@ -345,15 +345,16 @@ def _remove_leftovers(output_dir: Path) -> None:
 COUNTED_STAGES = ("filter", "final")  # stages whose first block reads documents one by one: counted
 
 
-def _expected_documents(stage: str, work: Path) -> int | None:
+def _expected_documents(cfg: CurateConfig, stage: str, work: Path) -> int | None:
     """How many documents a counted stage will read, where an earlier stage has counted them: every record
     (the `ids` stage's record files) for the filter stage, the survivors for the final stage."""
     import pyarrow.parquet as pq
 
+    if stage == "filter" and (not cfg.reading.check_duplicate_ids
+                              or any(s.format == "embedded" for s in cfg.sources)):
+        return None  # the ids stage did not read every source (it skips embedded ones)
     folder = work / ("ids/records" if stage == "filter" else "survivors")
     files = [p for p in folder.glob("*.parquet") if not p.name.startswith(".")] if folder.is_dir() else []
-    if stage == "filter" and not files:
-        return None  # no ids stage (embedded sources only, or reading.check_duplicate_ids: false)
     return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
 
 
@@ -382,7 +383,7 @@ def _run_stages(cfg: CurateConfig, stages: list[Stage], progress: str = "auto") 
             if cfg.executor.kind == "slurm":
                 previous = executor  # submitted together at the end, each job depending on the one before
                 continue
-            expected = _expected_documents(stage.name, work) if counted else None
+            expected = _expected_documents(cfg, stage.name, work) if counted else None
             with (StageDisplay(stage.name, logging_dir, stage.tasks, counted, expected, mode, console,
                                poll=0.5 if not cluster else 5.0),
                   datatrove_console_to(logging_dir / "console.log")):

@@ -17,10 +17,9 @@ from typing import Any
 from stablecpt.curation.config import FILTER_CLASS_NAMES, FILTER_ORDER, FiltersConfig
 
 DEDUP_REASONS = ("exact_duplicate", "minhash_duplicate")
-HELDOUT = "heldout"
 
-# (filter, datatrove reason) -> (parameter, how to relax it). Every Gopher threshold can also be null: that
-# switches the one rule off (datatrove tests each with `if self.<parameter> and ...`).
+# (filter, datatrove reason) -> (parameter, how to relax it). A threshold datatrove types `X | None` can also be
+# null: that switches the one rule off (datatrove tests each with `if self.<parameter> and ...`).
 RELAXING: dict[tuple[str, str], tuple[str, str]] = {
     ("language", "low_score"): ("language_threshold", "lower"),
     ("gopher_repetition", "dup_para_frac"): ("dup_para_frac", "raise"),
@@ -83,16 +82,25 @@ def relaxing_parameter(step: str, reason: str) -> tuple[str, str] | None:
     return None
 
 
+def _parameter(step: str, parameter: str) -> inspect.Parameter:
+    import datatrove.pipeline.filters
+
+    cls = getattr(datatrove.pipeline.filters, FILTER_CLASS_NAMES[step])
+    return inspect.signature(cls.__init__).parameters[parameter]
+
+
 def current_value(filters: FiltersConfig, step: str, parameter: str) -> Any:
     """The value in force: the config's `params`, else the datatrove constructor's default."""
     params = getattr(filters, step).params
     if parameter in params:
         return params[parameter]
-    import datatrove.pipeline.filters
-
-    cls = getattr(datatrove.pipeline.filters, FILTER_CLASS_NAMES[step])
-    default = inspect.signature(cls.__init__).parameters[parameter].default
+    default = _parameter(step, parameter).default
     return None if default is inspect.Parameter.empty else default
+
+
+def nullable(step: str, parameter: str) -> bool:
+    """Whether datatrove takes None for the parameter (for its thresholds: None switches that one rule off)."""
+    return "None" in str(_parameter(step, parameter).annotation)
 
 
 def _yaml_list(items: list[str]) -> str:
@@ -117,12 +125,11 @@ def remedy(step: str, reasons: list[str], scope: str, name: str, filters: Filter
             if key is None or key in keys:
                 continue
             now = current_value(filters, step, found[0])
-            parts.append(f"{found[1]} {key} (now {now!r})")
+            off = "; null turns the rule off" if nullable(step, found[0]) else ""
+            parts.append(f"{found[1]} {key} (now {now!r}{off})")
             keys.append(key)
         relax = " and ".join(parts)
         notes = [NOTES[step, datatrove_reason(r)] for r in reasons if (step, datatrove_reason(r)) in NOTES]
-        if relax and step.startswith("gopher"):
-            relax += " (null turns a rule off)"
         exempt_key = f"filters.{step}.exempt_{'sources' if scope == 'source' else 'domains'}"
         listed = list(getattr(getattr(filters, step), exempt_key.rsplit(".", 1)[1]))
         exempt = f"exempt the {scope} with {exempt_key}: {_yaml_list(listed + [name])}"

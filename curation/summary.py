@@ -28,7 +28,8 @@ from stablecpt.curation.config import FILTER_CLASS_NAMES, FILTER_ORDER, CurateCo
 
 from stablecpt.core.files import atomic_write_json, read_json_object
 
-from .remedies import HELDOUT, datatrove_reason, remedy, step_of
+from .blocks.marks import DROP_REASON, HELDOUT
+from .remedies import datatrove_reason, remedy, step_of
 
 SUMMARY = "summary.json"
 TOP_REASONS = 3  # drop reasons shown per row of the table
@@ -142,8 +143,9 @@ def keep_warning(outcome: Outcome, scope: str, cfg: CurateConfig) -> KeepWarning
 
 def summarise(counts: Counter, cfg: CurateConfig) -> Summary:
     sources, domains = outcomes(counts, cfg)
-    warnings = [w for scope, group in (("source", sources), ("domain", domains)) for o in group
-                if (w := keep_warning(o, scope, cfg)) is not None]
+    # a domain of one source would repeat that source's warning
+    warnings = [w for scope, group in (("source", sources), ("domain", [d for d in domains if len(d.sources) > 1]))
+                for o in group if (w := keep_warning(o, scope, cfg)) is not None]
     return Summary(cfg.summary.min_kept_share, sources, domains, warnings)
 
 
@@ -215,6 +217,4 @@ class RunSummary(PipelineStep):
 
 def counts_of(documents: Iterable) -> Counter:
     """{(source, drop_reason): documents} of documents that went through the blocks (the preview)."""
-    from .blocks import marks
-
-    return Counter((d.metadata.get("source"), d.metadata.get(marks.DROP_REASON)) for d in documents)
+    return Counter((d.metadata.get("source"), d.metadata.get(DROP_REASON)) for d in documents)

@@ -21,7 +21,8 @@ from newuser_corpus import disease_records, newuser_config, write_newuser_corpor
 from stablecpt.curation.config import FILTER_CLASS_NAMES, CurateConfig
 from stablecpt.curation.preview import preview
 from stablecpt.curation.remedies import EMPTY, PATTERNED, RELAXING
-from stablecpt.curation.summary import SUMMARY
+from stablecpt.curation.scoring.heldout_eval import HeldoutSample
+from stablecpt.curation.summary import SUMMARY, summarise
 
 from stablecpt.cli import main
 from stablecpt.core.config import validate
@@ -180,3 +181,39 @@ def test_every_datatrove_reason_has_its_parameter():
     mapped = {(step, reason) for step, reason in RELAXING}
     assert all(reason in _filter_reasons(getattr(datatrove.pipeline.filters, FILTER_CLASS_NAMES[step]))
                for step, reason in mapped if step != "language")  # nothing mapped that datatrove never returns
+
+
+def test_warnings_for_other_steps_and_what_counts_as_kept(tmp_path):
+    cfg = validate({"output_dir": str(tmp_path / "x"),
+                    "sources": [{"name": "notes", "uri": "n.jsonl", "domain": "medical", "category": "web"},
+                                {"name": "forum", "uri": "f.jsonl", "domain": "medical", "category": "web"},
+                                {"name": "news", "uri": "w.jsonl", "domain": "general", "category": "web"},
+                                {"name": "empty", "uri": "e.jsonl", "domain": "general", "category": "web"}],
+                    "filters": {"language": {"params": {"languages": ["en"]}, "exempt_sources": ["news"]}}},
+                   CurateConfig, "t")
+    counts = Counter({("notes", None): 10, ("notes", "heldout"): 15, ("notes", "exact_duplicate"): 75,
+                      ("forum", None): 5, ("forum", "language:other:fr"): 90, ("forum", "bad_record:too_large"): 5,
+                      ("news", None): 90, ("news", "minhash_duplicate"): 10})
+    summary = summarise(counts, cfg)
+    shares = {o.name: o.kept_share for o in summary.sources}
+    assert shares == {"notes": 0.25, "forum": 0.05, "news": 0.9, "empty": None}  # held out counts as kept
+    by_name = {w.name: w for w in summary.warnings}
+    assert set(by_name) == {"forum", "empty", "medical"}  # notes keeps 25%; news and general are fine
+    assert by_name["forum"].step == "language" and by_name["forum"].reason == "language:other:fr"
+    assert "add the language to filters.language.params.languages (now ['en']" in by_name["forum"].message
+    assert "filters.language.exempt_sources: [news, forum]" in by_name["forum"].message  # the list as it would be
+    assert "no documents were read" in by_name["empty"].message
+    medical = by_name["medical"]  # 20 + 5 kept of 200
+    assert medical.kept_share == pytest.approx(0.15) and medical.step == "language"
+    only_dedup = summarise(Counter({("notes", None): 1, ("notes", "exact_duplicate"): 9}), cfg)
+    assert "dedup.source_priority" in next(w for w in only_dedup.warnings if w.name == "notes").message
+
+
+def test_heldout_sample_is_bounded_and_the_same_in_any_order():
+    docs = [(f"s/{i}", f"text {i}") for i in range(200)]
+    forward, backward = HeldoutSample(limit=20), HeldoutSample(limit=20)
+    for doc_id, text in docs + docs:  # read twice, as each scorer's training does
+        forward.offer("reference", doc_id, text)
+    for doc_id, text in reversed(docs):
+        backward.offer("reference", doc_id, text)
+    assert forward.texts("reference") == backward.texts("reference") and len(forward.texts("reference")) == 20
