@@ -55,6 +55,10 @@ def _sources(args: argparse.Namespace) -> int:
 def _train_scorer(args: argparse.Namespace) -> int:
     import time
 
+    from stablecpt.curation.progress import library_bars_off_unless_terminal
+
+    library_bars_off_unless_terminal()  # before datatrove or datasets is imported
+
     from stablecpt.curation.scoring.config import TrainScorersConfig
     from stablecpt.curation.scoring.train import train_scorer
 
@@ -107,6 +111,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 def _run(args: argparse.Namespace) -> int:
     import sys
 
+    from stablecpt.curation.progress import library_bars_off_unless_terminal
+
+    library_bars_off_unless_terminal()  # before datatrove or datasets is imported
     from stablecpt.curation.config import CurateConfig
     from stablecpt.curation.outputs import MANIFEST, AccountingError
     from stablecpt.curation.pipeline import run_curation

@@ -191,9 +191,9 @@ class StageDisplay:
 
         if self.counted:
             return tqdm(total=self.expected, initial=self.baseline, unit="doc", desc=f"curate {self.stage}",
-                        file=self.console, dynamic_ncols=True, smoothing=0.1)
+                        file=self.console, dynamic_ncols=True, smoothing=0.1, disable=False)
         return tqdm(total=self.tasks, initial=len(self.done_before), unit="task", desc=f"curate {self.stage}",
-                    file=self.console, dynamic_ncols=True)
+                    file=self.console, dynamic_ncols=True, disable=False)
 
     def _update_bar(self, now: Snapshot) -> None:
         value = now.documents if self.counted else now.completed
@@ -354,3 +354,20 @@ def datatrove_warnings_only() -> Iterator[None]:
         yield
     finally:
         setup_default_logger()
+
+
+BAR_SWITCHES = ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
+
+
+def library_bars_off_unless_terminal() -> None:
+    """Off a terminal (a log file, CI), the tqdm bars of the libraries underneath (datatrove's MinHash stage,
+    Hugging Face datasets and hub) would fill the log with carriage returns: their own environment switches turn
+    them off, unless the user set them. They are read when those libraries are imported, so a command calls this
+    first; worker processes inherit them. Our own bar (StageDisplay, terminals only) passes disable=False."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    if isatty is not None and isatty():
+        return
+    for name in BAR_SWITCHES:
+        os.environ.setdefault(name, "1")
+    if "datasets" in sys.modules:  # imported already: its switch was read
+        sys.modules["datasets"].disable_progress_bars()

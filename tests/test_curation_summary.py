@@ -66,13 +66,20 @@ def test_preview_names_the_filter_reason_and_key_that_emptied_a_domain(corpora, 
     assert f"source 'diseases' (medical) keeps 0 of {N} documents (0.0%, below 20%)" in diseases
     assert "gopher_quality (datatrove GopherQualityFilter)" in diseases
     assert "gopher_below_alpha_threshold 15, gopher_too_many_bullets 15" in diseases
-    assert "lower filters.gopher_quality.params.max_non_alpha_words_ratio (now 0.8)" in diseases
-    assert "raise filters.gopher_quality.params.max_bullet_lines_ratio (now 0.9)" in diseases
+    assert "lower filters.gopher_quality.params.max_non_alpha_words_ratio (now 0.8; null turns the rule off)" \
+        in diseases
+    assert "raise filters.gopher_quality.params.max_bullet_lines_ratio (now 0.9;" in diseases
     assert "filters.gopher_quality.exempt_sources: [diseases]" in diseases
     assert "mostly gopher_below_alpha_threshold 30:" in genes and "gopher_too_many_bullets" not in genes
     assert "exempt_sources: [genes]" in genes and "punctuation tokens as words" in genes
     assert "domain 'medical'" in medical and "filters.gopher_quality.exempt_domains: [medical]" in medical
     assert len(err.splitlines()) == 3  # the warnings, no datatrove log lines
+
+
+def test_preview_needs_a_positive_count(corpora, capsys):
+    assert main(["curate", "run", "--config", _write(corpora, "zero"), "--preview", "0"]) == 2
+    assert capsys.readouterr().err.strip() == ("stablecpt: error: --preview 0: give a number of documents per "
+                                               "source, at least 1")
 
 
 def test_following_the_warnings_keys_keeps_the_documents(corpora):
@@ -149,6 +156,8 @@ def test_console_shows_progress_not_datatrove_logs(cli_run):
     assert "Launching pipeline for rank=0" in task_log
     assert "All 2 tasks" in (logs / "filter" / "console.log").read_text()  # the executor's stats, off the console
     assert json.loads((logs / "filter" / "progress" / "00001.json").read_text())["done"] is True
+    # off a terminal the libraries' own tqdm bars (datatrove's MinHash clustering) are off: no carriage returns
+    assert not [p for p in logs.rglob("*.log") if "\r" in p.read_text()]
 
 
 def test_curate_progress_reads_where_a_run_stands(corpora, cli_run, capsys):
