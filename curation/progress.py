@@ -105,16 +105,15 @@ class Snapshot:
     documents: int | None  # None: the stage counts no documents
 
 
-def _task_documents(folder: Path, since: float | None = None) -> dict[int, int]:
-    """{rank: documents} from a stage's progress files (those written after `since`, a time.time())."""
+def _task_progress(folder: Path) -> dict[int, tuple[int, float]]:
+    """{rank: (documents, seconds)} from a stage's progress files."""
     out = {}
     for path in folder.glob("*.json") if folder.is_dir() else ():
         if path.name.startswith(".") or not path.stem.isdigit():
             continue
         try:
-            if since is not None and path.stat().st_mtime < since:
-                continue
-            out[int(path.stem)] = int(json.loads(path.read_text())["documents"])
+            record = json.loads(path.read_text())
+            out[int(path.stem)] = (int(record["documents"]), float(record.get("seconds", 0)))
         except (OSError, ValueError, KeyError, TypeError):
             continue  # replaced while read: the next poll sees it
     return out
@@ -127,7 +126,7 @@ def completed_ranks(logging_dir: Path) -> set[int]:
 
 def snapshot(logging_dir: Path, tasks: int, counted: bool) -> Snapshot:
     done = completed_ranks(logging_dir)
-    documents = sum(_task_documents(logging_dir / PROGRESS_DIR).values()) if counted else None
+    documents = sum(n for n, _ in _task_progress(logging_dir / PROGRESS_DIR).values()) if counted else None
     return Snapshot(tasks, len(done), documents)
 
 
@@ -151,16 +150,19 @@ class StageDisplay:
     def _start_state(self) -> None:
         self.started = time.time()
         self.done_before = completed_ranks(self.logging_dir)
-        progress = _task_documents(self.logging_dir / PROGRESS_DIR)
-        self.baseline = sum(n for rank, n in progress.items() if rank in self.done_before)
+        progress = _task_progress(self.logging_dir / PROGRESS_DIR)
+        self.baseline = sum(n for rank, (n, _) in progress.items() if rank in self.done_before)
+        # what an unfinished task of an earlier run left: ignored until the task, started again, rewrites it (by
+        # content, not time: clocks of the nodes and the file server need not agree)
+        self.stale = {rank: record for rank, record in progress.items() if rank not in self.done_before}
 
     def _current(self) -> Snapshot:
         done = completed_ranks(self.logging_dir)
         if not self.counted:
             return Snapshot(self.tasks, len(done), None)
-        # a task that did not finish earlier restarts from 0: its old file is ignored until rewritten
-        fresh = _task_documents(self.logging_dir / PROGRESS_DIR, since=self.started - 1)
-        documents = self.baseline + sum(n for rank, n in fresh.items() if rank not in self.done_before)
+        progress = _task_progress(self.logging_dir / PROGRESS_DIR)
+        documents = self.baseline + sum(record[0] for rank, record in progress.items()
+                                        if rank not in self.done_before and record != self.stale.get(rank))
         return Snapshot(self.tasks, len(done), documents)
 
     def _line(self, now: Snapshot, final: bool) -> str:
