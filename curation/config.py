@@ -168,6 +168,12 @@ class ExecutorConfig(StrictModel):
     options: dict[str, Any] = {}
 
 
+class SummaryConfig(StrictModel):
+    # A source or domain keeping less than this share of its input (kept + held out) gets a warning naming the
+    # filter responsible and the config key that relaxes or exempts it (curation/summary.py).
+    min_kept_share: float = Field(0.2, ge=0, le=1)
+
+
 class CurateConfig(StrictModel):
     output_dir: Path
     sources: list[SourceSpec] = Field(min_length=1)
@@ -179,6 +185,7 @@ class CurateConfig(StrictModel):
     scoring: ScoringConfig = ScoringConfig()
     decontamination: DecontamConfig = DecontamConfig(enabled=False)
     executor: ExecutorConfig = ExecutorConfig()
+    summary: SummaryConfig = SummaryConfig()  # the kept-share table and warnings at the end of a run
 
     @model_validator(mode="after")
     def _names(self) -> CurateConfig:

@@ -135,6 +135,8 @@ class Finalise(PipelineStep):
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         output_dir = Path(self.output_dir)
+        for _ in data or ():  # the steps before this one (the run summary) run first
+            pass
         counts = account(output_dir, Path(self.counts_dir), self.sources)
         write_empty_tables(output_dir)
         write_manifest(output_dir, self.config, self.inputs, counts, self.scorers)

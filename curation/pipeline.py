@@ -10,7 +10,8 @@ finished tasks):
   dedup_keep      datatrove MinHash stage 3 (clusters) -> the keep rule over all tasks (one task)
   final           survivors -> dedup decisions -> decontamination -> held-out split -> scorers
                   -> documents, heldout, excluded, attributes
-  manifest        accounting check -> manifest.json (one task, last)
+  manifest        summary.json (kept share per source and domain, top drop reasons, warnings) -> accounting
+                  check -> manifest.json (one task, last)
 
 The launching process holds the run folder's lock (stablecpt.core.locks) for the whole run, and the local
 executor's worker processes die with it, so a killed run leaves nothing running that a rerun could meet.
@@ -68,6 +69,7 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
     from .filters import enabled_filters
     from .inputs import input_fingerprint
     from .outputs import Finalise
+    from .summary import RunSummary
     from .wiring import decontamination_block, scorer_blocks
 
     out = str(cfg.output_dir)
@@ -113,8 +115,9 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
               *scorers, DecisionRecorder(out, "final", final=True)]
     stages.append(Stage("final", final, tasks))
     inputs = inputs if inputs is not None else {s.name: input_fingerprint(s) for s in cfg.sources}
-    stages.append(Stage("manifest", [Finalise(out, f"{work}/counts", [s.name for s in cfg.sources], config_json,
-                                              inputs, scorer_infos)], 1))
+    stages.append(Stage("manifest", [RunSummary(out, cfg), Finalise(out, f"{work}/counts",
+                                                                    [s.name for s in cfg.sources], config_json,
+                                                                    inputs, scorer_infos)], 1))
     return stages
 
 
@@ -218,25 +221,39 @@ def _watch_forks_of_this_process() -> None:
 class DyingWithLauncherExecutor(LocalPipelineExecutor):
     """datatrove's LocalPipelineExecutor whose worker processes die with the process that launched them:
     after a kill -9 of a run they would otherwise finish their tasks (colliding with a rerun's) and then wait
-    forever for more."""
+    forever for more.
 
-    def __init__(self, *args, **kwargs):
+    Its console output stays off the console: with `console_log`, a pool worker sends its stderr there (the
+    launcher does the same around `run()`, curation.progress), and every task logs as datatrove's "local rank
+    >= 1" does: errors only on stderr, everything in its task log (`<logging_dir>/logs/task_<rank>.log`).
+    datatrove uses the local rank for nothing else."""
+
+    def __init__(self, *args, console_log: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.launcher_pid = os.getpid()
+        self.console_log = console_log
         _watch_forks_of_this_process()
 
     def _launch_run_for_rank(self, rank: int, ranks_q, completed=None, completed_lock=None):
         if os.getpid() != self.launcher_pid:  # a pool worker (workers > 1)
             die_with(self.launcher_pid)
+            if self.console_log:
+                from .progress import datatrove_console_to_for_good
+
+                datatrove_console_to_for_good(self.console_log)
         return super()._launch_run_for_rank(rank, ranks_q, completed, completed_lock)
 
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1):
+        return super()._run_for_rank(rank, local_rank + 1 if self.console_log else local_rank, node_rank)
 
-def make_executor(executor: ExecutorConfig, stage: Stage, logging_dir: str, depends=None):
+
+def make_executor(executor: ExecutorConfig, stage: Stage, logging_dir: str, depends=None,
+                  console_log: str | None = None):
     options = dict(executor.options)
     if executor.kind == "local":
         return DyingWithLauncherExecutor(stage.pipeline, tasks=stage.tasks,
                                          workers=min(executor.workers, stage.tasks), logging_dir=logging_dir,
-                                         skip_completed=True, **options)
+                                         skip_completed=True, console_log=console_log, **options)
     if executor.kind == "slurm":
         from datatrove.executor import SlurmPipelineExecutor
 
@@ -278,11 +295,17 @@ def config_as_json(cfg: CurateConfig) -> dict:
     return json.loads(cfg.model_dump_json())
 
 
-def run_curation(cfg: CurateConfig, restart: bool = False) -> Path:
+def run_curation(cfg: CurateConfig, restart: bool = False, progress: str = "auto") -> Path:
     """Run (or resume) the curation stage; returns the run folder. Complete once manifest.json exists.
 
     The run folder is locked for the whole call: a second run of it is refused with one line naming the
-    holder. With the Slurm executor the lock covers the submission only (docs/curation.md, "Locks")."""
+    holder. With the Slurm executor the lock covers the submission only (docs/curation.md, "Locks").
+    `progress`: "auto" (a bar per stage on a terminal, plain lines otherwise), "bar", "lines" or "off", on
+    stderr; datatrove's own log goes to `.work/logs/<stage>/` (curation.progress)."""
+    from .progress import MODES
+
+    if progress not in MODES:
+        raise ValueError(f"progress must be one of {', '.join(MODES)}, got {progress!r}")
     from .inputs import input_fingerprint
 
     config_json = config_as_json(cfg)
@@ -296,7 +319,7 @@ def run_curation(cfg: CurateConfig, restart: bool = False) -> Path:
         stages = build_stages(cfg, config_json, inputs)  # validates everything before the folder is claimed
         _claim_output_dir(cfg, config_json, inputs)
         _remove_leftovers(cfg.output_dir)
-        _run_stages(cfg, stages)
+        _run_stages(cfg, stages, progress)
     return cfg.output_dir
 
 
@@ -319,23 +342,55 @@ def _remove_leftovers(output_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _run_stages(cfg: CurateConfig, stages: list[Stage]) -> None:
-    logs = cfg.output_dir / WORK_DIR / "logs"
+COUNTED_STAGES = ("filter", "final")  # stages whose first block reads documents one by one: counted
+
+
+def _expected_documents(cfg: CurateConfig, stage: str, work: Path) -> int | None:
+    """How many documents a counted stage will read, where an earlier stage has counted them: every record
+    (the `ids` stage's record files) for the filter stage, the survivors for the final stage."""
+    import pyarrow.parquet as pq
+
+    if stage == "filter" and (not cfg.reading.check_duplicate_ids
+                              or any(s.format == "embedded" for s in cfg.sources)):
+        return None  # the ids stage did not read every source (it skips embedded ones)
+    folder = work / ("ids/records" if stage == "filter" else "survivors")
+    files = [p for p in folder.glob("*.parquet") if not p.name.startswith(".")] if folder.is_dir() else []
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+
+
+def _run_stages(cfg: CurateConfig, stages: list[Stage], progress: str = "auto") -> None:
+    from .progress import StageDisplay, console_stream, datatrove_console_to, resolve_mode, with_counter
+
+    work = cfg.output_dir / WORK_DIR
+    logs = work / "logs"
+    cluster = cfg.executor.kind != "local"
     if cfg.executor.kind == "ray":
         import ray
 
-        if not ray.is_initialized():
-            ray.init(address=cfg.executor.options.get("address"), ignore_reinit_error=True)
+        if not ray.is_initialized():  # workers' output stays in Ray's session logs, not the driver's console
+            ray.init(address=cfg.executor.options.get("address"), ignore_reinit_error=True, log_to_driver=False)
     previous = None
-    for stage in stages:
-        executor = make_executor(cfg.executor, stage, str(logs / stage.name), depends=previous)
-        if cfg.executor.kind == "slurm":
-            previous = executor  # submitted together at the end, each job depending on the one before
-            continue
-        executor.run()
-        incomplete = executor.get_incomplete_ranks()
-        if incomplete:
-            raise RuntimeError(f"curation stage '{stage.name}': tasks {incomplete} did not complete; "
-                               f"see {logs / stage.name}/logs; rerun to retry only those")
+    with console_stream() as console:
+        mode = resolve_mode(progress, console)
+        for stage in stages:
+            logging_dir = logs / stage.name
+            counted = stage.name in COUNTED_STAGES
+            if counted:
+                stage = Stage(stage.name, with_counter(stage.pipeline, logging_dir / "progress",
+                                                       30.0 if cluster else 1.0), stage.tasks)
+            executor = make_executor(cfg.executor, stage, str(logging_dir), depends=previous,
+                                     console_log=str(logging_dir / "console.log"))
+            if cfg.executor.kind == "slurm":
+                previous = executor  # submitted together at the end, each job depending on the one before
+                continue
+            expected = _expected_documents(cfg, stage.name, work) if counted else None
+            with (StageDisplay(stage.name, logging_dir, stage.tasks, counted, expected, mode, console,
+                               poll=0.5 if not cluster else 5.0),
+                  datatrove_console_to(logging_dir / "console.log")):
+                executor.run()
+            incomplete = executor.get_incomplete_ranks()
+            if incomplete:
+                raise RuntimeError(f"curation stage '{stage.name}': tasks {incomplete} did not complete; "
+                                   f"see {logs / stage.name}/logs; rerun to retry only those")
     if cfg.executor.kind == "slurm":
         previous.run()
