@@ -8,12 +8,12 @@ other web source is the rest of Lee; GitHub is pystdlib; Wikipedia, Books, ArXiv
 the embedded Wikipedia's paragraphs (no embedded corpus of those kinds ships: the layout is what is tested).
 Toy-only settings: the language filter is off (its fastText model is a download), the Gopher rules exempt
 the short medical definitions (as the demo does), no fastText scorer and no decontamination (the shard
-specs rank by KenLM only), exact dedup only (MinHash costs the fixture most of its time), one local task.
+specs rank by KenLM only), exact dedup only (no spec depends on near duplicates), one local task. Most of the
+fixture's time is datatrove's word tokenizer loading once per process (its first word filter pays it).
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -41,8 +41,8 @@ def _paragraphs(n_docs: int) -> list[dict]:
     return out
 
 
-def toy_inputs(root: Path) -> dict[str, tuple[Path, dict]]:
-    """source name -> (JSON lines file, SourceSpec overrides)."""
+def toy_inputs(root: Path) -> tuple[dict[str, Path], list[str]]:
+    """(source name -> its JSON lines file, the KenLM's reference texts)."""
     hpo = embedded_slice("hpo", 1200)
     icd = embedded_slice("icd10cm", 10)
     lee = embedded_slice("lee", 120)
@@ -55,19 +55,14 @@ def toy_inputs(root: Path) -> dict[str, tuple[Path, dict]]:
         "rp_wikipedia": paras[0::4], "rp_books": paras[1::4], "rp_arxiv": paras[2::4],
         "rp_stackexchange": paras[3::4],
     }
-    out = {}
-    for name, records in by_source.items():
-        path = write_jsonl(root / f"{name}.jsonl", records)
-        out[name] = (path, {})
-    reference = [d["text"] for d in hpo[300:]]  # the KenLM's medical reference: HPO text not in the pool
-    out["_reference"] = (write_jsonl(root / "reference.jsonl", [{"text": t} for t in reference]), {})
-    return out
+    files = {name: write_jsonl(root / f"{name}.jsonl", records) for name, records in by_source.items()}
+    return files, [d["text"] for d in hpo[300:]]  # the reference: HPO text not in the pool
 
 
-def toy_curation_config(root: Path, kenlm_dir: Path, inputs: dict) -> CurateConfig:
+def toy_curation_config(root: Path, kenlm_dir: Path, inputs: dict[str, Path]) -> CurateConfig:
     data = yaml.safe_load((PAPER / "curate_slurm.yaml").read_text())
     for source in data["sources"]:
-        source["uri"] = str(inputs[source["name"]][0])
+        source["uri"] = str(inputs[source["name"]])
         source.pop("streaming", None)
         source.pop("limit", None)
         source.pop("split", None)
@@ -83,8 +78,7 @@ def toy_curation_config(root: Path, kenlm_dir: Path, inputs: dict) -> CurateConf
 
 
 def make_toy_run(root: Path) -> Path:
-    inputs = toy_inputs(root / "inputs")
-    reference = [json.loads(line)["text"] for line in inputs.pop("_reference")[0].read_text().splitlines()]
+    inputs, reference = toy_inputs(root / "inputs")
     train_kenlm(reference, root / "kenlm", order=3, min_count=2)
     return run_curation(toy_curation_config(root, root / "kenlm", inputs))
 
