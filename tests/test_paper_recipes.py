@@ -5,6 +5,7 @@ its shipped launch line; and each Table 1 / Fig. 4 row is the run the paper desc
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -39,8 +40,13 @@ def toy_run(tmp_path_factory) -> Path:
 def built(toy_run, tiny_model_dir, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
     """Every paper shard spec, scaled and built once on the toy run: name -> (version folder, manifest)."""
     out = tmp_path_factory.mktemp("paper-shards")
-    return {name: build_version(toy_spec(path, toy_run, tiny_model_dir, out), log=quiet)
-            for name, path in SHARD_SPECS.items()}
+    return {name: build(toy_spec(path, toy_run, tiny_model_dir, out)) for name, path in SHARD_SPECS.items()}
+
+
+def build(spec: ShardsConfig) -> tuple[Path, dict]:
+    """Build a version; its manifest as written on disk (docs/shard-format.md)."""
+    version, _ = build_version(spec, log=quiet)
+    return version, json.loads((version / "manifest.json").read_text())
 
 
 def ids(version: Path) -> set[str]:
@@ -88,9 +94,9 @@ def test_random_5b_samples_within_the_50b_medical_corpus(built, toy_run, tiny_mo
     path = SHARD_SPECS["paper-random5b-x5"]
     unrestricted = toy_spec(path, toy_run, tiny_model_dir, tmp_path / "a", selection={
         "domain": "medical", "score": "random", "tokens": scaled(5 * B)})
-    assert ids(build_version(unrestricted, log=quiet)[0]) - corpus
+    assert ids(build(unrestricted)[0]) - corpus
     # deterministic: the same spec on the same run is the same version, byte for byte
-    again = build_version(toy_spec(path, toy_run, tiny_model_dir, tmp_path / "b"), log=quiet)[1]
+    again = build(toy_spec(path, toy_run, tiny_model_dir, tmp_path / "b"))[1]
     assert again["fingerprint"] == manifest["fingerprint"]
 
 
