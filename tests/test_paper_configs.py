@@ -105,3 +105,10 @@ def test_shards_dry_run_from_the_command_line(capsys):
     assert main(["shards", "build", "--config", str(PAPER / "shards_replay10.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "replay_per_epoch           500,000,000" in out and "tokens_all_epochs          20,000,000,000" in out
+
+
+def test_shards_dry_run_shows_the_random_control_s_pre_cut(capsys):
+    from stablecpt.cli import main
+
+    assert main(["shards", "build", "--config", str(PAPER / "shards_random5b_x5.yaml"), "--dry-run"]) == 0
+    assert "medical by random within the top 50,000,000,000 tokens by kenlm_perplexity" in capsys.readouterr().out
