@@ -41,7 +41,7 @@ def _minhash_config(cfg: CurateConfig):
 
 
 def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | None = None) -> list[Stage]:
-    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCluster
 
     from .blocks.dedup import (
         DedupDecisionApplier,
@@ -55,7 +55,7 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
     from .blocks.reading import SourcesReader
     from .blocks.recording import DecisionRecorder
     from .blocks.verdicts import Verdict
-    from .filters import enabled_filters
+    from .filters import filter_blocks, signature_block
     from .inputs import input_fingerprint
     from .outputs import Finalise
     from .wiring import decontamination_block, scorer_blocks
@@ -70,8 +70,7 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
     # Built here, in the launching process: a missing path or a bad filter parameter stops the run now.
     reader = SourcesReader(list(cfg.sources), cfg.reading.max_document_bytes, f"{work}/counts",
                            cfg.reading.max_logged_bad_records)
-    filters = [Verdict(name, block, **_exemptions(getattr(cfg.filters, name)))
-               for name, block in enabled_filters(cfg.filters)]
+    filters = filter_blocks(cfg.filters, cfg.engine)
     scorers, scorer_infos = scorer_blocks(cfg.scoring)
     decontam = decontamination_block(cfg.decontamination)
 
@@ -80,7 +79,7 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
     if dedup:
         first.append(DedupKeyRecorder(f"{work}/dedup/keys", cfg.source_rank()))
     if minhash:
-        first.append(MinhashDedupSignature(f"{work}/minhash/signatures", config=mh_config))
+        first.append(signature_block(f"{work}/minhash/signatures", mh_config, cfg.engine))
     stages = [Stage("filter", first, tasks)]
     if minhash:
         stages.append(Stage("minhash_buckets", [MinhashDedupBuckets(
@@ -104,11 +103,6 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
     stages.append(Stage("manifest", [Finalise(out, f"{work}/counts", [s.name for s in cfg.sources], config_json,
                                               inputs, scorer_infos)], 1))
     return stages
-
-
-def _exemptions(step) -> dict:
-    return {"exempt_sources": step.exempt_sources, "exempt_domains": step.exempt_domains,
-            "exempt_categories": step.exempt_categories}
 
 
 def make_executor(executor: ExecutorConfig, stage: Stage, logging_dir: str, depends=None):
