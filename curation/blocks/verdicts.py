@@ -114,11 +114,11 @@ class FusedVerdicts(PipelineStep):
                         self.stat_update(f"{step.step}/exempt")
                         continue
                     if rule is None:
-                        result = step.block.filter(doc)  # may rewrite doc.text (C4)
+                        result = step.block.filter(doc)
                     else:
-                        if words is None or words.text is not doc.text:
+                        if words is None or words.text is not doc.text:  # C4 rewrites the text
                             words = DocWords(table, doc.text)
-                        result = rule(doc.text, words)
+                        result = rule(doc, words)
                     self.stat_update(f"{step.step}/total")
                     outcome = step.record(doc, result)
                     self.stat_update(f"{step.step}/{outcome}")

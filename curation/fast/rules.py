@@ -1,4 +1,4 @@
-"""datatrove 0.10.1's Gopher repetition, Gopher quality and FineWeb rules, over word ids instead of word strings.
+"""datatrove 0.10.1's Gopher repetition, Gopher quality, C4 and FineWeb rules, over word ids, not word strings.
 
 Each function is its filter's `filter(doc)` rule for rule, in the same order, with the same thresholds (read
 from the datatrove filter object itself, so YAML `params` mean what they mean to datatrove) and the same
@@ -24,7 +24,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+from datatrove.data import Document
+from datatrove.pipeline.filters import (
+    C4QualityFilter,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+)
+from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION, POLICY_SUBSTRINGS
 from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_duplicates
 
 from .words import BASE1, BASE2, MOD1, MOD2, WordTable
@@ -145,7 +152,8 @@ def duplicated_ngram_chars(words: DocWords, n: int) -> int:
     return chars
 
 
-def gopher_repetition(f: GopherRepetitionFilter, text: str, words: DocWords) -> Verdict:
+def gopher_repetition(f: GopherRepetitionFilter, doc: Document, words: DocWords) -> Verdict:
+    text = doc.text
     if not text:
         return False, "empty"
 
@@ -178,7 +186,8 @@ def gopher_repetition(f: GopherRepetitionFilter, text: str, words: DocWords) -> 
     return True
 
 
-def gopher_quality(f: GopherQualityFilter, text: str, words: DocWords) -> Verdict:
+def gopher_quality(f: GopherQualityFilter, doc: Document, words: DocWords) -> Verdict:
+    text = doc.text
     ids = words.ids
     lengths, non_symbol, has_alpha, _, _ = words.table.facts()
     n_words = len(ids)
@@ -227,7 +236,8 @@ def gopher_quality(f: GopherQualityFilter, text: str, words: DocWords) -> Verdic
     return True
 
 
-def fineweb(f: FineWebQualityFilter, text: str, words: DocWords) -> Verdict:
+def fineweb(f: FineWebQualityFilter, doc: Document, words: DocWords) -> Verdict:
+    text = doc.text
     lines = text.split("\n")
     lines = [line for line in lines if line.strip() != ""]
     if len(lines) == 0:
@@ -252,10 +262,50 @@ def fineweb(f: FineWebQualityFilter, text: str, words: DocWords) -> Verdict:
     return True
 
 
+def c4(f: C4QualityFilter, doc: Document, words: DocWords) -> Verdict:
+    """C4QualityFilter.filter with split_paragraph=True (its default; the per-line stats are not kept). Sentences
+    of each kept line are counted from the shared words (WordTable.sentence_count). Rewrites doc.text, as
+    datatrove does."""
+    lines = doc.text.splitlines()
+
+    num_sentences = 0
+    kept_lines = []
+
+    for line in lines:
+        line = line.strip()
+        line_words = line.split()
+        if f.max_word_length != -1 and any(len(word) > f.max_word_length for word in line_words):
+            continue
+        if f.remove_citations:
+            line = CITATION_REGEX.sub("", line)
+        if f.filter_no_terminal_punct and (not line.endswith(END_PUNCTUATION) or line.endswith(ELLIPSIS)):
+            continue
+        if len(line_words) < f.min_words_per_line:
+            continue
+        line_l = line.lower()
+        if f.filter_lorem_ipsum and "lorem ipsum" in line_l:
+            return False, "lorem_ipsum"
+        if f.filter_javascript and "javascript" in line_l:
+            continue
+        if f.filter_curly_bracket and "{" in line:
+            return False, "curly_bracket"
+        if f.filter_policy and any(p in line_l for p in POLICY_SUBSTRINGS):
+            continue
+        if f.min_num_sentences != -1:
+            num_sentences += words.table.sentence_count(line)
+        kept_lines.append(line)
+    if num_sentences < f.min_num_sentences:
+        return False, "too_few_sentences"
+
+    doc.text = "\n".join(kept_lines).strip()
+    return True
+
+
 RULES: dict[type, Callable[..., Verdict]] = {
     GopherRepetitionFilter: gopher_repetition,
     GopherQualityFilter: gopher_quality,
     FineWebQualityFilter: fineweb,
+    C4QualityFilter: c4,
 }
 
 
@@ -270,11 +320,13 @@ def splits_like_the_table(language) -> bool:
     return type(tokenizer) is SpaCyTokenizer and tokenizer.language == "en" and tokenizer.config is None
 
 
-def fast_rule(block) -> Callable[[str, DocWords], Verdict] | None:
+def fast_rule(block) -> Callable[[Document, DocWords], Verdict] | None:
     """The word-id rule for a datatrove filter object, or None (its own `filter` is used): only the exact
-    classes above (a subclass may change the rule) and only where datatrove splits words as the WordTable
-    does (English)."""
+    classes above (a subclass may change the rule), only where datatrove splits words as the WordTable does
+    (English), and for C4 only line by line (split_paragraph, its default)."""
     rule = RULES.get(type(block))
     if rule is None or not splits_like_the_table(getattr(block, "language", None)):
         return None
-    return lambda text, words: rule(block, text, words)
+    if isinstance(block, C4QualityFilter) and not block.split_paragraph:
+        return None
+    return lambda doc, words: rule(block, doc, words)

@@ -94,6 +94,10 @@ class WordTable:
         self.max_chunks = max_chunks
         self._datatrove = SpaCyTokenizer("en")  # our own instance of the class datatrove's filters use
         self._nlp = self._datatrove.tokenizer
+        from spacy.attrs import IS_PUNCT
+
+        self._is_punct = self._nlp.vocab.lex_attr_getters[IS_PUNCT]  # what Token.is_punct reads
+        self._punct_chars = frozenset(self._nlp.get_pipe("sentencizer").punct_chars)
         self._nlp.vocab.lex_attr_getters = {}
         self._spacy = self._nlp.tokenizer
         self._special = frozenset(self._spacy.rules)
@@ -107,6 +111,7 @@ class WordTable:
         self.ids: dict[str, int] = {}
         self.tokens: list[str] = []
         self._facts: list[tuple[int, bool, bool, int, int]] = []
+        self._sentence_role: list[int] = []  # per word: 1 sentence punctuation, 2 other non-punctuation, 0 else
         self._arrays: tuple[np.ndarray, ...] | None = None
         self._chunks: dict[str, tuple[int, ...]] = {}  # chunk -> word ids
         self._simplified: dict[str, tuple[int, ...]] = {}  # original chunk -> ids of its simplified words
@@ -145,6 +150,7 @@ class WordTable:
             value = int.from_bytes(word.encode("utf-32-le"), "little")
             self._facts.append((len(word), not PUNCTUATION_SET.issuperset(word), any(map(str.isalpha, word)),
                                 value % MOD1, value % MOD2))
+            self._sentence_role.append(1 if word in self._punct_chars else 0 if self._is_punct(word) else 2)
         return found
 
     def _spacy_words(self, chunks: list[str]) -> list[list[str]]:
@@ -261,6 +267,33 @@ class WordTable:
     def words(self, text: str) -> list[str]:
         ids = self.word_ids(text).tolist()  # first: it may empty the table, and self.tokens with it
         return list(map(self.tokens.__getitem__, ids))
+
+    def sentence_count(self, line: str) -> int:
+        """len(datatrove.utils.text.split_into_sentences(line, "en")) for a stripped line: spaCy's sentencizer
+        over the line's tokens (a new sentence at the first token after sentence punctuation that is neither
+        punctuation nor sentence punctuation). A line whose chunks are not separated by single spaces (spaCy
+        then makes whitespace tokens) or that has a seam is counted by datatrove itself."""
+        self._maybe_reset()
+        chunks = line.split()
+        try:
+            self._memoise_parts(chunks)
+            simple = " ".join(chunks) == line and not self._seam_runs(chunks, self._edges, self._first, self._last)
+        except Exception:
+            simple = False
+        if not simple or not chunks:
+            from datatrove.utils.text import split_into_sentences
+
+            self.fallbacks += 1
+            return len(split_into_sentences(line, "en"))
+        role, seen, count = self._sentence_role, False, 1
+        for i in chain.from_iterable(map(self._chunks.__getitem__, chunks)):
+            if role[i] == 2:
+                if seen:
+                    count += 1
+                    seen = False
+            elif role[i] == 1:
+                seen = True
+        return count
 
     def minhash_words(self, text: str) -> list[str]:
         """`word_tokenize(simplify_text(text))`, as datatrove's MinhashDedupSignature splits (default norm)."""
