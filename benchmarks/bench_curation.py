@@ -176,6 +176,15 @@ def _timed(run) -> float:
     return time.perf_counter() - start
 
 
+def validate_minhash(demo: dict):
+    """An object with the demo's `dedup.minhash` settings, as pipeline._minhash_config reads them."""
+    from types import SimpleNamespace
+
+    from stablecpt.curation.config import MinhashSettings
+
+    return SimpleNamespace(dedup=SimpleNamespace(minhash=MinhashSettings.model_validate(demo["dedup"]["minhash"])))
+
+
 def part_steps(embedded: Path, engine: str, scoring: dict, every: int) -> dict:
     """Each step alone over the same documents, on one engine (a fresh word memo before every step)."""
     from datatrove.data import Document
@@ -196,27 +205,29 @@ def part_steps(embedded: Path, engine: str, scoring: dict, every: int) -> dict:
         stream = iter(docs)
         for block in blocks:
             stream = block.run(stream, 0, 1)
-        for _ in stream:
+        for _ in stream or ():  # MinHash stage 1 consumes the stream and returns nothing
             pass
 
-    cfg = _stage_config(Path(tempfile.mkdtemp()), [{"name": "hpo", "uri": "embedded:hpo"}], engine, 1, scoring)
-    filters = cfg.filters.model_copy(deep=True)
-    for name in ("language", "gopher_repetition", "gopher_quality", "c4", "fineweb"):
-        step = getattr(filters, name)
-        step.exempt_sources, step.exempt_categories, step.enabled = [], [], True
-    step_filters = {}
-    for name in ("language", "gopher_repetition", "gopher_quality", "c4", "fineweb"):
-        only = filters.model_copy(deep=True)
-        for other in ("language", "gopher_repetition", "gopher_quality", "c4", "fineweb"):
-            getattr(only, other).enabled = other == name
-        step_filters[name] = only
-    chain = filters.model_copy(deep=True)
-    chain.c4.enabled = False  # the demo chain: language, Gopher repetition and quality, FineWeb
+    from stablecpt.curation.config import FiltersConfig
+
+    from stablecpt.core.config import read_yaml
+
+    demo = read_yaml(ROOT / "configs/demo/curate.yaml")  # the demo's filter parameters, without its exemptions
+    names = ("language", "gopher_repetition", "gopher_quality", "c4", "fineweb")
+
+    def filters(enabled) -> FiltersConfig:
+        return FiltersConfig.model_validate({name: {"params": demo["filters"][name].get("params", {}),
+                                                    "enabled": name in enabled} for name in names})
+
+    step_filters = {name: filters({name}) for name in names}
+    chain = filters({"language", "gopher_repetition", "gopher_quality", "fineweb"})  # the demo's chain
     folder = Path(tempfile.mkdtemp())
     results = {}
 
+    table = shared_words.shared_table()  # built (spaCy loaded) outside the timings; emptied before each step
+
     def measure(name, run):
-        shared_words._SHARED = None  # every step starts with an empty word memo
+        table._clear()
         docs = documents()
         load = _load()
         seconds = _timed(lambda: run(docs))
@@ -225,12 +236,13 @@ def part_steps(embedded: Path, engine: str, scoring: dict, every: int) -> dict:
 
     for name, only in step_filters.items():
         measure(name, lambda docs, only=only: drain(filter_blocks(only, engine), docs))
-    mh = _minhash_config(cfg)
+    mh = _minhash_config(validate_minhash(demo))
     measure("minhash_signature", lambda docs: drain([signature_block(str(folder / "sig"), mh, engine)], docs))
     measure("filters_chain", lambda docs: drain(filter_blocks(chain, engine), docs))
     measure("filters_chain_then_minhash", lambda docs: drain(
         [*filter_blocks(chain, engine), signature_block(str(folder / "sig2"), mh, engine)], docs))
-    measure("exact_dedup_keys", lambda docs: drain([DedupKeyRecorder(str(folder / "keys"), {"hpo": 0})], docs))
+    ranks = {n: i for i, n in enumerate(EMBEDDED)}
+    measure("exact_dedup_keys", lambda docs: drain([DedupKeyRecorder(str(folder / "keys"), ranks)], docs))
     kenlm, fasttext = KenLMConfig(model_dir=scoring["kenlm"]).build(), FastTextConfig(
         model_dir=scoring["fasttext"]).build()
     kenlm.model, fasttext.model  # noqa: B018  (load the models outside the timings)
@@ -313,7 +325,9 @@ def _subprocess(args: list[str]) -> dict:
     result = subprocess.run([sys.executable, __file__, *args], env=env, cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{args} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    line = result.stdout.strip().splitlines()[-1]
+    print(f"{' '.join(args[:8])}: {line[:2000]}", file=sys.stderr, flush=True)  # progress, and what a crash keeps
+    return json.loads(line)
 
 
 def main() -> None:

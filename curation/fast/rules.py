@@ -8,6 +8,8 @@ all filters and MinHash. tests/test_fast_rules.py runs each rule against datatro
 embedded corpora and on crafted repetitive text (same verdict, same reason).
 
 Where the equivalence needs care:
+* Gopher n-grams of a document under NUMPY_FROM_WORDS words go through datatrove's own helpers (get_n_grams,
+  find_top_duplicate, find_all_duplicate) over the shared words: numpy's per-call cost only pays above that.
 * Gopher "top n-gram": datatrove counts " ".join(n words) strings; words hold no whitespace, so joined
   strings are equal exactly when the word tuples are, and Counter.most_common(1) picks, among the n-grams
   with the highest count, the one seen first. We number the tuples densely (np.unique) and do the same.
@@ -32,11 +34,17 @@ from datatrove.pipeline.filters import (
     GopherRepetitionFilter,
 )
 from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION, POLICY_SUBSTRINGS
-from datatrove.pipeline.filters.gopher_repetition_filter import find_all_duplicate, find_duplicates
+from datatrove.pipeline.filters.gopher_repetition_filter import (
+    find_all_duplicate,
+    find_duplicates,
+    find_top_duplicate,
+    get_n_grams,
+)
 
 from .words import BASE1, BASE2, MOD1, MOD2, WordTable
 
 Verdict = bool | tuple[bool, str]
+NUMPY_FROM_WORDS = 300  # Gopher n-gram rules: datatrove's helpers below this many words, numpy from here on
 
 
 class DocWords:
@@ -95,9 +103,8 @@ def _power(base: int, exponents: np.ndarray, mod: int) -> np.ndarray:
     result = np.ones(len(exponents), dtype=np.int64)
     exponents = exponents.astype(np.int64)
     factor = base % mod
-    while exponents.any():
-        odd = (exponents & 1).astype(bool)
-        result[odd] = result[odd] * factor % mod
+    for _ in range(int(exponents.max(initial=0)).bit_length()):
+        result = np.where(exponents & 1, result * factor % mod, result)
         exponents = exponents >> 1
         factor = factor * factor % mod
     return result
@@ -171,15 +178,21 @@ def gopher_repetition(f: GopherRepetitionFilter, doc: Document, words: DocWords)
     if f.dup_line_char_frac and char_duplicates / len(text) > f.dup_line_char_frac:
         return False, "dup_line_char_frac"
 
+    # short documents: datatrove's own n-gram helpers over the shared words (numpy pays from a few hundred words)
+    strings = words.strings() if len(words.ids) < NUMPY_FROM_WORDS else None
     for n, n_frac in f.top_n_grams:
-        top_char_length = top_ngram_chars(words, n)
+        if strings is None:
+            top_char_length = top_ngram_chars(words, n)
+        else:
+            n_grams = get_n_grams(strings, n)
+            top_char_length = find_top_duplicate(n_grams) if n_grams else None
         if top_char_length is None:
             continue
         if top_char_length / len(text) > n_frac:
             return False, f"top_{n}_gram"
 
     for n, n_frac in f.dup_n_grams:
-        n_duplicates_char = duplicated_ngram_chars(words, n)
+        n_duplicates_char = duplicated_ngram_chars(words, n) if strings is None else find_all_duplicate(strings, n)
         if n_duplicates_char / len(text) > n_frac:
             return False, f"duplicated_{n}_n_grams"
 

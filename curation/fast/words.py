@@ -112,7 +112,8 @@ class WordTable:
         self.tokens: list[str] = []
         self._facts: list[tuple[int, bool, bool, int, int]] = []
         self._sentence_role: list[int] = []  # per word: 1 sentence punctuation, 2 other non-punctuation, 0 else
-        self._arrays: tuple[np.ndarray, ...] | None = None
+        self._arrays = [np.zeros(0, dtype=t) for t in (np.int64, bool, bool, np.int64, np.int64)]
+        self._built = 0  # rows of _facts already copied into _arrays
         self._chunks: dict[str, tuple[int, ...]] = {}  # chunk -> word ids
         self._simplified: dict[str, tuple[int, ...]] = {}  # original chunk -> ids of its simplified words
         # seam ends of a chunk: its first word where that word can open a seam, its last where it can close one
@@ -131,13 +132,16 @@ class WordTable:
             self.resets += 1
 
     def facts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(length, non_symbol, has_alpha, hash1, hash2), each indexed by word id."""
-        if self._arrays is None or len(self._arrays[0]) != len(self._facts):
-            columns = list(zip(*self._facts, strict=True)) if self._facts else [(), (), (), (), ()]
-            self._arrays = (np.array(columns[0], dtype=np.int64), np.array(columns[1], dtype=bool),
-                            np.array(columns[2], dtype=bool), np.array(columns[3], dtype=np.int64),
-                            np.array(columns[4], dtype=np.int64))
-        return self._arrays
+        """(length, non_symbol, has_alpha, hash1, hash2), each indexed by word id (views of growing arrays)."""
+        built, total = self._built, len(self._facts)
+        if built < total:
+            if total > len(self._arrays[0]):  # grow by doubling: appending stays linear overall
+                size = max(2 * len(self._arrays[0]), total, 1024)
+                self._arrays = [np.resize(a, size) for a in self._arrays]
+            for array, column in zip(self._arrays, zip(*self._facts[built:], strict=True), strict=True):
+                array[built:total] = column
+            self._built = total
+        return tuple(a[:total] for a in self._arrays)
 
     def word_id(self, word: str) -> int | None:
         return self.ids.get(word)
