@@ -7,7 +7,8 @@ check), with two of its methods done more cheaply and to the same result:
   hashed by the same function (xxhash64 of the n words joined by spaces, or the configured one), sliced from
   one joined string instead of joined again per shingle.
 * get_signature: the same arithmetic ((a * shingle + b) mod 2^61-1 in uint64, per hash, minimum over
-  shingles) over the distinct shingles only: a minimum does not change when duplicates are removed.
+  shingles) over the distinct shingles only (a minimum does not change when duplicates are removed), cut
+  into buckets by a reshape instead of np.split (the same equal parts).
 Used only with datatrove's default text normalisation and English splitting; otherwise it is datatrove's
 block unchanged. Signatures, and so buckets, clusters and the keep rule, are byte-identical to the
 reference path's (tests/test_fast_path.py).
@@ -18,7 +19,7 @@ from __future__ import annotations
 from itertools import accumulate
 
 import numpy as np
-from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashDedupSignature, _mersenne_prime
 from datatrove.utils.text import TextNormConfig
 
 
@@ -47,5 +48,10 @@ class SharedWordsMinhashSignature(MinhashDedupSignature):
         return np.fromiter(map(self._hash_func, shingles), dtype=np.uint64, count=count).reshape((-1, 1))
 
     def get_signature(self, shingles: np.ndarray) -> list[list[int]]:
-        return super().get_signature(np.unique(shingles).reshape((-1, 1)))
+        a, b = self.parameters
+        phv = (np.unique(shingles).reshape((-1, 1)) * a + b) % _mersenne_prime  # datatrove's arithmetic
+        if self.config.hash_config.precision == 32:
+            phv = np.bitwise_and(phv, self.config.hash_config.max)
+        signature = np.min(phv, axis=0).astype(self.config.hash_config.np_dtype)
+        return signature.reshape((self.config.num_buckets, -1)).tolist()  # np.split into equal buckets, as lists
 

@@ -98,30 +98,37 @@ class FusedVerdicts(PipelineStep):
         self.rules = [fast_rule(s.block) for s in self.steps]
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from collections import Counter
+
         from stablecpt.curation.fast.rules import DocWords
         from stablecpt.curation.fast.words import shared_table
 
         table = shared_table()
-        for doc in data:
-            if not marks.is_live(doc):
+        counts: Counter[str] = Counter()  # stats counted here, given to datatrove once (not per call)
+        try:
+            for doc in data:
+                if not marks.is_live(doc):
+                    yield doc
+                    continue
+                with self.track_time():
+                    words = None
+                    for step, rule in zip(self.steps, self.rules, strict=True):
+                        if step.exempt(doc.metadata):
+                            doc.metadata[step.key] = "exempt"
+                            counts[f"{step.step}/exempt"] += 1
+                            continue
+                        if rule is None:
+                            result = step.block.filter(doc)
+                        else:
+                            if words is None or words.text is not doc.text:  # C4 rewrites the text
+                                words = DocWords(table, doc.text)
+                            result = rule(doc, words)
+                        outcome = step.record(doc, result)
+                        counts[f"{step.step}/total"] += 1
+                        counts[f"{step.step}/{outcome}"] += 1
+                        if outcome != "forwarded":
+                            break
                 yield doc
-                continue
-            with self.track_time():
-                words = None
-                for step, rule in zip(self.steps, self.rules, strict=True):
-                    if step.exempt(doc.metadata):
-                        doc.metadata[step.key] = "exempt"
-                        self.stat_update(f"{step.step}/exempt")
-                        continue
-                    if rule is None:
-                        result = step.block.filter(doc)
-                    else:
-                        if words is None or words.text is not doc.text:  # C4 rewrites the text
-                            words = DocWords(table, doc.text)
-                        result = rule(doc, words)
-                    self.stat_update(f"{step.step}/total")
-                    outcome = step.record(doc, result)
-                    self.stat_update(f"{step.step}/{outcome}")
-                    if outcome != "forwarded":
-                        break
-            yield doc
+        finally:
+            for label, value in counts.items():
+                self.stat_update(label, value=value)

@@ -38,7 +38,7 @@ from __future__ import annotations
 from itertools import chain, filterfalse, repeat
 
 import numpy as np
-from datatrove.utils.text import PUNCTUATION_SET, simplify_text
+from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION_SET, PUNCTUATION_TRANS, simplify_text
 
 # Moduli of the two polynomial word hashes. The hash of a word is its UTF-32 code points read as one
 # little-endian integer, mod MOD: hash(a + b) = hash(a) + 2^(32 len(a)) hash(b) (rules.py uses that).
@@ -196,14 +196,12 @@ class WordTable:
         unseen = list(dict.fromkeys(filterfalse(self._simplified.__contains__, chunks)))
         if not unseen:
             return
-        split = [simplify_text(c).split() for c in unseen]
+        split = _simplified_parts(unseen)
         self._memoise_parts([p for parts in split for p in parts])
         for chunk, parts in zip(unseen, split, strict=True):
             parts = [p for p in parts if self._chunks[p]]
             self._simplified[chunk] = tuple(chain.from_iterable(self._chunks[p] for p in parts))
-            if not parts:
-                self._simplified_edges[chunk] = 4
-            else:
+            if parts:
                 edges = 0
                 if parts[-1] in self._last:
                     self._simplified_last[chunk], edges = self._last[parts[-1]], 1
@@ -215,24 +213,23 @@ class WordTable:
                        for a, b in zip(parts, parts[1:], strict=False)):
                     self._seam_inside.add(chunk)
 
-    def _seam_runs(self, chunks: list[str], edges: dict, first: dict, last: dict) -> list[tuple[int, int]]:
-        """Runs [i, j) of chunks joined by seams a special-case pattern may cross. `edges` marks a chunk 1 (can
-        close a seam), 2 (can open one), 3 (both) or 4 (no words: its neighbours meet across it)."""
-        if not edges:
+    def _seam_runs(self, chunks: list[str], edges: dict, first: dict, last: dict,
+                   dropped: dict | None = None) -> list[tuple[int, int]]:
+        """Runs [i, j) of chunks joined by seams a special-case pattern may cross; `edges` marks a chunk 1 (can
+        close a seam), 2 (can open one) or 3 (both). With `dropped` (the simplified memo), chunks without words
+        vanish first: their neighbours meet across them."""
+        if edges.keys().isdisjoint(chunks):
             return []
+        if dropped is not None:
+            chunks = [c for c in chunks if dropped[c]]
         flags = np.fromiter(map(edges.get, chunks, repeat(0)), dtype=np.int8, count=len(chunks))
-        if not ((flags & 1).any() and (flags & 2).any()):
-            return []
-        kept = np.flatnonzero(flags != 4)
-        flags = flags[kept]
         runs: list[tuple[int, int]] = []
         for k in np.flatnonzero((flags[:-1] & 1) & (flags[1:] >> 1)).tolist():
-            a, b = chunks[kept[k]], chunks[kept[k + 1]]
-            if (last[a], first[b]) in self._seams:
-                if runs and runs[-1][1] == kept[k] + 1:
-                    runs[-1] = (runs[-1][0], int(kept[k + 1]) + 1)
+            if (last[chunks[k]], first[chunks[k + 1]]) in self._seams:
+                if runs and runs[-1][1] == k + 1:
+                    runs[-1] = (runs[-1][0], k + 2)
                 else:
-                    runs.append((int(kept[k]), int(kept[k + 1]) + 1))
+                    runs.append((k, k + 2))
         return runs
 
     def _with_runs(self, text: str, chunks: list[str], runs: list[tuple[int, int]]) -> list[int]:
@@ -306,13 +303,28 @@ class WordTable:
         try:
             self._memoise_simplified(chunks)
             risky = (self._seam_inside and any(map(self._seam_inside.__contains__, chunks))) or self._seam_runs(
-                chunks, self._simplified_edges, self._simplified_first, self._simplified_last)
+                chunks, self._simplified_edges, self._simplified_first, self._simplified_last, self._simplified)
         except Exception:
             risky = True
         if risky:
             self.fallbacks += 1
             return self._datatrove.word_tokenize(simplify_text(text))
         return list(map(self.tokens.__getitem__, chain.from_iterable(map(self._simplified.__getitem__, chunks))))
+
+
+def _simplified_parts(chunks: list[str]) -> list[list[str]]:
+    """simplify_text(chunk).split() for each chunk. ASCII chunks in one pass over their newline-joined text:
+    lowercasing, digits to 0 and punctuation to spaces act within a chunk and leave newlines alone, and the
+    accent step is a no-op on ASCII; others one by one."""
+    out: list[list[str] | None] = [None] * len(chunks)
+    ascii_positions = [i for i, c in enumerate(chunks) if c.isascii()]
+    if ascii_positions:
+        joined = "\n".join(chunks[i] for i in ascii_positions).lower()
+        pieces = NUMBERS_PATTERN.sub("0", joined).translate(PUNCTUATION_TRANS).split("\n")
+        if len(pieces) == len(ascii_positions):
+            for i, piece in zip(ascii_positions, pieces, strict=True):
+                out[i] = piece.split()
+    return [parts if parts is not None else simplify_text(c).split() for c, parts in zip(chunks, out, strict=True)]
 
 
 _SHARED: WordTable | None = None
