@@ -9,12 +9,14 @@ import yaml
 from stablecpt.audit import charts
 from stablecpt.audit.compare import Comparison
 from stablecpt.audit.curation_tables import CurationTables, curation_tables
-from stablecpt.audit.lineage import locate, trace
+from stablecpt.audit.lineage import MOVED, VERIFIED, locate, trace
 from stablecpt.audit.mixture import load_target
-from stablecpt.audit.readers import Audited, CurationRun, EvalResult, ShardVersion, TrainingRun, first_present
-from stablecpt.audit.report import Chart, Report, Section, Table
+from stablecpt.audit.readers import Audited, CurationRun, EvalResult, ShardVersion, TrainingRun
+from stablecpt.audit.report import NOT_CHECKED, Chart, Check, Report, Section, Table, check
 from stablecpt.audit.tables import LOG_SCALE, VersionTables, version_tables
 from stablecpt.audit.training import resolve_version, run_info, training_tables
+
+from stablecpt.formats.version import Level
 
 
 def score_section(scores: pl.DataFrame, histograms: dict[str, pl.DataFrame], selection: pl.DataFrame | None,
@@ -34,7 +36,7 @@ def score_section(scores: pl.DataFrame, histograms: dict[str, pl.DataFrame], sel
 
 
 def version_sections(t: VersionTables) -> list[Section]:
-    mixture_by = t.mixture["by"][0] if t.mixture.height else "category"
+    mixture_by = t.mixture["by"][0] if t.mixture.height else "part"
     return [
         Section("Composition per epoch", [
             Table("tokens and documents per epoch", "One row per epoch and source: plan rows (documents, repeats "
@@ -46,7 +48,8 @@ def version_sections(t: VersionTables) -> list[Section]:
                                       "tokens"))]),
         Section("Target against realised mixture", [
             Table(f"mixture by {mixture_by}", "Per epoch: realised share of the epoch's tokens, the target share "
-                  "and the difference (realised - target). Target null: the version records none.", t.mixture),
+                  "(the manifest's target_mixture, or --target) and the difference (realised - target).",
+                  t.mixture),
         ], [Chart("mixture.png", f"realised mixture by {mixture_by}; black ticks: target",
                   charts.mixture_bars(t.mixture, f"realised mixture by {mixture_by} (ticks: target)"))]),
         Section("Repetition across epochs", [
@@ -84,71 +87,77 @@ def curation_sections(t: CurationTables, prefix: str = "curation") -> list[Secti
     ]
 
 
-def linked_curation_run(version: ShardVersion, search: list[Path]) -> tuple[CurationRun | None, str | None]:
+def linked_curation_run(version: ShardVersion, search: list[Path]) -> tuple[CurationRun | None, Check]:
     """The curation run the version records, accepted only with the recorded fingerprint; else why not."""
-    recorded = first_present(version.manifest, "lineage.curation_run")
-    if not isinstance(recorded, str):
-        return None, None
+    recorded = version.manifest.lineage.curation_run
+    if recorded is None:
+        return None, Check("curation run", NOT_CHECKED, "the version records no curation run")
     path = Path(recorded)
     if not path.is_absolute() and not path.exists():
         path = version.path / path
-    fingerprint = first_present(version.manifest, "lineage.curation_fingerprint")
+    fingerprint = version.manifest.lineage.curation_fingerprint
     folder, manifest, status = locate(path, fingerprint, "curation_run", [*search, version.path.parent])
     if folder is None or manifest is None:
-        return None, f"lineage.curation_run {recorded}: {status}; curation tables not shown"
-    return CurationRun(folder, manifest), None
+        problem = f"lineage.curation_run {recorded}: {status}; curation tables not shown"
+        return None, check("curation run", [problem], problem)
+    detail = f"{folder}: {status} (fingerprint {fingerprint[:12]})"
+    return CurationRun(folder, manifest), Check("curation run", "ok" if status in (VERIFIED, MOVED) else
+                                                NOT_CHECKED, detail)
 
 
 def audit_version(version: ShardVersion, target: str | Path | None, search: list[Path]) -> Report:
-    run, problem = linked_curation_run(version, search)
-    tables = version_tables(version, load_target(version.manifest, version.path / "manifest.json", target),
-                            pool=run.documents() if run else None)
+    run, linked = linked_curation_run(version, search)
+    target_mixture, target_source = load_target(version.manifest, target)
+    tables = version_tables(version, target_mixture, target_source, pool=run.documents() if run else None)
     sections = version_sections(tables)
     sections.insert(3, score_section(tables.scores, tables.histograms, tables.selection, "version"))
-    findings = list(tables.findings) + ([problem] if problem else [])
+    findings = list(tables.findings) + ([linked.detail] if linked.status == "finding" else [])
+    checks = [*tables.checks, linked]
     if run is not None:
         curated = curation_tables(run)
         sections += [Section(f"From the curation run: {s.title}", s.tables, s.charts)
                      for s in curation_sections(curated)[:2]]
         findings += curated.findings
+        checks += curated.checks
     subject = {"kind": "shard version", "path": str(version.path), "fingerprint": version.fingerprint,
-               "created_at": str(version.manifest.get("created_at", ""))}
+               "created_at": version.manifest.created_at, "verified": version.verification.level}
     if run is not None:
         subject["curation run"] = str(run.path)
-    return Report(f"Audit of shard version {version.label}", subject, sections, findings)
+    return Report(f"Audit of shard version {version.label}", subject, sections, findings, checks)
 
 
 def audit_curation(run: CurationRun) -> Report:
     tables = curation_tables(run)
     subject = {"kind": "curation run", "path": str(run.path), "fingerprint": run.fingerprint,
-               "created_at": str(run.manifest.get("created_at", ""))}
+               "created_at": run.manifest.created_at}
     sections = curation_sections(tables)
-    if isinstance(run.manifest.get("config"), dict):
-        sections.append(Section("Curation config", code=yaml.safe_dump(run.manifest["config"], sort_keys=False)))
-    return Report(f"Audit of curation run {run.label}", subject, sections, tables.findings)
+    if run.manifest.config:
+        sections.append(Section("Curation config", code=yaml.safe_dump(run.manifest.config, sort_keys=False)))
+    return Report(f"Audit of curation run {run.label}", subject, sections, tables.findings, tables.checks)
 
 
 def audit_training(run: TrainingRun, shards: str | Path | None, target: str | Path | None,
-                   search: list[Path]) -> Report:
-    version = resolve_version(run, shards)
+                   search: list[Path], verify: Level = "quick") -> Report:
+    version = resolve_version(run, shards, verify)
     t = training_tables(run, version)
     sections = [Section("Tokens consumed against the plan", [
-        Table("position at the last checkpoint", "Where the run stood, from trainer_state.json's loader_state.",
-              t.position),
-        Table("per source", "Tokens per source recomputed from the epoch plans: planned over the run's budget, "
-              "consumed up to the last checkpoint, their shares, the fraction of the plan consumed, and the count "
-              "metrics.jsonl logged at or before that step (compared, never trusted).", t.consumption),
+        Table("position", "Where the run stood: its end when it finished (run.json finished), else its last "
+              "complete checkpoint (trainer_state.json loader_state); and the data order it read in.", t.position),
+        Table("per source", "Tokens per source recomputed from the epoch plans and the data order: planned over "
+              "the run's steps, consumed up to the position, their shares, the fraction of the plan consumed, and "
+              "the cumulative count metrics.jsonl logged at that step (compared, never trusted).", t.consumption),
         Table("per epoch and source", "The same, per epoch.", t.by_epoch),
-        Table("epoch streams", "Per epoch: tokens in the plan, tokens in full sequences of seq_len, the dropped "
-              "tail, and the token limits consumed and planned.", t.epochs),
+        Table("epoch streams", "Per epoch: tokens in the plan, sequences and the tokens they start with, the tail "
+              "no sequence starts in, sequences consumed, and the tokens consumed and planned.", t.epochs),
     ], [Chart("consumption.png", "tokens per source: planned and consumed",
               charts.planned_vs_consumed(t.consumption))])]
     version_report = audit_version(version, target, search)
     sections += [Section(f"Shard version: {s.title}", s.tables, s.charts) for s in version_report.sections]
     subject = {"kind": "training run", "path": str(run.path), "shard version": str(version.path),
-               "fingerprint": version.fingerprint}
-    subject.update({k: str(v) for k, v in run_info(run).items()})
-    return Report(f"Audit of training run {run.label}", subject, sections, t.findings + version_report.findings)
+               "fingerprint": version.fingerprint, "verified": version.verification.level}
+    subject.update(run_info(run))
+    return Report(f"Audit of training run {run.label}", subject, sections, t.findings + version_report.findings,
+                  t.checks + version_report.checks)
 
 
 def audit_result(result: EvalResult, search: list[Path]) -> Report:
@@ -159,18 +168,23 @@ def audit_result(result: EvalResult, search: list[Path]) -> Report:
               "it was curated, and how many files the uri matches now (local paths only).", t.inputs),
     ], code=yaml.safe_dump(t.curation_config, sort_keys=False) if t.curation_config else "")]
     subject = {"kind": "evaluation result", "path": str(result.path), "fingerprint": result.fingerprint}
-    return Report(f"Lineage of {result.label}", subject, sections, t.findings)
+    checks = [Check(f"link: {row['link']}", "ok" if row["status"] == VERIFIED or row["status"] == MOVED
+                    else NOT_CHECKED if row["status"] == "not recorded" else "finding",
+                    f"{row['status']}: {row['path']}") for row in t.links.iter_rows(named=True)]
+    return Report(f"Lineage of {result.label}", subject, sections, t.findings, checks)
 
 
 def audit(item: Audited, target: str | Path | None = None, shards: str | Path | None = None,
-          search: list[Path] | None = None) -> Report:
+          search: list[Path] | None = None, verify: Level = "quick") -> Report:
+    """`verify`: the level a training run's shard version is opened at (a version given directly was opened at
+    its level by open_audited)."""
     search = search or []
     if isinstance(item, ShardVersion):
         return audit_version(item, target, search)
     if isinstance(item, CurationRun):
         return audit_curation(item)
     if isinstance(item, TrainingRun):
-        return audit_training(item, shards, target, search)
+        return audit_training(item, shards, target, search, verify)
     return audit_result(item, search)
 
 

@@ -34,7 +34,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
 
 
 def config_diff(a: dict[str, Any], b: dict[str, Any]) -> pl.DataFrame:
-    fa, fb = flatten(a.get("config", {})), flatten(b.get("config", {}))
+    fa, fb = flatten(a), flatten(b)
     rows = [{"key": k, "a": fa.get(k), "b": fb.get(k)} for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
     return pl.DataFrame(rows, schema={"key": pl.String, "a": pl.String, "b": pl.String})
 
@@ -51,10 +51,12 @@ def document_diff(a: pl.LazyFrame, b: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def side_by_side(a: pl.DataFrame, b: pl.DataFrame, keys: list[str], value: str) -> pl.DataFrame:
-    joined = a.select(*keys, pl.col(value).alias("a")).join(b.select(*keys, pl.col(value).alias("b")), on=keys,
-                                                            how="full", coalesce=True)
-    zero = 0.0 if a.schema.get(value, pl.Int64).is_float() else 0
-    return (joined.with_columns(pl.col("a", "b").fill_null(zero)).with_columns(difference=pl.col("b") - pl.col("a"))
+    """a, b and the signed difference b - a per key (counts as Int64: polars' pl.len() is unsigned, and an
+    unsigned 0 - 1,511 wraps around to 4,294,965,785)."""
+    signed = pl.Float64 if a.schema.get(value, pl.Int64).is_float() else pl.Int64
+    joined = a.select(*keys, pl.col(value).cast(signed).alias("a")).join(
+        b.select(*keys, pl.col(value).cast(signed).alias("b")), on=keys, how="full", coalesce=True)
+    return (joined.with_columns(pl.col("a", "b").fill_null(0)).with_columns(difference=pl.col("b") - pl.col("a"))
             .sort(keys))
 
 
@@ -70,14 +72,14 @@ def compare_versions(a: ShardVersion, b: ShardVersion) -> Comparison:
     summary = pl.DataFrame({
         "field": ["path", "fingerprint", "documents", "unique tokens", "epochs", "tokens in all epochs", "tokenizer"],
         "a": [str(a.path), a.fingerprint[:16], str(stored_a["documents"].sum()), str(stored_a["tokens"].sum()),
-              str(len(a.epochs())), str(comp_a["tokens"].sum()), str(a.manifest.get("tokenizer", {}).get("name"))],
+              str(len(a.manifest.epochs)), str(comp_a["tokens"].sum()), a.manifest.tokenizer.name],
         "b": [str(b.path), b.fingerprint[:16], str(stored_b["documents"].sum()), str(stored_b["tokens"].sum()),
-              str(len(b.epochs())), str(comp_b["tokens"].sum()), str(b.manifest.get("tokenizer", {}).get("name"))],
+              str(len(b.manifest.epochs)), str(comp_b["tokens"].sum()), b.manifest.tokenizer.name],
     })
     return Comparison(summary=summary, documents=documents,
                       tokens=side_by_side(*totals, keys=["epoch", "source"], value="tokens"),
                       mixture=side_by_side(*mix, keys=["epoch", "category"], value="share"),
-                      config=config_diff(a.manifest, b.manifest))
+                      config=config_diff(a.manifest.config, b.manifest.config))
 
 
 def compare_curation_runs(a: CurationRun, b: CurationRun) -> Comparison:
@@ -95,7 +97,7 @@ def compare_curation_runs(a: CurationRun, b: CurationRun) -> Comparison:
                                  "difference": pl.Float64})
     return Comparison(summary=summary, documents=documents,
                       tokens=side_by_side(counts_a, counts_b, keys=["source", "drop_reason"], value="documents"),
-                      mixture=empty, config=config_diff(a.manifest, b.manifest))
+                      mixture=empty, config=config_diff(a.manifest.config, b.manifest.config))
 
 
 def compare(a: ShardVersion | CurationRun, b: ShardVersion | CurationRun) -> Comparison:

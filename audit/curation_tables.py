@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 from stablecpt.audit.readers import CurationRun
+from stablecpt.audit.report import Check, check
 from stablecpt.audit.tables import collect_all, score_histograms, score_summary_query
 
 DEDUP_SUFFIX = "duplicate"  # drop reasons "exact_duplicate", "minhash_duplicate", ...
@@ -25,29 +26,31 @@ class CurationTables:
     scores: pl.DataFrame
     histograms: dict[str, pl.DataFrame] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
 
 
 def accounting_findings(run: CurationRun, accounting: pl.DataFrame, kept_documents: pl.DataFrame,
                         unexplained: pl.DataFrame) -> list[str]:
     where = run.path / "manifest.json"
     findings = []
-    counts = run.manifest.get("counts") if isinstance(run.manifest.get("counts"), dict) else {}
+    counts = run.manifest.counts
     table = {row["source"]: row for row in accounting.iter_rows(named=True)}
     in_documents = dict(kept_documents.iter_rows())
     for source in sorted(set(counts) | set(table)):
         row = table.get(source, {"input": 0, "kept": 0, "dropped": 0})
-        recorded = counts.get(source) if isinstance(counts.get(source), dict) else {}
+        recorded = counts.get(source)
+        if recorded is None:
+            findings.append(f"{where}: counts has no source '{source}', the attribute table has {row['input']} rows")
+            continue
         for key in ("input", "kept"):
-            if key in recorded and recorded[key] != row[key]:
-                findings.append(f"{where}: counts.{source}.{key} = {recorded[key]}, the attribute table gives "
-                                f"{row[key]}")
-        dropped = recorded.get("dropped")
-        if isinstance(dropped, dict) and sum(dropped.values()) != row["dropped"]:
-            findings.append(f"{where}: counts.{source}.dropped sums to {sum(dropped.values())}, the attribute "
-                            f"table gives {row['dropped']}")
-        if "input" in recorded and isinstance(dropped, dict) and recorded["input"] != recorded.get("kept", 0) + sum(
-                dropped.values()):
-            findings.append(f"{where}: counts.{source}: input {recorded['input']} != kept + dropped")
+            if getattr(recorded, key) != row[key]:
+                findings.append(f"{where}: counts.{source}.{key} = {getattr(recorded, key)}, the attribute table "
+                                f"gives {row[key]}")
+        if sum(recorded.dropped.values()) != row["dropped"]:
+            findings.append(f"{where}: counts.{source}.dropped sums to {sum(recorded.dropped.values())}, the "
+                            f"attribute table gives {row['dropped']}")
+        if recorded.input != recorded.kept + sum(recorded.dropped.values()):
+            findings.append(f"{where}: counts.{source}: input {recorded.input} != kept + dropped")
         if in_documents.get(source, 0) != row["kept"]:
             findings.append(f"{run.path / 'documents'}: {in_documents.get(source, 0)} documents of source "
                             f"'{source}', the attribute table keeps {row['kept']}")
@@ -89,7 +92,11 @@ def curation_tables(run: CurationRun) -> CurationTables:
     accounting, composition, dropped, dedup, contamination, scores, kept_docs, unexplained = collect_all(
         [accounting_q, composition_q, dropped_q, dedup_q, contamination_q, score_summary_query(docs),
          kept_docs_q, unexplained_q])
+    listing = run.listing_problems()
+    accounts = accounting_findings(run, accounting, kept_docs, unexplained)
+    checks = [check("curation run files", listing, "every listed file present with its size, none unlisted, the "
+                    "fingerprint recomputed; contents NOT hashed"),
+              check("curation counts", accounts, "manifest.json counts against the attribute table and documents/")]
     return CurationTables(accounting=accounting, composition=composition, dropped=dropped, dedup=dedup,
                           contamination=contamination, scores=scores,
-                          histograms=score_histograms({"kept": docs}),
-                          findings=accounting_findings(run, accounting, kept_docs, unexplained))
+                          histograms=score_histograms({"kept": docs}), findings=listing + accounts, checks=checks)

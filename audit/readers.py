@@ -1,9 +1,10 @@
-"""The four things the audit reads, found by their marker files and opened lazily.
+"""The four things the audit reads, found by their marker files and read through stablecpt.formats' models:
 
-- shard version: `manifest.json` with `format_version` (docs/shard-format.md)
-- curation run: `manifest.json` with `"kind": "curation_run"` (contract C1)
-- training run: `run.json` (contract C5, fields in docs/audit.md)
-- evaluation result: a JSON file with a `lineage` object (docs/audit.md)
+- shard version: `manifest.json` with `format_version` (docs/shard-format.md), verified at open (quick by default:
+  the listing, fingerprint, structure and counts; `verify="full"` adds every file's sha256)
+- curation run: `manifest.json` with `"kind": "curation_run"` (stablecpt.formats.curation)
+- training run: `run.json` (stablecpt.formats.run), its checkpoints and metrics.jsonl (stablecpt.formats.metrics)
+- evaluation result: a JSON file with `"kind": "eval_result"` (stablecpt.formats.evaluation)
 
 Tables are `polars.LazyFrame`s over the Parquet files, so nothing is loaded until a query is collected.
 Every problem is a UserError with one line naming the file and the key or column at fault.
@@ -11,66 +12,31 @@ Every problem is a UserError with one line naming the file and the key or column
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
 from stablecpt.core.errors import UserError
-from stablecpt.core.files import read_jsonl_objects
+from stablecpt.core.files import read_json_object
+from stablecpt.formats.base import FORMAT_VERSION, validate_record
+from stablecpt.formats.curation import KIND as CURATION_KIND
+from stablecpt.formats.curation import CurationManifest, curation_listing_problems
+from stablecpt.formats.evaluation import KIND as RESULT_KIND
+from stablecpt.formats.evaluation import EvalResult as ResultRecord
+from stablecpt.formats.folder import MANIFEST
+from stablecpt.formats.metrics import TrainEvent, read_metrics
+from stablecpt.formats.run import RUN_FILE, RunRecord, TrainerState, checkpoint_dirs, read_run, read_trainer_state
+from stablecpt.formats.shards import DOCUMENT_COLUMNS, EPOCH_PLAN_COLUMNS, ShardManifest
+from stablecpt.formats.version import Level, VerifyReport, verify_version
+from stablecpt.formats.version import ShardVersion as LoadedVersion
 
-DOCUMENT_COLUMNS = ("doc_index", "id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score",
-                    "shard", "token_offset", "token_length")
-PLAN_COLUMNS = ("position", "doc_index")
 ATTRIBUTE_COLUMNS = ("id", "source", "domain", "category", "n_chars", "n_words", "kept", "drop_reason",
                      "dedup_cluster", "contamination_ngrams")
 CURATED_DOCUMENT_COLUMNS = ("id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")
-CHECKPOINT_DIR = re.compile(r"^step_(\d+)$")
-COLUMN_TYPES = [(c, lambda t: t.is_integer(), "an integer") for c in
-                ("doc_index", "position", "token_offset", "token_length", "n_chars", "n_words",
-                 "contamination_ngrams")]
+COLUMN_TYPES = [(c, lambda t: t.is_integer(), "an integer") for c in ("n_chars", "n_words", "contamination_ngrams")]
 COLUMN_TYPES += [(c, lambda t: t.is_numeric(), "a number") for c in ("kenlm_perplexity", "fasttext_score")]
 COLUMN_TYPES += [("kept", lambda t: t == pl.Boolean, "a boolean")]
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object at the top level, got {type(data).__name__}")
-    return data
-
-
-def require(mapping: dict[str, Any], key: str, where: Path, kind: type | tuple[type, ...] = object) -> Any:
-    """`mapping[key]` (dots walk nested objects), or one line naming the file and the key."""
-    value: Any = mapping
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise UserError(f"{where}: key '{key}' missing")
-        value = value[part]
-    if not isinstance(value, kind):
-        raise UserError(f"{where}: key '{key}' has the wrong type ({type(value).__name__})")
-    return value
-
-
-def first_present(mapping: dict[str, Any], *keys: str) -> Any:
-    """The value at the first dotted key that exists, else None (for fields the producers may nest)."""
-    for key in keys:
-        value: Any = mapping
-        for part in key.split("."):
-            if not isinstance(value, dict) or part not in value:
-                break
-            value = value[part]
-        else:
-            return value
-    return None
 
 
 def scan(paths: Path | list[Path], required: tuple[str, ...], label: str) -> pl.LazyFrame:
@@ -98,57 +64,47 @@ def scan(paths: Path | list[Path], required: tuple[str, ...], label: str) -> pl.
 @dataclass(frozen=True)
 class ShardVersion:
     path: Path
-    manifest: dict[str, Any]
+    manifest: ShardManifest
+    verification: VerifyReport
+    arrays: LoadedVersion | None  # the document table and plans as numpy arrays (None: they could not be read)
 
     kind = "shard_version"
 
     @property
     def fingerprint(self) -> str:
-        return str(self.manifest.get("fingerprint", ""))
+        return self.manifest.fingerprint
 
     @property
     def label(self) -> str:
-        name, version = self.manifest.get("name"), self.manifest.get("version")
-        return f"{name} v{version}" if name is not None else self.path.name
+        return f"{self.manifest.name} v{self.manifest.version}"
 
     def documents(self) -> pl.LazyFrame:
-        return scan(self.path / "documents.parquet", DOCUMENT_COLUMNS, str(self.path / "documents.parquet"))
-
-    def epochs(self) -> list[dict[str, Any]]:
-        where = self.path / "manifest.json"
-        epochs = require(self.manifest, "epochs", where, list)
-        for i, entry in enumerate(epochs):
-            if not isinstance(entry, dict) or not isinstance(entry.get("epoch"), int) or "file" not in entry:
-                raise UserError(f"{where}: key 'epochs.{i}' needs an integer 'epoch' and a 'file'")
-        return sorted(epochs, key=lambda e: e["epoch"])
+        return scan(self.path / "documents.parquet", tuple(DOCUMENT_COLUMNS), str(self.path / "documents.parquet"))
 
     def plan(self) -> pl.LazyFrame:
-        """Every epoch plan row, with its epoch: (epoch, position, doc_index)."""
-        frames = []
-        for entry in self.epochs():
-            path = self.path / entry["file"]
-            frames.append(scan(path, PLAN_COLUMNS, str(path)).select(
-                pl.lit(entry["epoch"], pl.Int64).alias("epoch"), pl.col("position").cast(pl.Int64),
-                pl.col("doc_index").cast(pl.Int64)))
-        if not frames:
-            raise UserError(f"{self.path / 'manifest.json'}: key 'epochs' is empty")
+        """Every epoch plan row, with its epoch: (epoch, position, doc_index, part)."""
+        frames = [scan(self.path / e.file, tuple(EPOCH_PLAN_COLUMNS), str(self.path / e.file)).select(
+            pl.lit(e.epoch, pl.Int64).alias("epoch"), "position", "doc_index", "part") for e in self.manifest.epochs]
         return pl.concat(frames)
 
 
 @dataclass(frozen=True)
 class CurationRun:
     path: Path
-    manifest: dict[str, Any]
+    manifest: CurationManifest
 
     kind = "curation_run"
 
     @property
     def fingerprint(self) -> str:
-        return str(self.manifest.get("fingerprint", ""))
+        return self.manifest.fingerprint
 
     @property
     def label(self) -> str:
         return self.path.name
+
+    def listing_problems(self) -> list[str]:
+        return curation_listing_problems(self.path, self.manifest)
 
     def _parts(self, folder: str) -> list[Path]:
         return sorted((self.path / folder).glob("*.parquet"))
@@ -164,13 +120,13 @@ class CurationRun:
 class Checkpoint:
     step: int
     path: Path
-    state: dict[str, Any]
+    state: TrainerState
 
 
 @dataclass(frozen=True)
 class TrainingRun:
     path: Path
-    run: dict[str, Any]
+    run: RunRecord
 
     kind = "training_run"
 
@@ -180,38 +136,26 @@ class TrainingRun:
 
     @property
     def fingerprint(self) -> str:
-        return str(first_present(self.run, "shard_version.fingerprint", "manifest_fingerprint") or "")
+        return self.run.shard_version.fingerprint
 
-    def checkpoint_dirs(self) -> tuple[list[tuple[int, Path]], list[Path]]:
-        """(complete step_<n> folders sorted by n, folders named like checkpoints but without trainer_state.json)."""
-        complete, incomplete = [], []
-        root = self.path / "checkpoints"
-        for child in sorted(root.iterdir()) if root.is_dir() else []:
-            match = CHECKPOINT_DIR.match(child.name)
-            if not match or not child.is_dir():
-                continue
-            if (child / "trainer_state.json").is_file():
-                complete.append((int(match.group(1)), child))
-            else:
-                incomplete.append(child)
-        return sorted(complete), incomplete
+    def incomplete_checkpoints(self) -> list[Path]:
+        return checkpoint_dirs(self.path)[1]
 
     def last_checkpoint(self) -> Checkpoint | None:
-        complete, _ = self.checkpoint_dirs()
+        complete, _ = checkpoint_dirs(self.path)
         if not complete:
             return None
         step, path = complete[-1]
-        return Checkpoint(step, path, read_json(path / "trainer_state.json"))
+        return Checkpoint(step, path, read_trainer_state(path))
 
-    def metrics(self) -> list[dict[str, Any]]:
-        path = self.path / "metrics.jsonl"
-        return read_jsonl_objects(path) if path.is_file() else []
+    def train_events(self) -> list[TrainEvent]:
+        return [e for e in read_metrics(self.path / "metrics.jsonl") if isinstance(e, TrainEvent)]
 
 
 @dataclass(frozen=True)
 class EvalResult:
     path: Path
-    result: dict[str, Any]
+    result: ResultRecord
 
     kind = "evaluation_result"
 
@@ -221,40 +165,50 @@ class EvalResult:
 
     @property
     def fingerprint(self) -> str:
-        return str(first_present(self.result, "lineage.manifest_fingerprint", "lineage.shard_fingerprint") or "")
+        ref = self.result.lineage.shard_version
+        return ref.fingerprint if ref else ""
 
 
 Audited = ShardVersion | CurationRun | TrainingRun | EvalResult
 
 KINDS_HELP = ("a shard version (manifest.json with format_version), a curation run (manifest.json with "
-              "kind curation_run), a training run (run.json) or an evaluation result (JSON with lineage)")
+              "kind curation_run), a training run (run.json) or an evaluation result (JSON with kind eval_result)")
 
 
-def open_audited(path: str | Path) -> Audited:
+def open_version(path: Path, verify: Level = "quick") -> ShardVersion:
+    """A shard version verified at `verify`: its problems are kept (the audit lists them as findings), unless the
+    reader could not open it at all (manifest, listing or tables unreadable): then the first one stops here."""
+    report, arrays = verify_version(path, verify)
+    if report.manifest is None or arrays is None:
+        report.raise_first()
+    return ShardVersion(Path(path), report.manifest, report, arrays)
+
+
+def open_audited(path: str | Path, verify: Level = "quick") -> Audited:
     """Detect what `path` is by its marker file; anything else is one clear line."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: does not exist")
     if path.is_file():
         if path.suffix == ".json":
-            data = read_json(path)
-            if isinstance(data.get("lineage"), dict):
-                return EvalResult(path, data)
+            data = read_json_object(path)
+            if data.get("kind") == RESULT_KIND:
+                return EvalResult(path, validate_record(data, ResultRecord, path))
         raise UserError(f"{path}: not {KINDS_HELP}")
-    manifest = path / "manifest.json"
+    manifest = path / MANIFEST
     if manifest.is_file():
-        data = read_json(manifest)
-        if data.get("kind") == "curation_run":
-            return CurationRun(path, data)
+        data = read_json_object(manifest)
+        if data.get("kind") == CURATION_KIND:
+            return CurationRun(path, validate_record(data, CurationManifest, manifest))
         if "format_version" in data:
-            if data["format_version"] != 1:
-                raise UserError(f"{manifest}: key 'format_version': {data['format_version']} is not supported "
-                                "(this audit reads format_version 1)")
-            return ShardVersion(path, data)
+            if data["format_version"] != FORMAT_VERSION:
+                raise UserError(f"{manifest}: key 'format_version': {data['format_version']!r} is not supported "
+                                f"(this audit reads format_version {FORMAT_VERSION})")
+            return open_version(path, verify)
         raise UserError(f"{manifest}: neither a shard version (no 'format_version') nor a curation run "
                         "(no 'kind': 'curation_run')")
-    if (path / "run.json").is_file():
-        return TrainingRun(path, read_json(path / "run.json"))
+    if (path / RUN_FILE).is_file():
+        return TrainingRun(path, read_run(path))
     if (path / "documents.parquet").is_file() or (path / "attributes").is_dir():
         raise UserError(f"{path}: manifest.json missing, so the folder is not complete (it is written last)")
     raise UserError(f"{path}: not {KINDS_HELP}")

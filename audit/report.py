@@ -43,12 +43,41 @@ class Section:
     code: str = ""  # a verbatim block, e.g. a config
 
 
+OK, FINDING, NOT_CHECKED = "ok", "finding", "not checked"
+
+
+@dataclass
+class Check:
+    """One cross-check the audit made (or could not make): what it compares, and how it came out."""
+
+    name: str
+    status: str  # OK, FINDING or NOT_CHECKED
+    detail: str
+
+
+def check(name: str, problems: list[str], detail: str) -> Check:
+    return Check(name, FINDING if problems else OK, detail)
+
+
 @dataclass
 class Report:
     title: str
     subject: dict[str, str]
     sections: list[Section]
     findings: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+
+    def checks_table(self) -> Table:
+        frame = pl.DataFrame([{"check": c.name, "status": c.status, "detail": c.detail} for c in self.checks],
+                             schema={"check": pl.String, "status": pl.String, "detail": pl.String})
+        return Table("cross-checks", "What the audit compared, and what it could not (not checked: a field or a "
+                     "level it was not given). Findings below list every disagreement.", frame)
+
+    def all_sections(self) -> list[Section]:
+        return ([Section("Cross-checks", [self.checks_table()])] if self.checks else []) + self.sections
+
+
+NO_FINDINGS = "none among the cross-checks that ran (see cross-checks for what was not checked)"
 
 
 def cell(value: Any) -> str:
@@ -101,11 +130,11 @@ def terminal_table(table: Table, limit: int = TERMINAL_ROWS) -> str:
 
 def render_terminal(report: Report, out_dir: Path | None = None) -> str:
     parts = [f"== {report.title}"] + [f"   {k}: {v}" for k, v in report.subject.items()]
-    for section in report.sections:
+    for section in report.all_sections():
         parts.append(f"\n-- {section.title}")
         parts += [terminal_table(t) for t in section.tables]
     parts.append("\n-- findings")
-    parts += [f"  ! {f}" for f in report.findings] or ["  none: every recorded count matches the tables"]
+    parts += [f"  ! {f}" for f in report.findings] or [f"  {NO_FINDINGS}"]
     if out_dir is not None:
         parts.append(f"\nreport: {out_dir / 'report.md'}  {out_dir / 'report.html'}")
     return "\n".join(parts)
@@ -114,13 +143,15 @@ def render_terminal(report: Report, out_dir: Path | None = None) -> str:
 # --- Markdown -------------------------------------------------------------------------------------
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text from the data (source names, ids, reasons) as literal Markdown: Markdown passes raw HTML through,
+    so <, > and & become entities; | would end a table cell, a newline the row."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(table: Table) -> str:
     header = table.frame.columns
     right = numeric_columns(table.frame)
-    lines = [f"### {table.title}", "", table.meaning, "",
+    lines = [f"### {_md_escape(table.title)}", "", _md_escape(table.meaning), "",
              "| " + " | ".join(_md_escape(h) for h in header) + " |",
              "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(_md_escape(v) for v in row) + " |" for row in rows_of(table.frame)]
@@ -132,12 +163,12 @@ def markdown_table(table: Table) -> str:
 def render_markdown(report: Report, charts: dict[str, str]) -> str:
     parts = [f"# {report.title}", ""] + [f"- **{k}**: `{v}`" for k, v in report.subject.items()]
     parts += ["", "## Findings", ""]
-    parts += [f"- {f}" for f in report.findings] or ["None: every recorded count matches the tables."]
-    for section in report.sections:
-        parts += ["", f"## {section.title}", ""]
+    parts += [f"- {_md_escape(f)}" for f in report.findings] or [NO_FINDINGS[0].upper() + NO_FINDINGS[1:] + "."]
+    for section in report.all_sections():
+        parts += ["", f"## {_md_escape(section.title)}", ""]
         for chart in section.charts:
             if chart.file in charts:
-                parts += [f"![{chart.title}]({charts[chart.file]})", ""]
+                parts += [f"![{_md_escape(chart.title)}]({charts[chart.file]})", ""]
         parts += [markdown_table(t) + "\n" for t in section.tables]
         if section.code:
             parts += ["```yaml", section.code.rstrip(), "```"]
@@ -166,11 +197,11 @@ def render_html(report: Report, charts: dict[str, str]) -> str:
     subject = "".join(f"<li><b>{html.escape(k)}</b>: <code>{html.escape(v)}</code></li>"
                       for k, v in report.subject.items())
     findings = "".join(f"<li class=\"finding\">{html.escape(f)}</li>" for f in report.findings) or (
-        "<li>None: every recorded count matches the tables.</li>")
+        f"<li>{html.escape(NO_FINDINGS[0].upper() + NO_FINDINGS[1:])}.</li>")
     parts = [f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(report.title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(report.title)}</h1><ul>{subject}</ul>"
              f"<h2>Findings</h2><ul>{findings}</ul>"]
-    for section in report.sections:
+    for section in report.all_sections():
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         parts += [f"<figure><img src=\"{html.escape(charts[c.file])}\" alt=\"{html.escape(c.title)}\">"
                   f"<figcaption>{html.escape(c.title)}</figcaption></figure>"
@@ -211,7 +242,7 @@ def write_report(report: Report, out_dir: Path) -> Path:
     (staging / "tables").mkdir(parents=True)
     try:
         charts = draw_charts(report, staging)
-        for section in report.sections:
+        for section in report.all_sections():
             for table in section.tables:
                 table.frame.write_csv(staging / "tables" / f"{slug(section.title)}__{slug(table.title)}.csv")
         (staging / "report.md").write_text(render_markdown(report, charts), encoding="utf-8")

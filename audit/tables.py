@@ -1,20 +1,21 @@
 """Shard version tables, computed lazily over documents.parquet and the epoch plans.
 
-Every count comes from the Parquet files; the manifest's own token counts are only compared against them
-(a difference is a finding, never silently preferred). Meanings of every column: docs/audit.md.
+Every count comes from the Parquet files. The manifest's own counts, the listing, the token files' indexes and
+(with --verify-hashes) every file's bytes are checked by stablecpt.formats.version, the reader training uses;
+each problem it finds is a finding here, never silently preferred. Meanings of every column: docs/audit.md.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-import numpy as np
 import polars as pl
-from stablecpt.audit.mixture import TargetMixture, realised_vs_target
+from stablecpt.audit.mixture import realised_vs_target
 from stablecpt.audit.readers import ShardVersion
+from stablecpt.audit.report import NOT_CHECKED, Check, check
 
 from stablecpt.core.errors import UserError
+from stablecpt.formats.shards import ShardManifest, TargetMixture
 
 SCORES = ("kenlm_perplexity", "fasttext_score")
 LOG_SCALE = {"kenlm_perplexity": True, "fasttext_score": False}
@@ -31,6 +32,7 @@ class VersionTables:
     selection: pl.DataFrame
     histograms: dict[str, pl.DataFrame] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
 
 
 def collect_all(queries: list[pl.LazyFrame]) -> list[pl.DataFrame]:
@@ -47,13 +49,14 @@ def per_epoch_counts(plan: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def composition_query(plan: pl.LazyFrame, docs: pl.LazyFrame) -> pl.LazyFrame:
-    occurrences = per_epoch_counts(plan).join(
+    """Per epoch, part (the plan's share), source, domain and category: documents and tokens."""
+    occurrences = plan.group_by("doc_index", "epoch", "part").agg(n=pl.len()).join(
         docs.select("doc_index", "source", "domain", "category", "token_length"), on="doc_index", how="inner")
-    return (occurrences.group_by("epoch", "source", "domain", "category")
+    return (occurrences.group_by("epoch", "part", "source", "domain", "category")
             .agg(documents=pl.col("n").sum().cast(pl.Int64), unique_documents=pl.len().cast(pl.Int64),
                  tokens=(pl.col("n") * pl.col("token_length")).sum())
             .with_columns(share=pl.col("tokens") / pl.col("tokens").sum().over("epoch"))
-            .sort("epoch", "source"))
+            .sort("epoch", "part", "source"))
 
 
 def repetition_queries(plan: pl.LazyFrame, docs: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
@@ -85,26 +88,40 @@ def score_summary_query(docs: pl.LazyFrame) -> pl.LazyFrame:
     return pl.concat(parts).sort("score", "domain", "source")
 
 
-def selection_boundary(docs: pl.LazyFrame, manifest: dict[str, Any]) -> pl.LazyFrame:
+def selection_boundary(docs: pl.LazyFrame, manifest: ShardManifest) -> pl.LazyFrame:
     """The score at the edge of what was selected, per domain: the worst score a selected document has.
 
     KenLM: lower perplexity is more domain-like, so the boundary is the largest selected perplexity;
-    fastText: the smallest selected probability. A `selection.threshold` in the manifest is shown as well.
+    fastText: the smallest selected probability. The manifest's `selection.threshold` (the worst score the build
+    selected) is shown beside it for the score used; a stored document beyond it is a finding.
     """
-    recorded = manifest.get("selection") if isinstance(manifest.get("selection"), dict) else {}
+    recorded = manifest.selection
     frame = docs.group_by("domain").agg(kenlm_perplexity=pl.col("kenlm_perplexity").max(),
                                         fasttext_score=pl.col("fasttext_score").min())
     long = frame.unpivot(on=list(SCORES), index="domain", variable_name="score", value_name="selected_boundary")
-    threshold = recorded.get("threshold") if isinstance(recorded.get("threshold"), int | float) else None
-    used = pl.lit(False)
-    if isinstance(recorded.get("score"), str):
-        used = pl.col("score") == recorded["score"]
-        if isinstance(recorded.get("domain"), str):
-            used = used & (pl.col("domain") == recorded["domain"])
+    used = (pl.col("score") == pl.lit(recorded.score, pl.String)) & (pl.col("domain") == recorded.domain)
+    used = used.fill_null(False)
     return (long.filter(pl.col("selected_boundary").is_not_null())
             .with_columns(used_for_selection=used,
-                          recorded_threshold=pl.when(used).then(pl.lit(threshold, pl.Float64)))
+                          recorded_threshold=pl.when(used).then(pl.lit(recorded.threshold, pl.Float64)))
             .sort("score", "domain"))
+
+
+def selection_check(selection: pl.DataFrame, manifest: ShardManifest) -> tuple[Check, list[str]]:
+    """No selected document of the selection's domain lies beyond the threshold the build recorded."""
+    recorded = manifest.selection
+    if recorded.score not in SCORES:
+        return Check("selection threshold", NOT_CHECKED, f"selection by {recorded.score}: no score threshold"), []
+    if recorded.threshold is None:
+        return Check("selection threshold", NOT_CHECKED, "manifest.json selection.threshold not recorded"), []
+    row = selection.filter(pl.col("used_for_selection"))
+    worst = row["selected_boundary"][0] if row.height else None
+    beyond = worst is not None and (worst > recorded.threshold if recorded.score == "kenlm_perplexity"
+                                    else worst < recorded.threshold)
+    problems = [f"selection: a stored '{recorded.domain}' document has {recorded.score} {worst}, beyond the "
+                f"recorded threshold {recorded.threshold}"] if beyond else []
+    return check("selection threshold", problems, f"every stored '{recorded.domain}' document within "
+                 f"{recorded.score} {recorded.threshold} (manifest.json selection.threshold)"), problems
 
 
 def score_histograms(groups: dict[str, pl.LazyFrame], bins: int = 40) -> dict[str, pl.DataFrame]:
@@ -137,85 +154,28 @@ def score_histograms(groups: dict[str, pl.LazyFrame], bins: int = 40) -> dict[st
     return out
 
 
-def manifest_findings(version: ShardVersion, composition: pl.DataFrame, stored: pl.DataFrame,
-                      plan_rows: pl.DataFrame, orphans: int) -> list[str]:
-    findings = []
-    where = version.path / "manifest.json"
-    if orphans:
-        findings.append(f"{orphans} epoch plan rows refer to a doc_index not in documents.parquet")
-    listed = {e["file"] for e in version.epochs()}
-    on_disk = {p.relative_to(version.path).as_posix() for p in (version.path / "epochs").glob("*.parquet")}
-    for extra in sorted(on_disk - listed):
-        findings.append(f"{extra} is on disk but not listed in manifest 'epochs'")
-    per_epoch = {row["epoch"]: row for row in composition.group_by("epoch").agg(pl.col("tokens").sum())
-                 .join(plan_rows, on="epoch").iter_rows(named=True)}
-    for entry in version.epochs():
-        got = per_epoch.get(entry["epoch"], {"tokens": 0, "rows": 0})
-        for key, actual in (("tokens", got["tokens"]), ("documents", got["rows"])):
-            if key in entry and entry[key] != actual:
-                findings.append(f"{where}: epochs[{entry['epoch']}].{key} = {entry[key]}, the plan gives {actual}")
-    tokens = version.manifest.get("tokens") if isinstance(version.manifest.get("tokens"), dict) else {}
-    by_epoch_source = tokens.get("by_epoch_source") if isinstance(tokens.get("by_epoch_source"), dict) else {}
-    actual = {(str(r["epoch"]), r["source"]): r["tokens"] for r in
-              composition.group_by("epoch", "source").agg(pl.col("tokens").sum()).iter_rows(named=True)}
-    recorded = {(str(e), s): n for e, sources in by_epoch_source.items() if isinstance(sources, dict)
-                for s, n in sources.items()}
-    for key in sorted(set(recorded) | set(actual) if recorded else set()):
-        if recorded.get(key, 0) != actual.get(key, 0):
-            findings.append(f"{where}: tokens.by_epoch_source[{key[0]}][{key[1]}] = {recorded.get(key, 0)}, "
-                            f"the plan gives {actual.get(key, 0)}")
-    total_unique = tokens.get("total_unique")
-    if isinstance(total_unique, int) and total_unique != stored["tokens"].sum():
-        findings.append(f"{where}: tokens.total_unique = {total_unique}, documents.parquet gives "
-                        f"{stored['tokens'].sum()}")
-    return findings
-
-
-def token_file_findings(version: ShardVersion, docs: pl.LazyFrame) -> list[str]:
-    """Each document's (offset, length) must be exactly one entry of its token file's .ds.index."""
-    findings = []
-    width = 4 if version.manifest.get("token_dtype") == "uint32" else 2
-    shards = docs.select(pl.col("shard").unique()).collect(engine="streaming")["shard"].to_list()
-    for shard in sorted(s for s in shards if s is not None):
-        token_file, index_file = version.path / shard, version.path / f"{shard}.index"
-        if not token_file.is_file() or not index_file.is_file():
-            findings.append(f"{shard}: token file or its .index is missing")
-            continue
-        ends = np.fromfile(index_file, dtype="<u8")
-        runs = (docs.filter(pl.col("shard") == shard).select("token_offset", "token_length")
-                .sort("token_offset").collect(engine="streaming"))
-        offsets, lengths = runs["token_offset"].to_numpy(), runs["token_length"].to_numpy()
-        starts = np.concatenate([[0], ends[:-1]]) if len(ends) else ends
-        if len(ends) != len(runs) or not (np.array_equal(starts, offsets) and np.array_equal(ends - starts, lengths)):
-            findings.append(f"{shard}.index: {len(ends)} documents whose runs differ from documents.parquet's "
-                            f"{len(runs)} (token_offset, token_length) rows")
-        elif len(ends) and token_file.stat().st_size != int(ends[-1]) * width:
-            findings.append(f"{shard}: {token_file.stat().st_size} bytes, the index says {int(ends[-1]) * width}")
-    return findings
-
-
-def version_tables(version: ShardVersion, target: TargetMixture | None,
-                   pool: pl.LazyFrame | None = None, check_token_files: bool = True) -> VersionTables:
+def version_tables(version: ShardVersion, target: TargetMixture, target_source: str,
+                   pool: pl.LazyFrame | None = None) -> VersionTables:
     """All shard version tables. `pool`: the curation run's kept documents, to show what selection chose from."""
     docs, plan = version.documents(), version.plan()
     composition_q = composition_query(plan, docs)
     stored_q = (docs.group_by("source", "domain", "category")
                 .agg(documents=pl.len(), tokens=pl.col("token_length").sum()).sort("source"))
     histogram_q, summary_q = repetition_queries(plan, docs)
-    plan_rows_q = plan.group_by("epoch").agg(rows=pl.len())
-    orphans_q = plan.join(docs.select("doc_index"), on="doc_index", how="anti").select(n=pl.len())
-    composition, stored, repetition, summary, scores, selection, plan_rows, orphans = collect_all(
+    composition, stored, repetition, summary, scores, selection = collect_all(
         [composition_q, stored_q, histogram_q, summary_q, score_summary_query(docs),
-         selection_boundary(docs, version.manifest), plan_rows_q, orphans_q])
+         selection_boundary(docs, version.manifest)])
     groups = {"selected": docs}
     if pool is not None:
         domains = stored["domain"].unique().to_list()
         groups["curation pool"] = pool.filter(pl.col("domain").is_in(domains))
-    findings = manifest_findings(version, composition, stored, plan_rows, int(orphans["n"][0]))
-    if check_token_files:
-        findings += token_file_findings(version, docs)
+    verified = version.verification
+    findings = list(verified.problems)
+    checks = [check(f"shard version ({verified.level})", verified.problems, "; ".join(verified.checked))]
+    selection_result, selection_problems = selection_check(selection, version.manifest)
+    findings += selection_problems
+    checks += [selection_result, Check("target mixture", "ok", f"by {target.by}, from {target_source}")]
     return VersionTables(composition=composition, stored=stored,
                          mixture=realised_vs_target(composition, target),
                          repetition=repetition, repetition_summary=summary, scores=scores, selection=selection,
-                         histograms=score_histograms(groups), findings=findings)
-
+                         histograms=score_histograms(groups), findings=findings, checks=checks)

@@ -2,7 +2,8 @@
 
 Side by side, each in its own process (peak RSS from wait4): (a) the audit's lazy polars tables,
 (b) the same aggregations done eagerly with pandas (read everything, merge, group), (c) the same with eager
-polars, and (d) the whole `stablecpt audit` command (tables, token-file check, charts, Markdown/HTML).
+polars, and (d) the whole `stablecpt audit` command (the quick verify level of the shard version reader,
+tables, charts, Markdown/HTML). (a) includes the quick verification too (the audit always opens a version so).
 Goal: (d) under 60 s on one core. Prints ONE JSON line.
 
     python benchmarks/bench_audit.py [--documents 1000000] [--epochs 4] [--keep DIR]
@@ -24,7 +25,7 @@ import numpy as np
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from benchmarks.machine import machine  # noqa: E402
 from tests.auditkit import write_shard_version  # noqa: E402
@@ -53,7 +54,7 @@ def generate(folder: Path, n: int, epochs: int, seed: int = 0) -> None:
     for _ in range(epochs):  # each epoch: n draws, medical documents twice as likely (repeats within an epoch)
         weights = np.where(medical, 2.0, 1.0)
         plans.append(rng.choice(n, size=n, p=weights / weights.sum()))
-    write_shard_version(folder, frame, plans, sparse_tokens=True, name="bench", version=1,
+    write_shard_version(folder, frame, plans,
                         target={"by": "category", "proportions": {"web": 0.82, "wikipedia": 0.06, "books": 0.06,
                                                                   "code": 0.06}})
 
@@ -64,7 +65,7 @@ from stablecpt.audit.readers import open_audited
 from stablecpt.audit.mixture import load_target
 from stablecpt.audit.tables import version_tables
 v = open_audited(sys.argv[1])
-t = version_tables(v, load_target(v.manifest, Path(sys.argv[1]) / 'manifest.json', None), check_token_files=False)
+t = version_tables(v, *load_target(v.manifest, None))
 print(t.composition.height, t.repetition.height, t.scores.height)
 """
 
@@ -98,8 +99,8 @@ from stablecpt.audit.tables import (composition_query, repetition_queries, score
     selection_boundary)
 v = open_audited(sys.argv[1])
 docs = pl.read_parquet(v.path / 'documents.parquet').lazy()
-plan = pl.concat([pl.read_parquet(v.path / e['file']).with_columns(epoch=pl.lit(e['epoch'], pl.Int64))
-                  for e in v.epochs()]).select('epoch', 'position', 'doc_index').lazy()
+plan = pl.concat([pl.read_parquet(v.path / e.file).with_columns(epoch=pl.lit(e.epoch, pl.Int64))
+                  for e in v.manifest.epochs]).select('epoch', 'position', 'doc_index', 'part').lazy()
 hist, summ = repetition_queries(plan, docs)
 out = [q.collect(engine='in-memory') for q in (composition_query(plan, docs), hist, summ, score_summary_query(docs),
        selection_boundary(docs, v.manifest))]
@@ -108,7 +109,8 @@ print(out[0].height, out[1].height, out[3].height)
 
 
 def measure(argv: list[str]) -> dict[str, float]:
-    env = {**os.environ, **ONE_CORE, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
+    env = {**os.environ, **ONE_CORE, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+           "MPLBACKEND": "Agg"}
     start = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -126,11 +128,11 @@ def main() -> None:
     parser.add_argument("--keep", help="build the version here and keep it")
     args = parser.parse_args()
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_audit_"))
-    version = work / "v1"
+    version = work / "bench" / "v1"
     try:
         if not (version / "manifest.json").is_file():
             shutil.rmtree(version, ignore_errors=True)
-            work.mkdir(parents=True, exist_ok=True)
+            version.parent.mkdir(parents=True, exist_ok=True)
             started = time.perf_counter()
             generate(version, args.documents, args.epochs)
             generate_s = time.perf_counter() - started

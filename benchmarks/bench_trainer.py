@@ -37,7 +37,9 @@ WARMUP_STEPS = 2
 def prepare(work: Path, model: str) -> tuple[Path, Path]:
     """A model folder and a shard version of random tokens in its vocabulary."""
     import numpy as np
-    from shardkit import Doc, TokenizerInfo, sha256_file, write_version
+    from shardkit import Doc, TokenizerInfo, write_version
+
+    from stablecpt.core.hashing import sha256_file
 
     if model == "tiny":
         from conftest import TOKENIZER_TEXTS, build_tokenizer
@@ -73,15 +75,18 @@ def run_ours(model_dir: Path, version: Path, seq_len: int, batch: int, steps: in
         "micro_batch_size": batch, "token_budget": seq_len * batch * (steps + WARMUP_STEPS),
         "optimizer": {"lr": 1e-4}, "metrics": {"log_every_steps": 1, "progress_bar": False}})
     train(cfg)
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [seq_len * batch / r["tokens_per_second"] for r in records if r["event"] == "train"][WARMUP_STEPS:]
+    from stablecpt.formats.metrics import TrainEvent, read_metrics
+
+    events = [e for e in read_metrics(out / "metrics.jsonl") if isinstance(e, TrainEvent)]
+    return [seq_len * batch / e.tokens_per_second for e in events][WARMUP_STEPS:]
 
 
 def run_hf(model_dir: Path, version: Path, seq_len: int, batch: int, steps: int, out: Path) -> list[float]:
     import torch
     from stablecpt.training.loader import PackedLoader
-    from stablecpt.training.shards import open_version
     from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    from stablecpt.formats.version import open_version
 
     loader = PackedLoader(open_version(version), seq_len, 1)
 

@@ -21,7 +21,20 @@ def register(stages: argparse._SubParsersAction) -> None:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (dotted path, YAML value), e.g. --set scoring.enabled=false")
     run.add_argument("--restart", action="store_true", help="discard the config's existing run folder first")
+    run.add_argument("--preview", type=int, metavar="N",
+                     help="read, normalise and filter only the first N documents of each source, in this process, "
+                     "and print the kept-share table and warnings; no dedup or scoring, nothing written")
+    run.add_argument("--progress", choices=["auto", "bar", "lines", "off"], default="auto",
+                     help="progress on stderr: a bar per stage on a terminal, plain lines otherwise (auto)")
     run.set_defaults(handler=_run)
+
+    progress = actions.add_parser("progress", help="where a curation run (local, Ray or Slurm) stands, per stage",
+                                  description="Reads the run folder's progress files and completion marks: "
+                                  "tasks done and documents read per stage. For Slurm runs, whose launcher exits "
+                                  "after submitting.")
+    progress.add_argument("--config", required=True, help="the curation config of the run")
+    progress.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for `curate run`")
+    progress.set_defaults(handler=_progress)
 
     train = actions.add_parser("train-scorer", help="train the KenLM and/or fastText domain-relevance scorers",
                                description="Train domain-relevance scorers on reference (and background) "
@@ -42,6 +55,10 @@ def _sources(args: argparse.Namespace) -> int:
 def _train_scorer(args: argparse.Namespace) -> int:
     import time
 
+    from stablecpt.curation.progress import library_bars_off_unless_terminal
+
+    library_bars_off_unless_terminal()  # before datatrove or datasets is imported
+
     from stablecpt.curation.scoring.config import TrainScorersConfig
     from stablecpt.curation.scoring.train import train_scorer
 
@@ -52,19 +69,29 @@ def _train_scorer(args: argparse.Namespace) -> int:
     specs = [s for s in config.scorers if not args.kind or s.kind in args.kind]
     if not specs:
         raise UserError(f"{args.config}: key 'scorers': no scorer of kind {', '.join(args.kind)}")
+    from stablecpt.curation.progress import datatrove_warnings_only
+    from stablecpt.curation.scoring.heldout_eval import HeldoutSample, heldout_auc
+
+    from stablecpt.core.locks import output_lock
+
+    heldout = HeldoutSample()
     for spec in specs:
         started = time.perf_counter()
-        info = train_scorer(config, spec)
+        with output_lock(spec.output_dir, f"{spec.kind} scorer folder"), datatrove_warnings_only():
+            info = train_scorer(config, spec, heldout)
         counts = {k: v for k, v in info.training.items() if isinstance(v, int)}
         print(f"{info.kind:<9} {info.directory}  fingerprint {info.fingerprint[:16]}  "
-              f"{time.perf_counter() - started:.1f}s  {counts}")
+              f"{time.perf_counter() - started:.1f}s  {counts}", flush=True)
+        with datatrove_warnings_only():
+            quality = heldout_auc(info.kind, info.directory, config.reference, config.background,
+                                  config.heldout_percent, heldout)
+        print(f"{'':<9} {quality.line()}", flush=True)
     return 0
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """`a.b=value` -> data["a"]["b"] = yaml.safe_load("value")."""
-    import yaml
-
+    """`a.b=value` -> data["a"]["b"] = the YAML value "value"."""
+    from stablecpt.core.config import parse_yaml_value
     from stablecpt.core.errors import UserError
 
     for item in overrides:
@@ -77,34 +104,80 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise UserError(f"--set {item}: '{part}' is not a mapping")
-        node[last] = yaml.safe_load(raw)
+        node[last] = parse_yaml_value(raw, f"--set {item}")
     return data
 
 
 def _run(args: argparse.Namespace) -> int:
-    import json
     import sys
 
+    from stablecpt.curation.progress import library_bars_off_unless_terminal
+
+    library_bars_off_unless_terminal()  # before datatrove or datasets is imported
     from stablecpt.curation.config import CurateConfig
     from stablecpt.curation.outputs import MANIFEST, AccountingError
     from stablecpt.curation.pipeline import run_curation
 
     from stablecpt.core.config import read_yaml, validate
+    from stablecpt.core.errors import UserError
 
     cfg = validate(apply_overrides(read_yaml(args.config), args.set), CurateConfig, args.config)
+    if args.preview is not None:
+        if args.preview < 1:
+            raise UserError(f"--preview {args.preview}: give a number of documents per source, at least 1")
+        return _preview(cfg, args.preview)
     try:
-        run_dir = run_curation(cfg, restart=args.restart)
+        run_dir = run_curation(cfg, restart=args.restart, progress=args.progress)
     except AccountingError as err:
         print(f"stablecpt: error: {err}", file=sys.stderr)
         return 1
     manifest = run_dir / MANIFEST
     if not manifest.is_file():  # slurm: submitted; the last job writes the manifest
-        print(f"submitted; the run is complete when {manifest} exists")
+        print(f"submitted; the run is complete when {manifest} exists; "
+              f"`stablecpt curate progress --config {args.config}` shows where it stands")
         return 0
-    counts = json.loads(manifest.read_text())["counts"]
-    print(f"{'source':<12} {'input':>9} {'kept':>9}  dropped")
-    for source, c in counts.items():
-        dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(c["dropped"].items(), key=lambda kv: -kv[1]))
-        print(f"{source:<12} {c['input']:>9,} {c['kept']:>9,}  {dropped or '-'}")
-    print(f"run folder: {run_dir} (manifest.json written last)")
+    _print_summary(run_dir, cfg)
+    print(f"run folder: {run_dir} (manifest.json written last; datatrove's logs in {run_dir / '.work' / 'logs'})")
+    return 0
+
+
+def _print_summary(run_dir, cfg) -> None:
+    import sys
+
+    from stablecpt.curation.summary import format_table, read_summary, run_summary, warning_lines
+
+    summary = read_summary(run_dir) or run_summary(run_dir, cfg).to_json()  # a run from before summary.json
+    print("\n".join(format_table(summary)))
+    damaged = sum(n for source in summary["sources"] for reason, n in source["dropped"].items()
+                  if reason.startswith("bad_file:"))
+    if damaged:
+        print(f"{damaged} damaged file(s): the records before each damage are kept; file, line and cause are in "
+              f"{run_dir / 'excluded'} (reason bad_file:*)")
+    for line in warning_lines(summary):
+        print(f"stablecpt: {line}", file=sys.stderr)
+
+
+def _preview(cfg, n: int) -> int:
+    import sys
+
+    from stablecpt.curation.preview import preview, preview_lines
+    from stablecpt.curation.progress import datatrove_warnings_only
+    from stablecpt.curation.summary import format_table, warning_lines
+
+    with datatrove_warnings_only():
+        result = preview(cfg, n)
+    print("\n".join(format_table(result.summary) + preview_lines(result, n)))
+    for line in warning_lines(result.summary):
+        print(f"stablecpt: {line}", file=sys.stderr)
+    return 0
+
+
+def _progress(args: argparse.Namespace) -> int:
+    from stablecpt.curation.config import CurateConfig
+    from stablecpt.curation.progress import run_progress_lines
+
+    from stablecpt.core.config import read_yaml, validate
+
+    cfg = validate(apply_overrides(read_yaml(args.config), args.set), CurateConfig, args.config)
+    print("\n".join(run_progress_lines(cfg.output_dir)))
     return 0

@@ -2,13 +2,14 @@
 
 Accounting, per source: the readers' own tally of input records must equal the attribute rows, and
 input = kept + sum(dropped by reason), with kept = rows of documents/ and each reason's count equal to
-its rows in excluded/ (heldout rows equal to heldout/). Any mismatch raises AccountingError and no
-manifest is written, so the run never looks complete.
+its rows in excluded/ (heldout rows equal to heldout/). A damaged file counts as one input entry dropped
+with its `bad_file:<kind>` reason (the records read before the damage count as themselves), a record
+repeating an id as `bad_record:duplicate_id`. Any mismatch raises AccountingError and no manifest is
+written, so the run never looks complete.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import Counter
 from datetime import UTC, datetime
@@ -20,21 +21,30 @@ from datatrove.utils.logging import logger
 from stablecpt.curation.blocks import marks
 from stablecpt.curation.blocks.recording import SCHEMAS
 
-from stablecpt.core.files import atomic_write_json
-from stablecpt.core.hashing import sha256_file
-
-MANIFEST = "manifest.json"
-WORK_DIR = ".work"
+from stablecpt.core.files import atomic_path
+from stablecpt.formats.base import FORMAT_VERSION, validate_record, write_record
+from stablecpt.formats.curation import (
+    KIND,
+    WORK_DIR,  # noqa: F401 (curation/pipeline.py imports it from here)
+    CurationManifest,
+    in_work_dir,
+)
+from stablecpt.formats.folder import MANIFEST, FileEntry, fingerprint, folder_files, hash_files
 
 
 class AccountingError(RuntimeError):
     """input != kept + dropped for some source: a bug, never a user error; the run is left incomplete."""
 
 
+def _visible(folder: Path, pattern: str) -> list[Path]:
+    """Files of a folder, without the hidden temporary files an atomic write killed midway leaves behind."""
+    return sorted(p for p in folder.glob(pattern) if not p.name.startswith("."))
+
+
 def _grouped(table: str, output_dir: Path, by: list[str]) -> dict[tuple, int]:
     import polars as pl
 
-    files = sorted((output_dir / table).glob("*.parquet"))
+    files = _visible(output_dir / table, "*.parquet")
     if not files:
         return {}
     frame = pl.read_parquet(files, columns=by).group_by(by).len()
@@ -43,7 +53,7 @@ def _grouped(table: str, output_dir: Path, by: list[str]) -> dict[tuple, int]:
 
 def tally_inputs(counts_dir: Path) -> Counter:
     total: Counter = Counter()
-    for path in sorted(counts_dir.glob("*.json")):
+    for path in _visible(counts_dir, "*.json"):
         total.update(json.loads(path.read_text())["input"])
     return total
 
@@ -86,24 +96,29 @@ def write_empty_tables(output_dir: Path) -> None:
     for table, schema in SCHEMAS.items():
         folder = output_dir / table
         folder.mkdir(parents=True, exist_ok=True)
-        if not any(folder.glob("*.parquet")):
-            pq.write_table(schema.empty_table(), folder / "empty.parquet")
+        if not _visible(folder, "*.parquet"):
+            with atomic_path(folder / "empty.parquet") as tmp:
+                pq.write_table(schema.empty_table(), tmp)
 
 
-def data_files(output_dir: Path) -> dict[str, str]:
-    files = {}
-    for path in sorted(output_dir.rglob("*")):
-        rel = path.relative_to(output_dir).as_posix()
-        if path.is_file() and rel != MANIFEST and not rel.startswith(WORK_DIR + "/"):
-            files[rel] = sha256_file(path)
-    return files
+def data_files(output_dir: Path) -> dict[str, FileEntry]:
+    """Every file of the run but manifest.json and .work/, with its sha256 and size."""
+    return hash_files(output_dir, folder_files(output_dir, in_work_dir))
 
 
-def fingerprint(files: dict[str, str]) -> str:
-    return hashlib.sha256("\n".join(f"{rel} {sha}" for rel, sha in sorted(files.items())).encode()).hexdigest()
+def write_manifest(output_dir: Path, config: dict, inputs: dict[str, str], counts: dict, scorers: dict
+                   ) -> CurationManifest:
+    """manifest.json over the run's files, last and atomically: the run is complete from then on."""
+    from stablecpt import __version__
 
-
-
+    files = data_files(output_dir)
+    manifest = validate_record({
+        "format_version": FORMAT_VERSION, "kind": KIND, "fingerprint": fingerprint(files), "files": files,
+        "config": config, "inputs": inputs, "counts": counts, "scorers": scorers,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "stablecpt_version": __version__,
+    }, CurationManifest, output_dir / MANIFEST)
+    write_record(output_dir / MANIFEST, manifest)
+    return manifest
 
 
 class Finalise(PipelineStep):
@@ -119,17 +134,12 @@ class Finalise(PipelineStep):
         self.sources, self.config, self.inputs, self.scorers = list(sources), config, inputs, scorers
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        from stablecpt import __version__
-
         output_dir = Path(self.output_dir)
+        for _ in data or ():  # the steps before this one (the run summary) run first
+            pass
         counts = account(output_dir, Path(self.counts_dir), self.sources)
         write_empty_tables(output_dir)
-        files = data_files(output_dir)
-        manifest = {"kind": "curation_run", "fingerprint": fingerprint(files), "files": files,
-                    "config": self.config, "inputs": self.inputs, "counts": counts, "scorers": self.scorers,
-                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "stablecpt_version": __version__}
-        atomic_write_json(output_dir / MANIFEST, manifest)
+        write_manifest(output_dir, self.config, self.inputs, counts, self.scorers)
         kept = sum(c["kept"] for c in counts.values())
         logger.info(f"manifest written: {output_dir / MANIFEST} ({kept} documents kept)")
         return

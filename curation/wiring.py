@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
-
 from stablecpt.curation.config import ScoringConfig
 from stablecpt.curation.scoring.config import DecontamConfig
 
+from stablecpt.formats.curation import ScorerUse
 
-def _info_dict(info) -> dict:
-    return json.loads(json.dumps(dataclasses.asdict(info), default=str))  # manifest-safe (paths as strings)
+
+def _scorer_use(block) -> ScorerUse:
+    info = block.info
+    if info is None:  # a bare model file, not a trained scorer folder
+        return ScorerUse(model_file=str(block.model_file))
+    return ScorerUse(model_file=info.record.model_file, directory=info.directory, scorer=info.record)
 
 
 def scorer_blocks(scoring: ScoringConfig) -> tuple[list, dict]:
@@ -23,7 +25,7 @@ def scorer_blocks(scoring: ScoringConfig) -> tuple[list, dict]:
             continue
         block = spec.build()  # loads scorer.json and re-hashes the model: a bad folder stops the run here
         blocks.append(block)
-        infos[kind] = _info_dict(block.info) if block.info else {"model_file": block.model_file}
+        infos[kind] = _scorer_use(block)
     return blocks, infos
 
 

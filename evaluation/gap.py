@@ -5,10 +5,12 @@ cadence misses it) it runs the first `limit` items of a few lm-eval tasks, the h
 and the relative weight update of the bottom-k and top-k blocks (evaluation/weights.py), appends one
 JSON object to <output_dir>/gap/points.jsonl, and at the end writes gap/analysis.json and the plots.
 
-Cost: lm-eval Task objects and the perplexity token streams are built once and reused. Under DDP the
-probe runs on rank 0 only (`distributed: rank0`, the model is replicated); with `distributed: shard`
-(needed for FSDP, where every rank must take part in each forward) lm-eval's own rank sharding
-splits the items and rank 0 gathers. Every rank returns the same metrics.
+Cost: lm-eval Task objects and the perplexity token streams are built once and reused. Distributed modes
+(`distributed_mode`): `rank0` runs the probe on rank 0 only while the others wait (DDP: the model is
+replicated); `shard` splits the items across ranks with lm-eval's own rank sharding, rank 0 gathers;
+`replicate` runs the whole probe on every rank, so every rank takes part in every forward, as FSDP's
+sharded parameters require. `auto` (the default) is `replicate` under FSDP and `rank0` otherwise.
+Every rank returns the same metrics.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class MonitorConfig(StrictModel):
     at_tokens: list[int] | None = None  # explicit schedule instead of log-spaced
     top_k: int = Field(5, ge=1)
     batch_size: int = Field(16, ge=1)
-    distributed: Literal["rank0", "shard"] = "rank0"
+    distributed: Literal["auto", "rank0", "shard", "replicate"] = "auto"
     autocast: Literal["bfloat16", "float16"] | None = None
     include_paths: list[str] = []
     plots: bool = True
@@ -75,6 +77,7 @@ class StabilityGapMonitor(Callback):
             self.sources = [PerplexitySource(**s) for s in self.config.perplexity]
         except ValidationError as err:
             raise UserError(format_validation_error("StabilityGapMonitor kwargs 'perplexity'", err)) from None
+        self.mode = distributed_mode(self.config.distributed, _current_distributed_type())
         self._task_cache = None
         self._streams: dict[str, list[int]] = {}
         self._lm = None
@@ -95,6 +98,7 @@ class StabilityGapMonitor(Callback):
     def on_train_start(self, state: TrainState) -> None:
         from stablecpt.evaluation.weights import WeightReference
 
+        self.mode = distributed_mode(self.config.distributed, _distributed_type(state.accelerator, state.model))
         self._reference = WeightReference(state.model, self.config.top_k)
         self._reference_tokens = state.tokens_seen
         gap_dir = Path(state.output_dir) / "gap"
@@ -157,8 +161,8 @@ class StabilityGapMonitor(Callback):
 
         accelerator = state.accelerator
         world = getattr(accelerator, "num_processes", 1) if accelerator is not None else 1
-        sharded = world > 1 and self.config.distributed == "shard"
-        runs_here = world == 1 or sharded or _is_main(accelerator)
+        sharded = world > 1 and self.mode == "shard"
+        runs_here = world == 1 or self.mode in ("shard", "replicate") or _is_main(accelerator)
         metrics: dict[str, float] = {}
         if runs_here:
             device_type = next(state.model.parameters()).device.type
@@ -167,7 +171,7 @@ class StabilityGapMonitor(Callback):
             with torch.no_grad(), autocast:
                 metrics.update(self._tasks(state, accelerator if sharded else None))
                 metrics.update(self._perplexities(state, accelerator if sharded else None))
-        if world > 1:
+        if world > 1 and self.mode != "replicate":
             metrics = _broadcast(metrics, accelerator)
         return metrics
 
@@ -221,6 +225,41 @@ class StabilityGapMonitor(Callback):
                 nll, tokens = stream_perplexity(state.model, stream, context, self.config.batch_size)
             out[f"ppl/{source.name}"] = perplexity_of(nll, tokens)
         return out
+
+
+def distributed_mode(requested: str, distributed_type: str | None) -> str:
+    """The probe's mode under this accelerator. Under FSDP each forward is collective (every rank gathers the
+    sharded parameters), so a probe on rank 0 alone would wait forever, and items split across ranks can give
+    ranks unequal numbers of forwards: only `replicate` is safe there, and the others are refused up front."""
+    fsdp = distributed_type == "FSDP"
+    if requested == "auto":
+        return "replicate" if fsdp else "rank0"
+    if fsdp and requested != "replicate":
+        raise UserError(f"StabilityGapMonitor kwargs 'distributed': '{requested}' cannot run under FSDP (every "
+                        "rank must take part in the same forwards); use 'auto' or 'replicate'")
+    return requested
+
+
+def _distributed_type(accelerator, model=None) -> str | None:
+    """FSDP when the model is sharded (asked of the model: accelerate's own flag can revert to MULTI_*)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, FSDPModule):
+        return "FSDP"
+    kind = getattr(accelerator, "distributed_type", None)
+    return getattr(kind, "name", None)
+
+
+def _current_distributed_type() -> str | None:
+    """At construction: FSDP when `accelerate launch` asked for it, else the accelerator's type if one exists."""
+    import os
+
+    from accelerate.state import AcceleratorState
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return "FSDP"
+    shared = AcceleratorState._shared_state  # read, not AcceleratorState(): that re-syncs it from PartialState
+    return getattr(shared.get("distributed_type"), "name", None) if shared else None
 
 
 def _is_main(accelerator) -> bool:

@@ -1,11 +1,12 @@
 """Results files with lineage, comparison tables across checkpoints and runs, and stability-gap plots.
 
-A results file (one per evaluated model or checkpoint) is JSON:
-  {"kind": "eval_result", "model": {"name", "path"}, "lineage": {"run", "checkpoint", "step", "tokens_seen",
-   "shard_fingerprint", "shard_version"}, "tasks": {task: {acc, acc_stderr, acc_norm, acc_norm_stderr, n, chance}},
+A results file (one per evaluated model or checkpoint) is stablecpt.formats.evaluation.EvalResult:
+  {"format_version", "kind": "eval_result", "label", "model": {"name", "path"}, "lineage": {"run", "checkpoint",
+   "step", "tokens_seen", "epoch", "shard_version": {"path", "fingerprint"}, "base_model"},
+   "tasks": {task: {acc, acc_stderr, acc_norm, acc_norm_stderr, n, chance}},
    "suites": {suite: {group|"average": {acc, acc_norm, members, missing, complete}}},
    "unavailable": {task: reason}, "perplexity": {name: {perplexity, tokens, context, documents}},
-   "created_at", "stablecpt_version", "lm_eval_version", "config"}
+   "task_seconds", "created_at", "stablecpt_version", "lm_eval_version", "config"}
 """
 
 from __future__ import annotations
@@ -14,59 +15,43 @@ import json
 from pathlib import Path
 from typing import Any
 
-from stablecpt.core.errors import UserError
 from stablecpt.core.files import atomic_path, atomic_write_json
+from stablecpt.formats.evaluation import EvalLineage
+from stablecpt.formats.run import FINAL, TRAINER_STATE, ShardRef, checkpoints, read_run, read_trainer_state, run_of
+from stablecpt.formats.stream import locate
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except json.JSONDecodeError:
-        raise UserError(f"{path}: not valid JSON") from None
-
-
-def _last_logged_tokens(path: Path) -> int | None:
-    if not path.is_file():
-        return None
-    tokens = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a run killed mid-write leaves a partial last line
-        if isinstance(record, dict) and isinstance(record.get("tokens"), int):
-            tokens = record["tokens"]
-    return tokens
-
-
-def checkpoint_lineage(model_path: str | Path) -> dict[str, Any]:
-    """What a training checkpoint folder says about where it came from (contract C5); {} for other models."""
+def checkpoint_lineage(model_path: str | Path) -> EvalLineage:
+    """Where a training checkpoint or final/ folder came from (its run.json and trainer_state.json, read through
+    stablecpt.formats); an empty lineage for any other model."""
     folder = Path(model_path)
-    if not folder.is_dir():
-        return {}
-    lineage: dict[str, Any] = {}
-    state = _read_json(folder / "trainer_state.json")
-    if state:
-        lineage.update(step=state.get("step"), tokens_seen=state.get("tokens_seen"), epoch=state.get("epoch"),
-                       shard_fingerprint=state.get("manifest_fingerprint"))
-    for run_dir in (folder.parent.parent, folder.parent):  # checkpoints/step_n/ or final/
-        run = _read_json(run_dir / "run.json")
-        if run:  # written by training/loop.py: model, shards (version path), manifest_fingerprint, config
-            lineage.update(run=str(run_dir), checkpoint=folder.name, shard_version=run.get("shards"),
-                           base_model=run.get("model"))
-            if lineage.get("shard_fingerprint") is None:
-                lineage["shard_fingerprint"] = run.get("manifest_fingerprint")
-            if lineage.get("tokens_seen") is None:  # final/ has no trainer_state: the run's last logged tokens
-                lineage["tokens_seen"] = _last_logged_tokens(run_dir / "metrics.jsonl")
-            break
-    return {k: v for k, v in lineage.items() if v is not None}
+    run_dir = run_of(folder) if folder.is_dir() else None
+    if run_dir is None:
+        return EvalLineage()
+    run = read_run(run_dir)
+    lineage = {"run": str(run_dir), "checkpoint": str(folder), "shard_version": run.shard_version,
+               "base_model": run.model}
+    if (folder / TRAINER_STATE).is_file():
+        state = read_trainer_state(folder)
+        lineage |= {"step": state.step, "tokens_seen": state.tokens_seen, "epoch": state.epoch,
+                    "shard_version": ShardRef(path=run.shard_version.path, fingerprint=state.shard_fingerprint)}
+    elif folder.name == FINAL and run.finished is not None:  # final/ is the run's end
+        end = run.finished.loader_state
+        lineage |= {"step": run.finished.step, "tokens_seen": run.finished.tokens_seen,
+                    "epoch": locate(end.sequences_per_epoch, max(end.sequences_consumed - 1, 0))[0]}
+    return EvalLineage(**lineage)
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
-    """A training run's checkpoints in training order, then final/."""
-    steps = sorted((run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-    final = [run_dir / "final"] if (run_dir / "final").is_dir() else []
-    return [p for p in steps if (p / "config.json").is_file()] + final
+    """A training run's complete checkpoints in training order, then final/, only those with loadable weights (a
+    checkpoint written with `checkpoint.hf_weights: false` holds only shards, which from_pretrained cannot read)."""
+    final = [run_dir / FINAL] if _has_weights(run_dir / FINAL) else []
+    return [p for p in checkpoints(run_dir) if _has_weights(p)] + final
+
+
+def _has_weights(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(
+        (folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
 
 
 def write_json(path: Path, data: dict) -> None:

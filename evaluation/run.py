@@ -7,17 +7,21 @@ comparison.md / comparison.json over all of them.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import DirectoryPath, Field, field_validator
 from stablecpt.evaluation.perplexity import PerplexitySource
 
 from stablecpt.core.config import StrictModel
 from stablecpt.core.errors import UserError
+from stablecpt.formats.base import dump_record
+from stablecpt.formats.evaluation import EvalModel, EvalResult
+from stablecpt.formats.run import is_run
 
 
 class PerplexityConfig(StrictModel):
@@ -34,8 +38,32 @@ class EvalConfig(StrictModel):
     batch_size: int = Field(16, ge=1)
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    include_paths: list[Path] = []  # folders of your own lm-eval task YAMLs
+    include_paths: list[DirectoryPath] = []  # folders of your own lm-eval task YAMLs
     perplexity: PerplexityConfig = PerplexityConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device_exists(cls, device: str) -> str:
+        """A device this machine has, checked before any model is loaded."""
+        if device == "cpu":
+            return device
+        import torch
+
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"'{device}' is not a torch device (cpu, cuda, cuda:<index>, mps)") from None
+        if parsed.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise ValueError(f"'{device}': this machine has no CUDA device")
+            if parsed.index is not None and parsed.index >= count:
+                raise ValueError(f"'{device}': this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        elif parsed.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"'{device}': MPS is not available on this machine")
+        elif parsed.type not in ("cuda", "mps"):
+            raise ValueError(f"'{device}': evaluation runs on cpu, cuda or mps")
+        return device
 
 
 def expand_models(entries: list[str]) -> list[tuple[str, str]]:
@@ -45,12 +73,12 @@ def expand_models(entries: list[str]) -> list[tuple[str, str]]:
     out = []
     for entry in entries:
         path = Path(entry)
-        if path.is_dir() and (path / "run.json").is_file():
+        if path.is_dir() and is_run(path):
             checkpoints = run_checkpoints(path)
             if not checkpoints:
                 raise UserError(f"{path}: a training run without checkpoints or final/")
             out += [(f"{path.name}/{c.name}", str(c)) for c in checkpoints]
-        elif path.is_dir() and (path.parent / "run.json").is_file():  # a run's final/: named after its run
+        elif path.is_dir() and is_run(path.parent):  # a run's final/: named after its run
             out.append((f"{path.parent.name}/{path.name}", entry))
         else:
             out.append((path.name if path.is_dir() else entry.replace("/", "__"), entry))
@@ -118,11 +146,11 @@ def run_eval(config: EvalConfig, report=print) -> Path:
             raise UserError(f"model '{name}': cannot load ({str(exc).splitlines()[0]})") from None
         with torch.no_grad():
             body = evaluate_model(model, tokenizer, config, cache, report)
-        result = {"kind": "eval_result", "label": label, "model": {"name": name, "path": path},
-                  "lineage": checkpoint_lineage(path), **body,
-                  "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                  "stablecpt_version": __version__, "lm_eval_version": importlib.metadata.version("lm_eval"),
-                  "config": config.model_dump(mode="json")}
+        result = dump_record(EvalResult(
+            label=label, model=EvalModel(name=name, path=path), lineage=checkpoint_lineage(path),
+            **json.loads(json.dumps(body, default=str)),  # numpy scalars from the harness as plain JSON
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"), stablecpt_version=__version__,
+            lm_eval_version=importlib.metadata.version("lm_eval"), config=config.model_dump(mode="json")))
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", label.replace("/", "__"))  # hub ids and embedded: names
         write_json(config.output_dir / "results" / f"{safe}.json", result)
         for suite, groups in result["suites"].items():

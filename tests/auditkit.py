@@ -1,40 +1,42 @@
-"""Writes synthetic curation runs, shard versions, training runs and evaluation results in the documented formats
-(contract C1, docs/shard-format.md, contract C5 + docs/audit.md) so audit tests know every number exactly.
+"""Synthetic curation runs, shard versions, training runs and evaluation results whose every number the audit tests
+work out by hand, written by the producers' own writers or through stablecpt.formats' models, so no field is
+invented here:
 
-It plays the producers' part from the format documents alone; it imports nothing from curation/ or training/.
+- curation run: the C1 tables in curation's own schemas (curation/blocks/recording.py), manifest.json by curation's
+  writer (curation/outputs.write_manifest);
+- shard version: tests/shardkit.write_frame_version (datatrove's token writer; formats' tables and seal_version);
+- training run: run.json, trainer_state.json and metrics.jsonl as formats.run / formats.metrics models, the
+  positions as formats.stream.LoaderState;
+- evaluation result: formats.evaluation.EvalResult with the lineage evaluation itself derives
+  (evaluation/report.checkpoint_lineage).
+
 `scenario(tmp)` builds the multi-source example whose numbers tests/test_audit_*.py check by hand.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from shardkit import TokenizerInfo, write_frame_version
+from stablecpt.curation.blocks.recording import SCHEMAS
+from stablecpt.curation.outputs import write_manifest
+from stablecpt.evaluation.report import checkpoint_lineage
+
+from stablecpt.formats.base import write_record
+from stablecpt.formats.evaluation import EvalModel, EvalResult
+from stablecpt.formats.metrics import CheckpointEvent, TrainEvent, event_line
+from stablecpt.formats.run import Finished, RunRecord, ShardRef, TrainerState
+from stablecpt.formats.shards import ShardManifest, TargetMixture
+from stablecpt.formats.stream import WINDOW_OVERLAP, DataOrder, LoaderState, dropped_tail, sequences_in
+from stablecpt.formats.version import open_version
 
 SEPARATOR_ID = 0
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def finish(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Add files + fingerprint (sha256 over sorted '<relpath> <sha256>' lines) and write manifest.json last."""
-    files = {p.relative_to(folder).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "manifest.json"}
-    lines = "\n".join(sorted(f"{rel} {info['sha256']}" for rel, info in files.items()))
-    manifest = {**manifest, "files": files, "fingerprint": hashlib.sha256(lines.encode()).hexdigest()}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return manifest
+WHEN = "2026-01-01T00:00:00+00:00"
 
 
 @dataclass(frozen=True)
@@ -59,111 +61,96 @@ def documents_frame(docs: list[Doc]) -> pl.DataFrame:
 def write_shard_version(folder: Path, docs: pl.DataFrame | list[Doc], epochs: list[Any], *,
                         target: dict[str, Any] | None = None, selection: dict[str, Any] | None = None,
                         lineage: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                        sparse_tokens: bool = False, token_runs: list[list[int]] | None = None,
-                        name: str = "synthetic", version: int = 1) -> dict[str, Any]:
-    """A format_version 1 version. `docs`: id/source/domain/category/scores/token_length; `epochs`: doc_index lists.
-
-    Token runs are `token_runs` (each ending with the separator) when given, else made-up ids then the separator,
-    or with `sparse_tokens` a .ds file that only has its size.
-    """
+                        token_runs: list[list[int]] | None = None, vocab_size: int = 512) -> ShardManifest:
+    """A version at `folder` (named <name>/v<k>). `docs`: id/source/domain/category/scores/token_length; `epochs`:
+    doc_index lists. Token runs are `token_runs` (each ending with the separator) when given, else made-up ids."""
     frame = documents_frame(docs) if isinstance(docs, list) else docs
-    folder.mkdir(parents=True)
-    (folder / "tokens").mkdir()
-    lengths = frame["token_length"].to_numpy().astype(np.int64)
-    ends = np.cumsum(lengths).astype("<u8")
-    offsets = ends - lengths.astype("<u8")
-    shard = folder / "tokens" / "00000.ds"
-    if sparse_tokens:
-        with open(shard, "wb") as f:
-            f.truncate(int(ends[-1]) * 2)
-    elif token_runs is not None:
-        np.concatenate([np.asarray(r, dtype="<u2") for r in token_runs]).tofile(shard)
-    else:
-        ids = np.repeat((np.arange(len(lengths)) % 500 + 1).astype("<u2"), lengths)
-        ids[ends.astype(np.int64) - 1] = SEPARATOR_ID
-        ids.tofile(shard)
-    ends.tofile(folder / "tokens" / "00000.ds.index")
-    (folder / "tokens" / "00000.ds.metadata").write_text(f"synthetic|2\n{int(ends[-1])}\n{int(ends[-1])}\n")
-    table = frame.with_columns(doc_index=pl.int_range(pl.len(), dtype=pl.Int64), shard=pl.lit("tokens/00000.ds"),
-                               token_offset=pl.Series(offsets.astype(np.int64)))
-    table.select("doc_index", "id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score", "shard",
-                 "token_offset", "token_length").write_parquet(folder / "documents.parquet")
-    (folder / "epochs").mkdir()
-    entries, by_epoch_source = [], {}
-    for e, order in enumerate(epochs):
-        order = np.asarray(order, dtype=np.int64)
-        rel = f"epochs/epoch_{e:04d}.parquet"
-        pl.DataFrame({"position": np.arange(len(order), dtype=np.int64), "doc_index": order}).write_parquet(
-            folder / rel)
-        used = pl.DataFrame({"doc_index": order}).join(table.select("doc_index", "source", "token_length"),
-                                                       on="doc_index")
-        entries.append({"epoch": e, "file": rel, "documents": len(order), "tokens": int(used["token_length"].sum())})
-        by_epoch_source[str(e)] = dict(used.group_by("source").agg(pl.col("token_length").sum()).iter_rows())
-    stored = table.group_by("source").agg(pl.col("token_length").sum())
-    manifest: dict[str, Any] = {
-        "format_version": 1, "name": name, "version": version,
-        "tokenizer": {"name": "synthetic", "sha256": "0" * 64, "vocab_size": 512, "separator": "<|endoftext|>",
-                      "separator_id": SEPARATOR_ID},
-        "token_dtype": "uint16", "has_loss_mask": False, "epochs": entries,
-        "tokens": {"total_unique": int(lengths.sum()), "by_source": dict(stored.iter_rows()),
-                   "by_epoch_source": by_epoch_source},
-        "config": config or {"seed": 0, "epochs": len(epochs)},
-        "lineage": lineage or {}, "created_at": "2026-01-01T00:00:00Z", "stablecpt_version": "0.1.0",
-    }
-    if target is not None:
-        manifest["target_mixture"] = target
-    if selection is not None:
-        manifest["selection"] = selection
-    return finish(folder, manifest)
+    runs = ((run, None) for run in token_runs) if token_runs is not None else None
+    return write_frame_version(folder, frame, epochs, runs, tokenizer=TokenizerInfo(name="synthetic",
+                                                                                  vocab_size=vocab_size),
+                               target=TargetMixture.model_validate(target) if target else None, lineage=lineage,
+                               config=config or {"seed": 0, "epochs": len(epochs)},
+                               selection=selection or {"domain": "medical"})
 
 
 def write_curation_run(folder: Path, attributes: list[dict[str, Any]], config: dict[str, Any],
-                       inputs: dict[str, str]) -> dict[str, Any]:
+                       inputs: dict[str, str]):
     """A curation run (C1). `attributes`: one dict per input document; kept ones also go to documents/."""
-    for sub in ("documents", "attributes", "excluded", "heldout"):
-        (folder / sub).mkdir(parents=True)
-    columns = {"id": pl.String, "source": pl.String, "domain": pl.String, "category": pl.String,
-               "n_chars": pl.Int64, "n_words": pl.Int64, "kept": pl.Boolean, "drop_reason": pl.String,
-               "dedup_cluster": pl.String, "kenlm_perplexity": pl.Float64, "fasttext_score": pl.Float64,
-               "contamination_ngrams": pl.Int64}
-    attrs = pl.DataFrame([{c: row.get(c) for c in columns} for row in attributes], schema=columns)
-    attrs.write_parquet(folder / "attributes" / "00000.parquet")
-    kept = attrs.filter(pl.col("kept"))
-    kept.select("id", pl.concat_str(pl.lit("text of "), "id").alias("text"), "source", "domain", "category",
-                "kenlm_perplexity", "fasttext_score").write_parquet(folder / "documents" / "00000.parquet")
-    attrs.filter(~pl.col("kept")).select("id", "source", pl.col("drop_reason").alias("reason"),
-                                         pl.lit(None, pl.String).alias("text")).write_parquet(
-        folder / "excluded" / "00000.parquet")
+    def write(table: str, rows: list[dict[str, Any]]) -> None:
+        (folder / table).mkdir(parents=True, exist_ok=True)
+        schema = SCHEMAS[table]
+        pq.write_table(pa.Table.from_pylist([{c: r.get(c) for c in schema.names} for r in rows], schema=schema),
+                       folder / table / "00000.parquet")
+
+    kept = [a for a in attributes if a["kept"]]
+    write("attributes", attributes)
+    write("documents", [{**a, "text": f"text of {a['id']}"} for a in kept])
+    write("excluded", [{"id": a["id"], "source": a["source"], "reason": a["drop_reason"]}
+                       for a in attributes if not a["kept"]])
+    write("heldout", [{**a, "text": f"text of {a['id']}"} for a in attributes if a["drop_reason"] == "heldout"])
     counts = {}
-    for source in sorted(attrs["source"].unique()):
-        part = attrs.filter(pl.col("source") == source)
-        dropped = part.filter(~pl.col("kept")).group_by("drop_reason").len()
-        counts[source] = {"input": part.height, "kept": int(part["kept"].sum()), "dropped": dict(dropped.iter_rows())}
-    return finish(folder, {"kind": "curation_run", "config": config, "inputs": inputs, "counts": counts,
-                           "scorers": {}, "created_at": "2026-01-01T00:00:00Z", "stablecpt_version": "0.1.0"})
+    for source in sorted({a["source"] for a in attributes}):
+        part = [a for a in attributes if a["source"] == source]
+        dropped: dict[str, int] = {}
+        for a in part:
+            if not a["kept"]:
+                dropped[a["drop_reason"]] = dropped.get(a["drop_reason"], 0) + 1
+        counts[source] = {"input": len(part), "kept": sum(a["kept"] for a in part), "dropped": dropped}
+    return write_manifest(folder, config, inputs, counts, {})
 
 
-def write_training_run(folder: Path, version: Path, fingerprint: str, seq_len: int,
-                       checkpoints: list[dict[str, Any]], metrics: list[dict[str, Any]],
-                       total_tokens: int | None = None) -> None:
-    """checkpoints: {step, epoch, sequences_consumed, tokens_seen[, manifest_fingerprint]} each."""
+def data_order(version: Path, seq_len: int, sequences_per_step: int = 1, order: str = "sequential",
+               seed: int = 0) -> DataOrder:
+    v = open_version(version)
+    return DataOrder(fingerprint=v.fingerprint, order=order, seed=seed, seq_len=seq_len, window_overlap=WINDOW_OVERLAP,
+                     sequences_per_step=sequences_per_step,
+                     sequences_per_epoch=[sequences_in(v.epoch_tokens(e), seq_len) for e in range(len(v.epochs))])
+
+
+def train_event(step: int, tokens: int, tokens_by_source: dict[str, int], epoch: int = 0) -> TrainEvent:
+    return TrainEvent(step=step, tokens=tokens, epoch=epoch, loss=3.0, lr=1e-4, grad_norm=1.0, tokens_per_second=1.0,
+                      mfu=None, peak_memory_gib=None, loss_by_source={}, targets_by_source={},
+                      tokens_by_source=tokens_by_source)
+
+
+def write_training_run(folder: Path, version: Path, data: DataOrder, total_steps: int,
+                       checkpoints: list[dict[str, Any]], events: list, finished: dict[str, int] | None = None
+                       ) -> RunRecord:
+    """checkpoints: {step, tokens_by_source[, tokens_seen]} each (the position is step x sequences_per_step);
+    `finished`: the run's tokens_by_source at its end (total_steps), or None for a run still going."""
     folder.mkdir(parents=True)
-    config: dict[str, Any] = {"seq_len": seq_len, "model": "tiny"}
-    if total_tokens is not None:
-        config["total_tokens"] = total_tokens
-    run = {"config": config, "shard_version": {"path": str(version), "fingerprint": fingerprint},
-           "model": "tiny", "started": "2026-01-01T00:00:00Z", "finished": None}
-    (folder / "run.json").write_text(json.dumps(run, indent=1))
+    per_step = data.sequences_per_step * data.seq_len
+    v = open_version(version)
+    end = None
+    if finished is not None:
+        end = Finished(at=WHEN, step=total_steps, tokens_seen=total_steps * per_step,
+                       loader_state=LoaderState.at(data, total_steps * data.sequences_per_step),
+                       tokens_by_source=finished)
+    run = RunRecord(model="tiny", shard_version=ShardRef(path=str(version), fingerprint=data.fingerprint),
+                    config={"seq_len": data.seq_len}, data=data, world_size=1, total_steps=total_steps,
+                    tokens_per_step=per_step, total_tokens=total_steps * per_step, parameters=1, frozen_parameters=[],
+                    distributed_type="NO", sources=v.sources, dropped_tail_tokens_per_epoch=[
+                        dropped_tail(v.epoch_tokens(e), data.seq_len) for e in range(len(data.sequences_per_epoch))],
+                    started_at=WHEN, finished=end, stablecpt_version="0.1.0")
+    write_record(folder / "run.json", run)
     for c in checkpoints:
-        path = folder / "checkpoints" / f"step_{c['step']}"
-        path.mkdir(parents=True)
-        state = {"tokens_seen": c["tokens_seen"], "step": c["step"], "epoch": c["epoch"],
-                 "manifest_fingerprint": c.get("manifest_fingerprint", fingerprint),
-                 "loader_state": {"epoch": c["epoch"], "sequences_consumed": c["sequences_consumed"]}}
-        (path / "trainer_state.json").write_text(json.dumps(state))
-    with open(folder / "metrics.jsonl", "w") as f:
-        for event in metrics:
-            f.write(json.dumps(event) + "\n")
+        state = LoaderState.at(data, c["step"] * data.sequences_per_step)
+        write_record(folder / "checkpoints" / f"step_{c['step']}" / "trainer_state.json", TrainerState(
+            step=c["step"], tokens_seen=c.get("tokens_seen", c["step"] * per_step),
+            epoch=min(state.epoch, len(data.sequences_per_epoch) - 1), total_steps=total_steps, world_size=1,
+            loader_state=state, tokens_by_source=c["tokens_by_source"], hf_weights=True))
+    (folder / "metrics.jsonl").write_text("".join(event_line(e) for e in events))
+    return run
+
+
+def write_result(path: Path, model: Path) -> EvalResult:
+    """An evaluation result for `model` with the lineage evaluation derives for it."""
+    result = EvalResult(label=model.name, model=EvalModel(name=str(model), path=str(model)),
+                        lineage=checkpoint_lineage(model), tasks={"hpo_mc": {"acc": 0.41}}, suites={}, unavailable={},
+                        task_seconds=1.0, perplexity={}, created_at=WHEN, stablecpt_version="0.1.0",
+                        lm_eval_version="0.4.13", config={})
+    write_record(path, result)
+    return result
 
 
 def rows(frame: pl.DataFrame, *keys: str) -> dict[Any, Any]:
@@ -187,7 +174,12 @@ SCENARIO_DOCS = [
 ]
 SCENARIO_EPOCHS = [[0, 1, 4, 5, 7], [2, 3, 4, 6, 7], [0, 0, 4, 5, 7]]
 SCENARIO_TARGET = {"by": "category", "proportions": {"web": 0.6, "wikipedia": 0.2, "code": 0.2}}
+SCENARIO_SELECTION = {"domain": "medical", "score": "kenlm_perplexity", "threshold": 400.0}
 SEQ_LEN = 16
+# one sequence per step; epochs hold 7, 9 and 7 sequences of 16 (+1: the windows overlap by one); a sequence
+# consumes the 16 tokens it predicts, stream[16j + 1, 16j + 17) (see tests/test_audit_training.py)
+CHECKPOINT_6 = {"med": 29, "icd": 50, "wiki": 17}  # epoch 0 tokens 1..96
+CHECKPOINT_10 = {"med": 77, "icd": 50, "wiki": 25, "code": 8}  # epoch 0 tokens 1..112, epoch 1 tokens 1..48
 
 
 def _attr(id_: str, source: str, domain: str, category: str, kept: bool, reason: str | None = None,
@@ -232,27 +224,23 @@ class Scenario:
     fingerprint: str
 
 
-def scenario(tmp: Path, metrics_code_tokens: int = 7) -> Scenario:
+def scenario(tmp: Path, logged_code_tokens: int = 8) -> Scenario:
     curation = tmp / "curation" / "run1"
     cur = write_curation_run(curation, scenario_attributes(), CURATION_CONFIG, CURATION_INPUTS)
     version = tmp / "shards" / "mix" / "v1"
     manifest = write_shard_version(
-        version, SCENARIO_DOCS, SCENARIO_EPOCHS, target=SCENARIO_TARGET, name="mix", version=1,
-        lineage={"curation_run": str(curation), "curation_fingerprint": cur["fingerprint"], "inputs": CURATION_INPUTS})
+        version, SCENARIO_DOCS, SCENARIO_EPOCHS, target=SCENARIO_TARGET, selection=SCENARIO_SELECTION,
+        lineage={"curation_run": str(curation), "curation_fingerprint": cur.fingerprint, "inputs": CURATION_INPUTS})
     run = tmp / "runs" / "cpt"
-    fp = manifest["fingerprint"]
-    write_training_run(run, version, fp, SEQ_LEN, checkpoints=[
-        {"step": 8, "epoch": 0, "sequences_consumed": 6, "tokens_seen": 96},
-        {"step": 12, "epoch": 1, "sequences_consumed": 3, "tokens_seen": 160},
-    ], metrics=[
-        {"step": 4, "tokens": 64, "loss": 3.0},
-        {"step": 12, "tokens": 160, "loss": 2.5,
-         "tokens_by_source": {"med": 78, "icd": 50, "wiki": 25, "code": metrics_code_tokens}},
-        {"step": 14, "tokens": 192, "loss": 2.4, "tokens_by_source": {"med": 1, "icd": 1, "wiki": 1, "code": 1}},
+    data = data_order(version, SEQ_LEN)
+    write_training_run(run, version, data, total_steps=23, checkpoints=[
+        {"step": 6, "tokens_by_source": CHECKPOINT_6}, {"step": 10, "tokens_by_source": CHECKPOINT_10}], events=[
+        train_event(4, 64, {"med": 29, "icd": 35}),
+        train_event(10, 160, {**CHECKPOINT_10, "code": logged_code_tokens}, epoch=1),
+        CheckpointEvent(step=10, tokens=160, path=str(run / "checkpoints" / "step_10")),
+        train_event(12, 192, {"med": 1, "icd": 1, "wiki": 1, "code": 1}, epoch=1),  # after the position: ignored
     ])
     (run / "checkpoints" / "step_16").mkdir()  # being written: no trainer_state.json yet
     result = tmp / "eval" / "result.json"
-    result.parent.mkdir(parents=True)
-    result.write_text(json.dumps({"results": {"hpo_mc": {"acc": 0.41}}, "lineage": {
-        "model": str(run / "checkpoints" / "step_12"), "training_run": str(run), "manifest_fingerprint": fp}}))
-    return Scenario(curation, version, run, result, fp)
+    write_result(result, run / "checkpoints" / "step_10")
+    return Scenario(curation, version, run, result, manifest.fingerprint)

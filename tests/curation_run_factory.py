@@ -1,14 +1,14 @@
-"""Small synthetic curation runs in the exact on-disk format of contract C1, for the shards tests."""
+"""Small synthetic curation runs in the on-disk format of contract C1, for the shards tests: the tables written
+with pyarrow in C1's columns, the manifest by curation's own writer (curation/outputs.py)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from stablecpt.curation.outputs import write_manifest
 
 MEDICAL_WORDS = ("patient diagnosis insulin metformin seizure abdominal pain fever renal hepatic cardiac tumour "
                  "chronic acute syndrome therapy dose clinical lesion biopsy infection antibiotic").split()
@@ -67,17 +67,9 @@ def write_curation_run(path: Path, docs: list[dict], n_files: int = 2, shuffle_s
                       "reason": pa.array([], pa.string()), "text": pa.array([], pa.string())})
     pq.write_table(empty, path / "excluded" / "00000.parquet")
     pq.write_table(pa.Table.from_pylist([], schema=DOC_SCHEMA.remove(6).remove(5)), path / "heldout" / "00000.parquet")
-    files = {}
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        files[f.relative_to(path).as_posix()] = {"sha256": hashlib.sha256(f.read_bytes()).hexdigest(),
-                                                 "bytes": f.stat().st_size}
-    lines = "".join(f"{rel} {files[rel]['sha256']}\n" for rel in sorted(files))
     sources = sorted({d["source"] for d in docs})
-    manifest = {"kind": "curation_run", "fingerprint": hashlib.sha256(lines.encode()).hexdigest(), "files": files,
-                "config": {"synthetic": True}, "inputs": {s: f"input-{s}" for s in sources},
-                "counts": {s: {"input": sum(d["source"] == s for d in docs),
+    write_manifest(path, config={"synthetic": True}, inputs={s: f"input-{s}" for s in sources},
+                   counts={s: {"input": sum(d["source"] == s for d in docs),
                                "kept": sum(d["source"] == s for d in docs), "dropped": {}} for s in sources},
-                "scorers": {"kenlm": {"fingerprint": "k"}, "fasttext": {"fingerprint": "f"}},
-                "created_at": "2026-11-26T00:00:00Z", "stablecpt_version": "0.1.0"}
-    (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+                   scorers={"kenlm": {"model_file": "kenlm.bin"}, "fasttext": {"model_file": "fasttext.bin"}})
     return path

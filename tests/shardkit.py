@@ -1,19 +1,34 @@
-"""A small, independent writer of the shard version format (docs/shard-format.md), for tests and benchmarks.
+"""Small shard versions for tests and benchmarks, written through the format's own writers: token files with
+datatrove's TokenizedFile (as curation/shards does), the tables and the manifest with stablecpt.formats.shards.
+Documents are given as token lists; the separator is appended. Nothing here spells a manifest key by hand.
 
-Written from the spec alone, so training's reader is held to the documented format and not to whatever
-the curation side happens to write. Documents are given as token lists; the separator is appended.
+No polars here, and datatrove only for the token files: benchmarks/gpu_check.py builds its versions with this on a
+GPU image that has neither, passing `token_writer="numpy"` (the same bytes: test_formats_version.py pins it).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import polars as pl
+
+from stablecpt.formats.folder import FileEntry, fingerprint
+from stablecpt.formats.shards import (
+    INSTRUCTION_COLUMNS,
+    TOKEN_DTYPES,
+    PartSummary,
+    ShardManifest,
+    TargetMixture,
+    documents_table,
+    epoch_entry,
+    seal_version,
+    token_counts,
+    token_dtype_for,
+    write_documents,
+    write_epoch_plan,
+)
 
 
 @dataclass
@@ -24,6 +39,9 @@ class Doc:
     category: str = "medical"
     id: str = ""
     loss_mask: list[int] | None = None  # 1 = counts in the loss, one per token (separator gets 1)
+    kenlm: float | None = None
+    fasttext: float | None = None
+    part: str = "domain"  # the plan's share it is drawn for
 
 
 @dataclass
@@ -36,84 +54,172 @@ class TokenizerInfo:
     extra: dict = field(default_factory=dict)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+class NumpyTokenFile:
+    """The bytes datatrove's TokenizedFile writes (.ds tokens, .ds.index cumulative document ends as <u8,
+    .ds.metadata "<tokenizer>|<token bytes>" and the token count, .ds.loss one byte per token), for a machine
+    without datatrove. Only the metadata's third line (a human-readable count) differs."""
+
+    def __init__(self, folder: str, name: str, tokenizer: str, dtype: np.dtype, with_loss: bool):
+        self.path, self.tokenizer, self.dtype = Path(folder) / name, tokenizer, dtype
+        self.tokens, self.losses, self.ends = [], [] if with_loss else None, []
+
+    def __len__(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def write(self, tokens, mask) -> None:
+        self.tokens.append(np.asarray(tokens, dtype=self.dtype))
+        self.ends.append(len(self) + len(tokens))
+        if self.losses is not None:
+            self.losses.append(np.asarray(mask, dtype=np.uint8))
+
+    def close(self) -> None:
+        tokens = np.concatenate(self.tokens) if self.tokens else np.zeros(0, self.dtype)
+        self.path.write_bytes(tokens.astype(self.dtype.newbyteorder("<")).tobytes())
+        Path(f"{self.path}.index").write_bytes(np.asarray(self.ends, dtype="<u8").tobytes())
+        Path(f"{self.path}.metadata").write_text(f"{self.tokenizer}|{self.dtype.itemsize}\n{len(tokens)}\n"
+                                                 f"{len(tokens)} T")
+        if self.losses is not None:
+            Path(f"{self.path}.loss").write_bytes(np.concatenate(self.losses).tobytes() if self.losses else b"")
 
 
-def fingerprint(files: dict[str, dict]) -> str:
-    lines = sorted(f"{rel} {info['sha256']}" for rel, info in files.items())
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+class DatatroveTokenFile:
+    def __init__(self, folder: str, name: str, tokenizer: str, dtype: np.dtype, with_loss: bool):
+        from datatrove.pipeline.tokens.tokenizer import TokenizedFile
+
+        self.dtype, self.with_loss = dtype, with_loss
+        self.file = TokenizedFile(folder, name, save_index=True, save_loss_metadata=with_loss,
+                                  tokenizer_name_or_path=tokenizer, save_final_metadata=True,
+                                  token_size=dtype.itemsize)
+
+    def __len__(self) -> int:
+        return len(self.file)
+
+    def write(self, tokens, mask) -> None:
+        self.file.write_bytes(np.asarray(tokens, dtype=self.dtype).tobytes())
+        if self.with_loss:
+            self.file.write_loss_bytes(np.asarray(mask, dtype=np.uint8).tobytes())
+
+    def close(self) -> None:
+        self.file.close()
+
+
+TOKEN_WRITERS = {"datatrove": DatatroveTokenFile, "numpy": NumpyTokenFile}
+
+
+def write_token_files(out: Path, runs, tok: TokenizerInfo, docs_per_file: int, with_loss: bool,
+                      token_writer: str = "datatrove") -> tuple[list[str], list[int]]:
+    """tokens/NNNNN.ds (+ .index, .metadata, .loss) from (tokens, loss mask or None) runs, each ending with the
+    separator, with datatrove's writer (or its bytes from numpy); (shard, offset) per document."""
+    dtype = TOKEN_DTYPES[token_dtype_for(tok.vocab_size)]
+    (out / "tokens").mkdir(parents=True)
+    shards, offsets, writer = [], [], None
+    for i, (tokens, mask) in enumerate(runs):
+        if i % docs_per_file == 0:
+            if writer is not None:
+                writer.close()
+            name = f"{i // docs_per_file:05d}.ds"
+            writer = TOKEN_WRITERS[token_writer](str(out / "tokens"), name, tok.name, dtype, with_loss)
+        shards.append(f"tokens/{name}")
+        offsets.append(len(writer))
+        writer.write(tokens, mask)
+    if writer is not None:
+        writer.close()
+    return shards, offsets
+
+
+def write_frame_version(out: Path, frame: Any, epochs: list, runs=None, parts: list[list[str]] | None = None,
+                        tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None,
+                        target: TargetMixture | dict | None = None, lineage: dict | None = None,
+                        config: dict | None = None, selection: dict | None = None,
+                        loss_tokens: list[int] | None = None, token_writer: str = "datatrove") -> ShardManifest:
+    """A version at `out` (named <name>/v<k>) from a document frame (a polars DataFrame or a dict of columns: id,
+    source, domain, category, kenlm_perplexity, fasttext_score, token_length) and epoch plans (doc_index lists).
+    `runs`: (tokens, loss mask or None) per document, separator included; by default made-up ids ending with the
+    separator. `parts`: each plan row's share; by default "domain" for medical documents and the category for the
+    others."""
+    tok = tokenizer or TokenizerInfo()
+    tmp = out.parent / f".{out.name}.tmp"
+    lengths = np.asarray(frame["token_length"]).astype(np.int64)
+    if runs is None:
+        runs = ((np.append(np.full(n - 1, i % 500 + 1), tok.separator_id), None) for i, n in enumerate(lengths))
+    shards, offsets = write_token_files(tmp, runs, tok, docs_per_file or max(1, len(lengths)), loss_tokens is not None,
+                                        token_writer)
+    columns = {c: frame[c] for c in ("id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")}
+    columns |= {"doc_index": np.arange(len(lengths), dtype=np.int64), "shard": shards, "token_offset": offsets,
+                "token_length": lengths}
+    extra = None
+    if loss_tokens is not None:
+        columns |= {"quality_score": [None] * len(lengths), "loss_tokens": loss_tokens}
+        extra = INSTRUCTION_COLUMNS
+    table = documents_table(columns, extra)
+    write_documents(tmp, table)
+    if parts is None:
+        domain, category = (table.column(c).to_numpy(zero_copy_only=False) for c in ("domain", "category"))
+        share = np.where(domain == "medical", "domain", category)
+        parts = [share[np.asarray(order, dtype=np.int64)].tolist() for order in epochs]
+    orders, entries = [], []
+    for e, (order, labels) in enumerate(zip(epochs, parts, strict=True)):
+        index = np.asarray(order, dtype=np.int64)
+        write_epoch_plan(tmp, e, index, labels)
+        orders.append(index)
+        entries.append(epoch_entry(e, table, index, _parts(lengths, index, labels)))
+    shares = entries[0].parts if entries else {}
+    total = sum(p.tokens for p in shares.values())
+    return seal_version(out, tmp, {
+        "tokenizer": {"name": tok.name, "sha256": tok.sha256, "vocab_size": tok.vocab_size,
+                      "separator": tok.separator, "separator_id": tok.separator_id, **tok.extra},
+        "token_dtype": token_dtype_for(tok.vocab_size), "has_loss_mask": loss_tokens is not None, "epochs": entries,
+        "tokens": token_counts(table, orders),
+        "target_mixture": target or TargetMixture(by="part", proportions={
+            p: s.tokens / total for p, s in shares.items()} if total else {"domain": 1.0}),
+        "selection": selection or {"domain": "medical"}, "config": config or {"writer": "tests/shardkit.py"},
+        "lineage": lineage or {},
+    })
 
 
 def write_version(root: Path, docs: list[Doc], epochs: list[list[int]], name: str = "test", version: int = 1,
-                  tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None) -> Path:
+                  tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None, **fields) -> Path:
     """Write <root>/<name>/v<version>/ and return it. epochs[e] lists doc_index values in consumption order."""
     tok = tokenizer or TokenizerInfo()
-    dtype = np.uint16 if tok.vocab_size <= 65536 else np.uint32
-    out = Path(root) / name / f"v{version}"
-    (out / "tokens").mkdir(parents=True)
-    (out / "epochs").mkdir()
+    frame = {"id": [d.id or f"{d.source}/{i}" for i, d in enumerate(docs)],
+             "source": [d.source for d in docs], "domain": [d.domain for d in docs],
+             "category": [d.category for d in docs], "kenlm_perplexity": [d.kenlm for d in docs],
+             "fasttext_score": [d.fasttext for d in docs], "token_length": [len(d.tokens) + 1 for d in docs]}
     has_loss = any(d.loss_mask is not None for d in docs)
-    per_file = docs_per_file or max(1, len(docs))
-    rows = []
-    for part, start in enumerate(range(0, len(docs), per_file)):
-        rel = f"tokens/{part:05d}.ds"
-        chunk = docs[start:start + per_file]
-        runs = [np.asarray([*d.tokens, tok.separator_id], dtype=dtype) for d in chunk]
-        ends = np.cumsum([len(r) for r in runs], dtype=np.uint64)
-        (out / rel).write_bytes(np.concatenate(runs).astype(np.dtype(dtype).newbyteorder("<")).tobytes())
-        (out / f"{rel}.index").write_bytes(ends.astype("<u8").tobytes())
-        total = int(ends[-1]) if len(ends) else 0
-        (out / f"{rel}.metadata").write_text(f"{tok.name}|{np.dtype(dtype).itemsize}\n{total}\n{total / 1e6:.2f}M\n")
-        if has_loss:
-            masks = [np.asarray([*(d.loss_mask or [1] * len(d.tokens)), 1], dtype=np.uint8) for d in chunk]
-            (out / f"{rel}.loss").write_bytes(np.concatenate(masks).tobytes())
-        offset = 0
-        for i, (d, run) in enumerate(zip(chunk, runs, strict=True)):
-            index = start + i
-            rows.append({"doc_index": index, "id": d.id or f"{d.source}/{index}", "source": d.source,
-                         "domain": d.domain, "category": d.category, "kenlm_perplexity": None,
-                         "fasttext_score": None, "shard": rel, "token_offset": offset, "token_length": len(run)})
-            offset += len(run)
-    schema = {"doc_index": pl.Int64, "id": pl.String, "source": pl.String, "domain": pl.String,
-              "category": pl.String, "kenlm_perplexity": pl.Float64, "fasttext_score": pl.Float64,
-              "shard": pl.String, "token_offset": pl.Int64, "token_length": pl.Int64}
-    pl.DataFrame(rows, schema=schema).write_parquet(out / "documents.parquet")
-    lengths = {r["doc_index"]: r["token_length"] for r in rows}
-    sources = {r["doc_index"]: r["source"] for r in rows}
-    epoch_entries, by_epoch_source = [], {}
-    for e, order in enumerate(epochs):
-        rel = f"epochs/epoch_{e:04d}.parquet"
-        pl.DataFrame({"position": list(range(len(order))), "doc_index": list(order)},
-                     schema={"position": pl.Int64, "doc_index": pl.Int64}).write_parquet(out / rel)
-        counts: Counter[str] = Counter()
-        for i in order:
-            counts[sources[i]] += lengths[i]
-        by_epoch_source[str(e)] = dict(counts)
-        epoch_entries.append({"epoch": e, "file": rel, "documents": len(order), "tokens": sum(counts.values())})
-    files = {}
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
-        rel = path.relative_to(out).as_posix()
-        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    by_source: Counter[str] = Counter()
-    for r in rows:
-        by_source[r["source"]] += r["token_length"]
-    manifest = {
-        "format_version": 1, "name": name, "version": version, "fingerprint": fingerprint(files), "files": files,
-        "tokenizer": {"name": tok.name, "sha256": tok.sha256, "vocab_size": tok.vocab_size,
-                      "separator": tok.separator, "separator_id": tok.separator_id, **tok.extra},
-        "token_dtype": np.dtype(dtype).name, "has_loss_mask": has_loss, "epochs": epoch_entries,
-        "tokens": {"total_unique": sum(lengths.values()), "by_source": dict(by_source), "by_category": {},
-                   "by_epoch_source": by_epoch_source},
-        "config": {"writer": "tests/shardkit.py"}, "lineage": {}, "created_at": "2026-01-01T00:00:00Z",
-        "stablecpt_version": "0.1.0",
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    masks = [[*(d.loss_mask or [1] * len(d.tokens)), 1] for d in docs]
+    runs = (([*d.tokens, tok.separator_id], mask if has_loss else None) for d, mask in zip(docs, masks, strict=True))
+    out = Path(root) / name / f"v{version}"
+    write_frame_version(out, frame, epochs, runs, [[docs[i].part for i in order] for order in epochs], tok,
+                        docs_per_file, loss_tokens=[sum(m) for m in masks] if has_loss else None, **fields)
     return out
+
+
+def _parts(lengths: np.ndarray, index: np.ndarray, labels: list[str]) -> dict[str, PartSummary]:
+    parts: dict[str, list[int]] = {}
+    for i, label in zip(index.tolist(), labels, strict=True):
+        parts.setdefault(label, []).append(i)
+    out = {}
+    for name, rows in sorted(parts.items()):
+        tokens = int(lengths[rows].sum())
+        out[name] = PartSummary(target=tokens, tokens=tokens, documents=len(rows),
+                                repeats=int(np.bincount(rows).max()))
+    return out
+
+
+def reseal(path: Path, edit=None, rehash=()) -> None:
+    """Plant an inconsistency in a sealed version: edit its manifest.json, recompute the listed sha256 and size of
+    the `rehash` files and the fingerprint, so that only what was planted disagrees."""
+    import json
+
+    from stablecpt.core.hashing import sha256_file
+
+    manifest = json.loads((path / "manifest.json").read_text())
+    if edit:
+        edit(manifest)
+    for rel in rehash:
+        manifest["files"][rel] = {"sha256": sha256_file(path / rel), "bytes": (path / rel).stat().st_size}
+    manifest["fingerprint"] = fingerprint({k: FileEntry(**v) for k, v in manifest["files"].items()})
+    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
 def random_docs(n: int, vocab_size: int = 512, min_len: int = 5, max_len: int = 60, seed: int = 0,

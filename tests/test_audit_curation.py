@@ -5,7 +5,7 @@ import json
 import polars as pl
 import pytest
 from stablecpt.audit.curation_tables import curation_tables
-from stablecpt.audit.readers import CurationRun, open_audited
+from stablecpt.audit.readers import open_audited
 
 from tests.auditkit import rows, scenario
 
@@ -48,7 +48,7 @@ def test_manifest_counts_are_checked_against_the_attribute_table(run):
     manifest["counts"]["med"]["input"] = 10
     manifest["counts"]["icd"]["dropped"]["heldout"] = 2
     (run / "manifest.json").write_text(json.dumps(manifest))
-    findings = curation_tables(CurationRun(run, manifest)).findings
+    findings = curation_tables(open_audited(run)).findings
     assert any("counts.med.input = 10, the attribute table gives 9" in f for f in findings)
     assert any("counts.icd.dropped sums to 3, the attribute table gives 2" in f for f in findings)
 

@@ -1,4 +1,5 @@
-"""From an evaluation result back to the shard version, the curation run, its config and inputs, by fingerprint."""
+"""From an evaluation result back to the shard version, the curation run, its config and inputs, by fingerprint.
+The result's lineage is the one evaluation writes (evaluation/report.checkpoint_lineage, via tests/auditkit.py)."""
 
 import json
 import shutil
@@ -7,7 +8,7 @@ import pytest
 from stablecpt.audit.lineage import MISMATCH, MOVED, NOT_FOUND, NOT_RECORDED, VERIFIED, trace
 from stablecpt.audit.readers import open_audited
 
-from tests.auditkit import rows, scenario
+from tests.auditkit import rows, scenario, write_result
 
 
 @pytest.fixture()
@@ -51,7 +52,7 @@ def test_version_without_the_recorded_fingerprint_is_a_mismatch(world):
 
 def test_result_and_run_disagreeing_on_the_fingerprint_is_a_finding(world):
     result = json.loads(world.result.read_text())
-    result["lineage"]["manifest_fingerprint"] = "a" * 64
+    result["lineage"]["shard_version"]["fingerprint"] = "a" * 64
     world.result.write_text(json.dumps(result))
     t = trace(open_audited(world.result), [])
     assert any("record different shard fingerprints" in f for f in t.findings)
@@ -60,7 +61,7 @@ def test_result_and_run_disagreeing_on_the_fingerprint_is_a_finding(world):
 
 def test_run_found_from_the_model_path_alone(world):
     result = json.loads(world.result.read_text())
-    del result["lineage"]["training_run"]
+    result["lineage"]["run"] = None
     world.result.write_text(json.dumps(result))
     t = trace(open_audited(world.result), [])
     assert rows(t.links, "link", "path")["training run"] == str(world.run)
@@ -69,7 +70,7 @@ def test_run_found_from_the_model_path_alone(world):
 
 def test_base_model_result_has_no_training_run(tmp_path):
     path = tmp_path / "base.json"
-    path.write_text(json.dumps({"results": {}, "lineage": {"model": "embedded:smollm2-135m-instruct"}}))
+    write_result(path, tmp_path / "embedded:smollm2-135m-instruct")  # not a run's folder: an empty lineage
     t = trace(open_audited(path), [])
     status = rows(t.links, "link", "status")
     assert status["training run"] == NOT_RECORDED and status["shard version"] == NOT_FOUND

@@ -10,6 +10,7 @@ from stablecpt.audit.build import audit
 from stablecpt.audit.readers import open_audited
 from stablecpt.audit.tables import version_tables
 
+from stablecpt.cli import main
 from stablecpt.core.errors import UserError
 from tests.auditkit import SCENARIO_DOCS, SCENARIO_EPOCHS, rows, scenario, write_shard_version
 
@@ -19,11 +20,11 @@ def world(tmp_path):
     return scenario(tmp_path)
 
 
-def tables_of(path, target=None):
-    version = open_audited(path)
+def tables_of(path, target=None, verify="quick"):
     from stablecpt.audit.mixture import load_target
 
-    return version_tables(version, load_target(version.manifest, path / "manifest.json", target))
+    version = open_audited(path, verify)
+    return version_tables(version, *load_target(version.manifest, target))
 
 
 def test_tokens_and_documents_per_epoch_and_source(world):
@@ -38,7 +39,8 @@ def test_tokens_and_documents_per_epoch_and_source(world):
     assert rows(t.composition, "epoch", "source", "share")[(0, "icd")] == pytest.approx(50 / 125)
     assert rows(t.stored, "source", "tokens") == {"med": 100, "icd": 50, "wiki": 40, "code": 20}
     assert rows(t.stored, "source", "documents") == {"med": 4, "icd": 1, "wiki": 2, "code": 1}
-    assert t.findings == []
+    assert t.findings == [] and {c.name: c.status for c in t.checks} == {
+        "shard version (quick)": "ok", "selection threshold": "ok", "target mixture": "ok"}
 
 
 def test_target_against_realised_mixture(world):
@@ -74,8 +76,8 @@ def test_repetition_across_epochs(world):
 
 
 def test_unused_document_is_counted(tmp_path):
-    write_shard_version(tmp_path / "v", SCENARIO_DOCS, [[0, 1]])
-    t = tables_of(tmp_path / "v")
+    write_shard_version(tmp_path / "s" / "v1", SCENARIO_DOCS, [[0, 1]])
+    t = tables_of(tmp_path / "s" / "v1")
     summary = {r["source"]: r for r in t.repetition_summary.iter_rows(named=True)}
     assert summary["med"]["unused_documents"] == 2 and summary["code"]["unused_documents"] == 1
 
@@ -91,36 +93,63 @@ def test_scores_and_selection_boundary(world):
 
 
 def test_recorded_selection_threshold_is_shown(tmp_path):
-    write_shard_version(tmp_path / "v", SCENARIO_DOCS, SCENARIO_EPOCHS,
+    write_shard_version(tmp_path / "s" / "v1", SCENARIO_DOCS, SCENARIO_EPOCHS,
                         selection={"score": "kenlm_perplexity", "threshold": 450.0, "domain": "medical"})
-    t = tables_of(tmp_path / "v")
+    t = tables_of(tmp_path / "s" / "v1")
     used = t.selection.filter(pl.col("used_for_selection"))
     assert used["score"].to_list() == ["kenlm_perplexity"] and used["recorded_threshold"].to_list() == [450.0]
 
 
 def test_manifest_counts_that_disagree_are_findings(world):
-    manifest = json.loads((world.version / "manifest.json").read_text())
-    manifest["tokens"]["by_epoch_source"]["1"]["med"] = 71
-    manifest["epochs"][2]["documents"] = 4
-    (world.version / "manifest.json").write_text(json.dumps(manifest))
-    findings = tables_of(world.version).findings
-    assert any("by_epoch_source[1][med] = 71, the plan gives 70" in f for f in findings)
-    assert any("epochs[2].documents = 4, the plan gives 5" in f for f in findings)
+    from shardkit import reseal
+
+    def edit(m):
+        m["tokens"]["by_epoch_source"]["1"]["med"] = 71
+        m["epochs"][2]["documents"] = 4
+    reseal(world.version, edit)
+    t = tables_of(world.version)
+    assert any("tokens.by_epoch_source = {'0': {'code': 20, 'icd': 50, 'med': 30, 'wiki': 25}, '1': {'code': 20, "
+               "'icd': 50, 'med': 71" in f for f in t.findings)
+    assert any("epoch_0002.parquet: 5 documents, manifest.json epochs[2].documents = 4" in f for f in t.findings)
+    assert next(c for c in t.checks if c.name == "shard version (quick)").status == "finding"
 
 
 def test_token_index_that_disagrees_is_a_finding(world):
+    from shardkit import reseal
+
     index = world.version / "tokens" / "00000.ds.index"
     ends = np.fromfile(index, dtype="<u8")
     ends[3] += 1
     ends.tofile(index)
+    reseal(world.version, rehash=["tokens/00000.ds.index"])
     findings = tables_of(world.version).findings
-    assert any("00000.ds.index" in f and "differ" in f for f in findings)
+    assert any("00000.ds.index" in f and "disagree" in f for f in findings)
 
 
-def test_plan_row_without_document_is_a_finding(tmp_path):
-    write_shard_version(tmp_path / "v", SCENARIO_DOCS, [[0, 1, 99]])
-    assert any("1 epoch plan rows refer to a doc_index not in documents.parquet" in f
-               for f in tables_of(tmp_path / "v").findings)
+def test_a_flipped_byte_is_found_only_when_hashes_are_verified_and_the_report_says_which(world, tmp_path, capsys):
+    target = world.version / "tokens" / "00000.ds"
+    data = bytearray(target.read_bytes())
+    data[5] ^= 0x01
+    target.write_bytes(bytes(data))
+    quick = tables_of(world.version)
+    assert quick.findings == []
+    assert "file contents NOT hashed (level quick)" in next(c.detail for c in quick.checks
+                                                            if c.name == "shard version (quick)")
+    full = tables_of(world.version, verify="full")
+    assert any(f.startswith(f"{target}: sha256 does not match") for f in full.findings)
+    assert main(["audit", str(world.version), "--no-report"]) == 0
+    printed = capsys.readouterr().out
+    assert "file contents NOT hashed" in printed and "every recorded count matches" not in printed
+    assert main(["audit", str(world.version), "--no-report", "--verify-hashes"]) == 0
+    assert f"! {target}: sha256 does not match" in capsys.readouterr().out
+
+
+def test_a_selected_document_beyond_the_recorded_threshold_is_a_finding(tmp_path):
+    write_shard_version(tmp_path / "s" / "v1", SCENARIO_DOCS, SCENARIO_EPOCHS,
+                        selection={"domain": "medical", "score": "kenlm_perplexity", "threshold": 300.0})
+    t = tables_of(tmp_path / "s" / "v1")
+    assert t.findings == ["selection: a stored 'medical' document has kenlm_perplexity 400.0, beyond the recorded "
+                          "threshold 300.0"]
 
 
 def test_curation_tables_join_a_version_whose_run_is_reachable(world):
@@ -137,14 +166,13 @@ def test_missing_curation_run_is_a_finding_not_silence(world):
 
 @pytest.mark.parametrize("mutate, expected", [
     (lambda v: (v / "manifest.json").unlink(), "manifest.json missing, so the folder is not complete"),
-    (lambda v: (v / "manifest.json").write_text("{not json"), "manifest.json: not valid JSON"),
-    (lambda v: (v / "manifest.json").write_text(json.dumps({"format_version": 2})), "is not supported"),
+    (lambda v: (v / "manifest.json").write_text("{not json"), "manifest.json: line 1: not valid JSON"),
+    (lambda v: (v / "manifest.json").write_text(json.dumps({"format_version": 1})), "is not supported"),
     (lambda v: pl.DataFrame({"doc_index": [0]}).write_parquet(v / "documents.parquet"),
-     "documents.parquet: missing column 'id'"),
-    (lambda v: (v / "epochs" / "epoch_0001.parquet").unlink(), "epoch_0001.parquet: file not found"),
-    (lambda v: (v / "documents.parquet").write_bytes(b"not parquet"), "documents.parquet: not readable as Parquet"),
-    (lambda v: pl.read_parquet(v / "documents.parquet").with_columns(pl.col("token_length").cast(pl.String))
-     .write_parquet(v / "documents.parquet"), "column 'token_length' is String, expected an integer"),
+     "documents.parquet: 606 bytes, manifest.json says"),  # the listing is checked before any table is read
+    (lambda v: (v / "epochs" / "epoch_0001.parquet").unlink(), "epoch_0001.parquet: listed in manifest.json but "
+                                                                "missing"),
+    (lambda v: (v / "documents.parquet").write_bytes(b"not parquet"), "documents.parquet: 11 bytes, manifest.json"),
 ])
 def test_bad_versions_give_one_line(world, mutate, expected):
     mutate(world.version)

@@ -5,8 +5,11 @@ import json
 import polars as pl
 import pytest
 from curation_helpers import DUPLICATED_TEXT, build_corpus, make_config, table
-from stablecpt.curation.outputs import data_files, fingerprint
+from stablecpt.curation.outputs import data_files
 from stablecpt.curation.pipeline import run_curation
+
+from stablecpt.formats.base import FORMAT_VERSION
+from stablecpt.formats.folder import fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,9 @@ def test_tables_follow_contract_c1(run):
     assert table(run, "excluded").columns == ["id", "source", "reason", "detail", "text"]
     assert table(run, "heldout").columns == ["id", "text", "source", "domain", "category"]
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["files"] == data_files(run) and manifest["fingerprint"] == fingerprint(data_files(run))
+    files = data_files(run)
+    assert manifest["files"] == {rel: entry.model_dump() for rel, entry in files.items()}
+    assert manifest["fingerprint"] == fingerprint(files) and manifest["format_version"] == FORMAT_VERSION
     assert set(manifest["inputs"]) == {"med", "gen"} and manifest["config"]["executor"]["tasks"] == 2
 
 
@@ -114,9 +119,10 @@ def test_slurm_executor_chain_comes_from_the_yaml(corpus, tmp_path):
         previous = make_executor(cfg.executor, stage, str(tmp_path / stage.name), depends=previous)
         executors.append(previous)
     assert all(isinstance(e, SlurmPipelineExecutor) for e in executors)
-    assert [e.world_size for e in executors] == [4, 14, 1, 4, 1]
+    # ids, duplicate_ids, filter, minhash_buckets, dedup_keep, final, manifest
+    assert [e.world_size for e in executors] == [4, 1, 4, 14, 1, 4, 1]
     assert executors[-1].depends is executors[-2] and executors[0].partition == "cpu"
-    assert executors[0].cpus_per_task == 2 and executors[0].job_name == "stablecpt-filter"
+    assert executors[2].cpus_per_task == 2 and executors[2].job_name == "stablecpt-filter"
     no_partition = make_config(tmp_path / "t", corpus, executor={"kind": "slurm", "options": {"time": "1:00:00"}})
     with pytest.raises(UserError, match="slurm needs partition"):
         make_executor(no_partition.executor, build_stages(no_partition, {})[0], str(tmp_path / "x"))

@@ -60,5 +60,5 @@ def test_real_scores_and_contamination_land_in_the_tables(tmp_path):
     assert attributes.filter(pl.col("id") == "s/leak")["contamination_ngrams"].item() > 0
     assert attributes.filter(pl.col("kept"))["contamination_ngrams"].to_list() == [0, 0]
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["scorers"]["kenlm"]["fingerprint"] == kenlm.fingerprint
-    assert manifest["scorers"]["fasttext"]["fingerprint"] == fasttext.fingerprint
+    assert manifest["scorers"]["kenlm"]["scorer"]["fingerprint"] == kenlm.fingerprint
+    assert manifest["scorers"]["fasttext"]["scorer"]["fingerprint"] == fasttext.fingerprint

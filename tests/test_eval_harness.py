@@ -7,7 +7,6 @@ offline pack still runs. Uses the tiny Llama with a few items per task.
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 import yaml
@@ -17,18 +16,16 @@ from stablecpt.cli import main
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model_dir, tmp_path_factory):
-    """A training run folder as contract C5 describes it: checkpoints/step_<n>/, final/, run.json."""
-    run = tmp_path_factory.mktemp("train") / "run-a"
-    step = run / "checkpoints" / "step_4"
-    shutil.copytree(tiny_model_dir, step)
-    (step / "trainer_state.json").write_text(json.dumps({"tokens_seen": 2048, "step": 4, "epoch": 0,
-                                                         "manifest_fingerprint": "abc123", "loader_state": {}}))
-    shutil.copytree(tiny_model_dir, run / "final")
-    (run / "metrics.jsonl").write_text('{"step": 4, "tokens": 2048, "loss": 3.0}\n'
-                                       '{"step": 8, "tokens": 4096, "loss": 2.5}\n')
-    (run / "run.json").write_text(json.dumps({"model": "tiny", "shards": "shards/demo/v1",
-                                              "manifest_fingerprint": "abc123", "config": {}}))
-    return run
+    """A real training run of 4 steps with one checkpoint (step_4) and final/."""
+    from stablecpt.training.config import TrainConfig
+    from stablecpt.training.loop import train
+    from trainkit import tiny_config, tiny_version
+
+    root = tmp_path_factory.mktemp("train")
+    version = tiny_version(root / "shards", tiny_model_dir, n_docs=30)
+    train(TrainConfig.model_validate(tiny_config(version, tiny_model_dir, root / "run-a", token_budget=4 * 128,
+                                                 checkpoint={"every_tokens": 4 * 128})))
+    return root / "run-a"
 
 
 def test_eval_reports_unavailable_tasks_in_one_line_each_and_runs_the_rest(tiny_model_dir, tmp_path, capsys):
@@ -73,16 +70,21 @@ def test_eval_of_a_training_run_covers_each_checkpoint_with_lineage(run_dir, tmp
     assert main(["eval", "--config", str(path)]) == 0
     results = sorted((tmp_path / "out" / "results").glob("*.json"))
     assert [p.name for p in results] == ["run-a__final.json", "run-a__step_4.json"]
-    step = json.loads(results[1].read_text())
-    assert step["lineage"] == {"step": 4, "tokens_seen": 2048, "epoch": 0, "shard_fingerprint": "abc123",
-                               "run": str(run_dir), "checkpoint": "step_4", "shard_version": "shards/demo/v1",
-                               "base_model": "tiny"}
+    from stablecpt.formats.evaluation import read_result
+    from stablecpt.formats.run import read_run
+
+    run = read_run(run_dir)
+    step, final = read_result(results[1]).lineage, read_result(results[0]).lineage
+    assert step.model_dump() == {"run": str(run_dir), "checkpoint": str(run_dir / "checkpoints" / "step_4"),
+                                 "step": 4, "tokens_seen": 512, "epoch": 0, "base_model": run.model,
+                                 "shard_version": run.shard_version.model_dump()}
+    assert (final.checkpoint, final.step, final.tokens_seen) == (str(run_dir / "final"), 4, 512)
     capsys.readouterr()
     assert main(["eval", "--compare", *map(str, results)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].startswith("| model | tokens | offline_general avg | general_next_sentence |")
-    assert table[2].startswith("| run-a/final | 4096 |")  # final/: the run's last logged tokens
-    assert table[3].startswith("| run-a/step_4 | 2048 |")
+    assert table[2].startswith("| run-a/final | 512 |")  # final/: the run's end, from run.json
+    assert table[3].startswith("| run-a/step_4 | 512 |")
 
 
 def test_eval_config_errors_are_one_line(tmp_path, capsys):

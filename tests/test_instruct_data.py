@@ -18,10 +18,10 @@ from stablecpt.curation.instructions.dedup import find_duplicates
 from stablecpt.curation.instructions.records import BadRecord, InstructionRecord, read_source
 from stablecpt.curation.instructions.render import ChatRenderer
 from stablecpt.curation.shards.verify import verify_version
-from stablecpt.training.shards import open_version
 
 from stablecpt.core.errors import UserError
 from stablecpt.core.models import load_tokenizer
+from stablecpt.formats.version import open_version
 
 CONVERSATION = [
     {"role": "system", "content": "You are a careful physician."},
@@ -158,11 +158,11 @@ def test_build_writes_a_loss_masked_version_that_verifies_and_training_opens(tmp
     cfg = InstructConfig.model_validate(build_config(
         tmp_path, tiny_model_dir, sources, selection={"fraction": 0.5, "general_share": 0.2}, epochs=3))
     path, manifest = build_instruction_version(cfg, log=lambda line: None)
-    assert verify_version(path)["epochs"] == 3 and manifest["has_loss_mask"]
+    assert verify_version(path)["epochs"] == 3 and manifest.has_loss_mask
     version = open_version(path)
     items = pl.read_parquet(path / "instructions" / "items.parquet")
     assert items.height == 72 and items.filter(pl.col("drop_reason") == "bad_record:invalid_json").height == 1
-    counts = manifest["instruct"]["counts"]
+    counts = manifest.instruct["counts"]
     assert counts["med"] == {"input": 42, "kept": 40, "selected": counts["med"]["selected"],
                              "dropped": {"bad_record:duplicate_id": 1, "bad_record:invalid_json": 1}}
     # top half of the medical tokens by quality score: the selected records all score above the others
@@ -171,11 +171,11 @@ def test_build_writes_a_loss_masked_version_that_verifies_and_training_opens(tmp
     assert chosen["quality_score"].min() >= rest["quality_score"].max()
     assert chosen["tokens"].sum() >= 0.5 * med["tokens"].sum() > chosen["tokens"].sum() - chosen["tokens"].max()
     # each epoch: the whole subset in a new order, plus about 20 % general tokens
-    plans = [pl.read_parquet(path / e["file"]) for e in manifest["epochs"]]
+    plans = [pl.read_parquet(path / e.file) for e in manifest.epochs]
     assert plans[0]["doc_index"].to_list() != plans[1]["doc_index"].to_list()
     assert sorted(plans[0]["doc_index"].to_list()) == sorted(plans[1]["doc_index"].to_list())
-    parts = manifest["epochs"][0]["parts"]
-    assert parts["general"]["tokens"] >= parts["general"]["target"] == round(0.25 * parts["domain"]["tokens"])
+    parts = manifest.epochs[0].parts
+    assert parts["general"].tokens >= parts["general"].target == round(0.25 * parts["domain"].tokens)
     # the loss mask travels with the tokens: every document has masked-in tokens and a masked-out separator
     mask = version.loss_mask(0)
     ends = version.doc_offset + version.doc_length
@@ -215,7 +215,7 @@ def test_padded_layout_gives_every_record_exactly_max_length_tokens(tmp_path, ti
     cut = int(lengths[6])
     too_long = packed.model_copy(update={"max_length": cut})
     path, manifest = build_instruction_version(too_long, log=lambda line: None)
-    counts = manifest["instruct"]["counts"]["med"]
+    counts = manifest.instruct["counts"]["med"]
     assert counts["dropped"] == {"too_long": int((lengths > cut).sum())}
     assert counts["kept"] == int((lengths <= cut).sum())
 

@@ -21,7 +21,7 @@ def test_offline_instructions_hold_out_every_pack_document(tmp_path, tiny_model_
         selection={"fraction": 1.0, "general_share": 0.1}))
     path, manifest = build_instruction_version(cfg, log=lambda line: None)
     items = pl.read_parquet(path / "instructions" / "items.parquet")
-    counts = manifest["instruct"]["counts"]
+    counts = manifest.instruct["counts"]
     for source in ("hpo", "icd", "general"):  # each source reads records built from pack documents, all dropped
         assert counts[source]["dropped"].get("eval_source", 0) > 0
 

@@ -14,8 +14,9 @@ from stablecpt.curation.instructions.config import InstructConfig
 from stablecpt.training.config import TrainConfig
 from stablecpt.training.loader import PackedLoader
 from stablecpt.training.loop import train
-from stablecpt.training.shards import open_version
 from trainkit import read_metrics, tiny_config
+
+from stablecpt.formats.version import open_version
 
 
 @pytest.fixture(scope="module")
@@ -31,22 +32,27 @@ def test_prompt_tokens_contribute_nothing_to_the_loss(version, tiny_model_dir, t
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "run"
-    cfg = tiny_config(version, tiny_model_dir, out, seq_len=64, grad_accumulation=1, token_budget=64 * 2,
-                      checkpoint={"every_tokens": None})
+    # one step reads every window of epoch 0 (in the shuffled order): a few shuffled windows can be mostly
+    # response (29% of these windows are > 70% targets), the whole epoch is what the version holds (45%)
+    n = PackedLoader(open_version(version), 64, 1).sequences_per_epoch[0]
+    cfg = tiny_config(version, tiny_model_dir, out, seq_len=64, micro_batch_size=n, grad_accumulation=1,
+                      token_budget=64 * n, checkpoint={"every_tokens": None})
     train(TrainConfig.model_validate(cfg))
     [logged] = [m for m in read_metrics(out) if m.get("event") == "train"]
 
-    batch = PackedLoader(open_version(version), 64, 2).micro_batch(0, 0)
-    assert batch.loss_mask is not None and 0 < batch.loss_mask[:, 1:].mean() < 0.7  # prompts are masked out
+    batch = PackedLoader(open_version(version), 64, n).micro_batch(0, 0)  # what step 0 read (same order and seed)
+    assert batch.label_mask is not None and 0 < batch.label_mask.mean() < 0.7  # prompts are masked out
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    input_ids = torch.from_numpy(batch.input_ids)
-    labels = torch.from_numpy(np.where(batch.loss_mask, batch.input_ids, -100))  # the HF convention
+    # the HF convention on the whole window (inputs + the last target): labels -100 where masked, shifted inside
+    window = torch.from_numpy(np.concatenate([batch.input_ids, batch.labels[:, -1:]], axis=1))
+    masked = np.where(batch.label_mask, batch.labels, -100)
+    labels = torch.from_numpy(np.concatenate([np.full((len(masked), 1), -100), masked], axis=1))
     with torch.no_grad():
-        response_only = float(model(input_ids=input_ids, labels=labels).loss)
-        every_token = float(model(input_ids=input_ids, labels=input_ids).loss)
+        response_only = float(model(input_ids=window, labels=labels).loss)
+        every_token = float(model(input_ids=window, labels=window).loss)
     assert logged["loss"] == pytest.approx(response_only, rel=1e-5)
     assert abs(every_token - response_only) > 1e-3  # so the check above would fail if masks were ignored
-    assert logged["targets_by_source"] == {"med": int(batch.loss_mask[:, 1:].sum())}
+    assert logged["targets_by_source"] == {"med": int(batch.label_mask.sum())}
 
 
 def test_an_interrupted_instruction_run_resumes_to_identical_weights(version, tiny_model_dir, tmp_path):

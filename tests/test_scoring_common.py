@@ -1,11 +1,14 @@
 """Held-out split, normalisation, scorer fingerprints, configs and the train-scorer command."""
 
 import json
+import re
 
 import pytest
-from scoring_corpora import MEDICAL, texts
+from scoring_corpora import MEDICAL, auc, texts
 from stablecpt.curation.scoring import is_heldout, load_scorer_info, normalize_line, normalized_lines, train_kenlm
 from stablecpt.curation.scoring.config import TrainScorersConfig
+from stablecpt.curation.scoring.fasttext import FastTextScorer
+from stablecpt.curation.scoring.kenlm import KenLMScorer
 from stablecpt.curation.scoring.split import heldout_bucket
 
 from stablecpt.cli import main
@@ -89,6 +92,19 @@ scorers:
     assert fasttext.training["background_sources"]["gen"]["heldout_skipped"] == sum(
         is_heldout(f"gen/g{i}", 20) for i in range(200))
     assert kenlm.training["heldout_percent"] == 20
+    # each scorer's held-out AUC, reference against background, on the documents training skipped: recomputed
+    # here with the scorers' own score_text and the pairwise definition of AUC
+    held_med = [r["text"] for r in medical if is_heldout(f"med/{r['id']}", 20)]
+    held_gen = [r["text"] for r in general if is_heldout(f"gen/{r['id']}", 20)]
+    ken, ft = KenLMScorer(tmp_path / "kenlm"), FastTextScorer(tmp_path / "ft")
+    expected = {"kenlm": auc([-ken.score_text(t)[0] for t in held_med], [-ken.score_text(t)[0] for t in held_gen]),
+                "fasttext": auc([ft.score_text(t) for t in held_med], [ft.score_text(t) for t in held_gen])}
+    printed = dict(zip(["kenlm", "fasttext"], re.findall(r"held-out AUC (\d\.\d{4}) \(reference above background, "
+                                                          r"on (\d+) vs (\d+) held-out", out), strict=True))
+    for kind, (value, positives, negatives) in printed.items():
+        assert float(value) == pytest.approx(expected[kind], abs=1e-4), kind
+        assert (int(positives), int(negatives)) == (len(held_med), len(held_gen))
+    assert expected["kenlm"] > 0.9 and expected["fasttext"] > 0.9
 
 
 def test_train_config_errors_name_the_key(tmp_path):

@@ -17,6 +17,8 @@ from stablecpt.curation.shards.verify import verify_version
 from stablecpt.cli import main
 from stablecpt.core.config import load_config
 from stablecpt.core.errors import UserError
+from stablecpt.formats.shards import ShardManifest
+from stablecpt.formats.version import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,33 +39,33 @@ def quiet(*_args) -> None:
     """A log function that prints nothing."""
 
 
-def read_version(path: Path) -> tuple[dict, pl.DataFrame, list[pl.DataFrame]]:
-    manifest = json.loads((path / "manifest.json").read_text())
-    epochs = [pl.read_parquet(path / e["file"]) for e in manifest["epochs"]]
+def read_version(path: Path) -> tuple[ShardManifest, pl.DataFrame, list[pl.DataFrame]]:
+    manifest = read_manifest(path)
+    epochs = [pl.read_parquet(path / e.file) for e in manifest.epochs]
     return manifest, pl.read_parquet(path / "documents.parquet"), epochs
 
 
 def test_domain_subset_is_exactly_the_lowest_perplexity_tokens(tmp_path, run_dir, tiny_model_dir, tiny_tokenizer):
     path, manifest = build_version(spec(tmp_path, run_dir, tiny_model_dir), log=quiet)
     _, docs, epochs = read_version(path)
-    assert docs["token_length"].sum() == 600 == manifest["selection"]["tokens"]
+    assert docs["token_length"].sum() == 600 == manifest.selection.tokens
     source = pl.read_parquet(run_dir / "documents" / "*.parquet")
     scored = source.filter(pl.col("kenlm_perplexity").is_not_null())
     chosen = set(docs["id"])
     worst_chosen = scored.filter(pl.col("id").is_in(chosen))["kenlm_perplexity"].max()
     best_left = scored.filter(~pl.col("id").is_in(chosen))["kenlm_perplexity"].min()
     assert worst_chosen < best_left
-    assert manifest["selection"]["unscored_documents"] == 3
+    assert manifest.selection.unscored_documents == 3
     # every epoch is the whole subset, in its own order
     assert all(set(e["doc_index"]) == set(range(len(docs))) for e in epochs)
     assert epochs[0]["doc_index"].to_list() != epochs[1]["doc_index"].to_list() or len(docs) < 3
     # token runs decode to the curated text; the boundary document is cut and still ends with the separator
-    dtype = np.dtype(manifest["token_dtype"])
+    dtype = np.dtype(manifest.token_dtype)
     texts = dict(zip(source["id"], source["text"], strict=True))
-    boundary = manifest["selection"]["boundary_document"]
+    boundary = manifest.selection.boundary_document
     for row in docs.iter_rows(named=True):
         tokens = np.fromfile(path / row["shard"], dtype=dtype)[row["token_offset"]:][: row["token_length"]]
-        assert tokens[-1] == manifest["tokenizer"]["separator_id"]
+        assert tokens[-1] == manifest.tokenizer.separator_id
         decoded = tiny_tokenizer.decode(tokens[:-1].tolist())
         if row["id"] == boundary["id"]:
             assert row["token_length"] == boundary["tokens_kept"] < boundary["tokens_full"]
@@ -82,28 +84,28 @@ def test_manifest_counts_match_the_files_and_datatrove_reads_them(tmp_path, run_
     _, docs, epochs = read_version(path)
     ds_files = sorted((path / "tokens").glob("*.ds"))
     assert len(ds_files) > 1  # split by max_tokens_per_file, a document never spans two files
-    width = np.dtype(manifest["token_dtype"]).itemsize
-    assert manifest["token_dtype"] == "uint16"
+    width = np.dtype(manifest.token_dtype).itemsize
+    assert manifest.token_dtype == "uint16"
     on_disk = sum(f.stat().st_size for f in ds_files) // width
-    assert on_disk == manifest["tokens"]["total_unique"] == docs["token_length"].sum()
+    assert on_disk == manifest.tokens.total_unique == docs["token_length"].sum()
     for f in ds_files:
         n = f.stat().st_size // width
         assert f"{f}.metadata" and Path(f"{f}.metadata").read_text().splitlines()[:2] == [
             f"{tiny_model_dir}|2", str(n)]
         assert np.fromfile(f"{f}.index", dtype="<u8")[-1] == n
     lengths = docs["token_length"].to_numpy()
-    for entry, plan in zip(manifest["epochs"], epochs, strict=True):
-        assert entry["tokens"] == lengths[plan["doc_index"].to_numpy()].sum()
-        by_source = manifest["tokens"]["by_epoch_source"][str(entry["epoch"])]
-        assert sum(by_source.values()) == entry["tokens"]
+    for entry, plan in zip(manifest.epochs, epochs, strict=True):
+        assert entry.tokens == lengths[plan["doc_index"].to_numpy()].sum()
+        by_source = manifest.tokens.by_epoch_source[str(entry.epoch)]
+        assert sum(by_source.values()) == entry.tokens
         for part in ("domain", "code", "wikipedia"):
-            got = entry["parts"][part]
-            assert got["target"] <= got["tokens"]  # whole documents: at least the target, under one doc more
-    assert {c: manifest["epochs"][0]["parts"][c]["target"] for c in ("domain", "code", "wikipedia")} == {
+            got = entry.parts[part]
+            assert got.target <= got.tokens  # whole documents: at least the target, under one doc more
+    assert {c: manifest.epochs[0].parts[c].target for c in ("domain", "code", "wikipedia")} == {
         "domain": 400, "code": 50, "wikipedia": 50}
     dataset = DatatroveFolderDataset(str(path / "tokens"), seq_len=16, token_size=width)
     assert len(dataset) > 0 and dataset[0]["input_ids"].shape[0] == 17
-    assert verify_version(path)["tokens"] == manifest["tokens"]["total_unique"]
+    assert verify_version(path)["tokens"] == manifest.tokens.total_unique
 
 
 def test_same_spec_same_version_for_any_file_order_and_worker_count(tmp_path, tiny_model_dir):
@@ -114,11 +116,11 @@ def test_same_spec_same_version_for_any_file_order_and_worker_count(tmp_path, ti
     _, m1 = build_version(spec(tmp_path / "1", run_a, tiny_model_dir, mixture=mix, tokens_per_epoch=400), log=quiet)
     _, m2 = build_version(spec(tmp_path / "2", run_b, tiny_model_dir, mixture=mix, tokens_per_epoch=400,
                                tokenize={"workers": 2, "batch_size": 4}), log=quiet)
-    assert m1["fingerprint"] == m2["fingerprint"]
-    assert m1["files"] == m2["files"]
+    assert m1.fingerprint == m2.fingerprint
+    assert m1.files == m2.files
     _, m3 = build_version(spec(tmp_path / "3", run_a, tiny_model_dir, mixture=mix, tokens_per_epoch=400, seed=1),
                           log=quiet)
-    assert m3["files"]["epochs/epoch_0000.parquet"] != m1["files"]["epochs/epoch_0000.parquet"]
+    assert m3.files["epochs/epoch_0000.parquet"] != m1.files["epochs/epoch_0000.parquet"]
 
 
 def domain_sets(path: Path) -> list[set[str]]:
@@ -142,7 +144,7 @@ def test_data_dynamic_resamples_the_domain_share_and_data_fixed_does_not(tmp_pat
     _, _, f_epochs = read_version(fixed)
     assert f_epochs[0]["doc_index"].to_list() != f_epochs[1]["doc_index"].to_list()  # same set, new order
     # LLaMA-1: web (CC+C4, 82 %) goes to the domain, the rest to general categories
-    targets = {name: p["target"] for name, p in manifest["epochs"][0]["parts"].items()}
+    targets = {name: p.target for name, p in manifest.epochs[0].parts.items()}
     assert targets == {"domain": 820, "code": 45, "wikipedia": 45, "books": 45, "arxiv": 25, "stackexchange": 20}
 
 
@@ -154,8 +156,8 @@ def test_short_source_stops_clearly_or_repeats_up_to_the_cap(tmp_path, tiny_mode
         build_version(spec(tmp_path, run, tiny_model_dir, mixture=mix, tokens_per_epoch=600), log=quiet)
     path, manifest = build_version(spec(tmp_path, run, tiny_model_dir, mixture=mix, tokens_per_epoch=600,
                                         repetition_cap=10), log=quiet)
-    part = manifest["epochs"][0]["parts"]["code"]
-    assert part["repeats"] >= 2 and part["pool_tokens"] < part["target"] <= part["tokens"]
+    part = manifest.epochs[0].parts["code"]
+    assert part.repeats >= 2 and part.pool_tokens < part.target <= part.tokens
     _, docs, epochs = read_version(path)
     code_rows = epochs[0].filter(pl.col("part") == "code")["doc_index"]
     assert code_rows.n_unique() == 2 and len(code_rows) > 2  # the pool, repeated in the plan, stored once
@@ -166,8 +168,8 @@ def test_replay_takes_its_fraction_from_random_general_tokens(tmp_path, run_dir,
     path, manifest = build_version(spec(tmp_path, run_dir, tiny_model_dir, replay={"fraction": 0.1,
                                                                                     "categories": ["web"]}),
                                    log=quiet)
-    parts = manifest["epochs"][0]["parts"]
-    assert parts["replay"]["target"] == 60 and parts["domain"]["target"] == 540
+    parts = manifest.epochs[0].parts
+    assert parts["replay"].target == 60 and parts["domain"].target == 540
     _, docs, epochs = read_version(path)
     replayed = docs[epochs[0].filter(pl.col("part") == "replay")["doc_index"].to_list()]
     assert set(replayed["domain"]) == {"general"} and set(replayed["category"]) == {"web"}
@@ -184,7 +186,7 @@ def test_rankings_by_fasttext_and_random(tmp_path, run_dir, tiny_model_dir):
     rnd, manifest = build_version(spec(tmp_path / "r", run_dir, tiny_model_dir, selection={
         "score": "random", "tokens": 600}), log=quiet)
     assert set(pl.read_parquet(rnd / "documents.parquet")["id"]) != chosen
-    assert manifest["selection"]["tokens"] == 600 and manifest["selection"]["unscored_documents"] == 0
+    assert manifest.selection.tokens == 600 and manifest.selection.unscored_documents == 0
 
 
 def test_versions_are_never_written_over_and_a_failed_build_leaves_nothing(tmp_path, run_dir, tiny_model_dir,
@@ -214,7 +216,7 @@ def test_verify_names_a_file_with_a_flipped_byte(tmp_path, run_dir, tiny_model_d
     data = bytearray((copy / target).read_bytes())
     data[len(data) // 2] ^= 0x01
     (copy / target).write_bytes(bytes(data))
-    with pytest.raises(UserError, match=rf"{copy / target}: sha256 mismatch"):
+    with pytest.raises(UserError, match=rf"{copy / target}: sha256 does not match manifest.json"):
         verify_version(copy)
     verify_version(path)
 
@@ -264,7 +266,7 @@ def test_cli_build_verify_list_show(tmp_path, run_dir, tiny_model_dir, capsys):
     assert f"ok: {version}: " in out
     assert any(line.startswith(str(version)) and " 300 " in line for line in out.splitlines())  # the list row
     assert "epoch 1:" in out and "selection:" in out
-    assert "not a shard version" in cli_error(capsys, ["shards", "verify", str(tmp_path)])
+    assert "not a complete shard version" in cli_error(capsys, ["shards", "verify", str(tmp_path)])
 
 
 def test_token_counts_accept_short_forms():
@@ -289,11 +291,11 @@ def test_vocabularies_over_65536_tokens_get_uint32_files(tmp_path, run_dir, tiny
     big.add_tokens([f"<extra_{i}>" for i in range(66_000)])
     big.save_pretrained(tmp_path / "big-tokenizer")
     path, manifest = build_version(spec(tmp_path, run_dir, tmp_path / "big-tokenizer", epochs=1), log=quiet)
-    assert manifest["token_dtype"] == "uint32" and manifest["tokenizer"]["vocab_size"] > 65536
+    assert manifest.token_dtype == "uint32" and manifest.tokenizer.vocab_size > 65536
     assert Path(f"{path}/tokens/00000.ds.metadata").read_text().splitlines()[0].endswith("|4")
-    assert (path / "tokens" / "00000.ds").stat().st_size == 4 * manifest["tokens"]["total_unique"]
+    assert (path / "tokens" / "00000.ds").stat().st_size == 4 * manifest.tokens.total_unique
     docs = pl.read_parquet(path / "documents.parquet")
-    cut = manifest["selection"]["boundary_document"]["id"]
+    cut = manifest.selection.boundary_document["id"]
     first = docs.filter(pl.col("id") != cut).row(0, named=True)
     tokens = np.fromfile(path / first["shard"], dtype="<u4")[first["token_offset"]:][: first["token_length"]]
     assert tokens.tolist() == tiny_tokenizer(pl.read_parquet(run_dir / "documents" / "*.parquet").filter(

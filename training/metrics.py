@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from stablecpt.core.errors import UserError
+from stablecpt.core.files import atomic_write_text
+from stablecpt.formats.base import dump_record
+from stablecpt.formats.metrics import Event, event_line, read_metrics
 
 # Dense bf16 tensor-core peak per device (vendor datasheets, without sparsity).
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12, "A10G": 70e12,
@@ -45,49 +48,58 @@ def finite_or_none(value: float) -> float | None:
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON object per event, each with "tokens" and "step"), optionally TensorBoard.
+    """metrics.jsonl (one event of stablecpt.formats.metrics per line), and the experiment trackers the config
+    names, through accelerate's tracking API (`accelerator.log`, scalars keyed by tokens).
 
-    Only the main process writes. On resume, lines after the resumed step are dropped: they are re-done.
+    Only the main process writes. On resume, events after the resumed step are dropped: they are re-done.
     """
 
-    def __init__(self, output_dir: Path, enabled: bool, tensorboard: bool, resumed_step: int | None):
+    def __init__(self, output_dir: Path, enabled: bool, resumed_step: int | None, accelerator=None,
+                 trackers: bool = False):
         self.path = Path(output_dir) / "metrics.jsonl"
         self.enabled = enabled
-        self.writer = None
+        self.accelerator = accelerator if trackers else None
         if not enabled:
             return
         if resumed_step is not None and self.path.is_file():
-            kept = [line for line in self.path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resumed_step]
-            tmp = self.path.with_name(".metrics.jsonl.tmp")
-            tmp.write_text("".join(line + "\n" for line in kept))
-            tmp.replace(self.path)
+            kept = [event for event in read_metrics(self.path) if event.step <= resumed_step]
+            atomic_write_text(self.path, "".join(event_line(event) for event in kept))
         elif self.path.exists():
             self.path.unlink()
         self._fh = self.path.open("a", encoding="utf-8")
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise UserError("metrics.tensorboard is true but the tensorboard package is not installed "
-                                "(pip install tensorboard)") from None
-            self.writer = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
 
-    def write(self, record: dict[str, Any]) -> None:
+    def write(self, event: Event) -> None:
         if not self.enabled:
             return
-        self._fh.write(json.dumps(record) + "\n")
+        self._fh.write(event_line(event))
         self._fh.flush()
-        if self.writer is not None:
-            for key, value in _flatten(record):
-                if key not in ("step", "tokens") and isinstance(value, int | float):
-                    self.writer.add_scalar(key, value, global_step=record["tokens"])
+        if self.accelerator is not None:
+            scalars = {key: value for key, value in _flatten(dump_record(event))
+                       if key not in ("step", "tokens") and isinstance(value, int | float)
+                       and not isinstance(value, bool)}
+            if scalars:
+                self.accelerator.log(scalars, step=event.tokens)
 
     def close(self) -> None:
         if self.enabled:
             self._fh.close()
-            if self.writer is not None:
-                self.writer.close()
+
+
+def tracker_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The training config flattened to scalars (what every tracker's hyperparameter table takes)."""
+    return {key: value if isinstance(value, int | float | str | bool) else json.dumps(value)
+            for key, value in _flatten(config) if value is not None}
+
+
+def check_trackers(trackers: list[str]) -> None:
+    """Each named tracker's package is importable; one line naming the missing one, before any work starts."""
+    import importlib.util
+
+    packages = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+    for name in trackers:
+        if importlib.util.find_spec(packages[name]) is None:
+            raise UserError(f"metrics.trackers names '{name}' but the {packages[name]} package is not installed "
+                            f"(pip install {packages[name]})")
 
 
 def _flatten(record: dict[str, Any], prefix: str = ""):

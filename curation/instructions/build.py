@@ -21,6 +21,7 @@ from stablecpt.curation.shards.tokenizing import load_target_tokenizer
 from stablecpt.curation.shards.writer import discard, reserve_version
 
 from stablecpt.core.errors import UserError
+from stablecpt.formats.shards import ShardManifest
 
 from .config import InstructConfig
 from .decontam import InstructionDecontaminator
@@ -35,7 +36,8 @@ TOO_LONG = "too_long"
 RENDER_BATCH = 512
 
 
-def build_instruction_version(cfg: InstructConfig, version: int | None = None, log=print) -> tuple[Path, dict]:
+def build_instruction_version(cfg: InstructConfig, version: int | None = None, log=print
+                              ) -> tuple[Path, ShardManifest]:
     from stablecpt.core.models import load_tokenizer
 
     started = time.perf_counter()
@@ -134,11 +136,11 @@ def build_instruction_version(cfg: InstructConfig, version: int | None = None, l
                                              cfg.model_dump(mode="json"), summary, cfg.max_tokens_per_file)
     finally:
         discard(tmp)
-    per_epoch = manifest["epochs"][0]
+    per_epoch = manifest.epochs[0]
     log(f"selected {selection.stats['subset_records']:,} domain records ({selection.stats['subset_tokens']:,} "
-        f"tokens); epoch 0: {per_epoch['documents']:,} records, {per_epoch['tokens']:,} tokens, "
-        f"{per_epoch['loss_tokens'] / max(per_epoch['tokens'], 1):.1%} of them in the loss; {cfg.epochs} epochs")
-    log(f"wrote {target} in {time.perf_counter() - started:.1f} s, fingerprint {manifest['fingerprint'][:16]}")
+        f"tokens); epoch 0: {per_epoch.documents:,} records, {per_epoch.tokens:,} tokens, "
+        f"{per_epoch.loss_tokens / max(per_epoch.tokens, 1):.1%} of them in the loss; {cfg.epochs} epochs")
+    log(f"wrote {target} in {time.perf_counter() - started:.1f} s, fingerprint {manifest.fingerprint[:16]}")
     return target, manifest
 
 

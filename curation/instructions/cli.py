@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stablecpt.formats.shards import ShardManifest
 
 
 def register(stages: argparse._SubParsersAction) -> None:
@@ -21,31 +25,37 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from stablecpt.curation.instructions.build import build_instruction_version
     from stablecpt.curation.instructions.config import InstructConfig
 
     from stablecpt.core.config import load_config
+    from stablecpt.core.locks import output_lock
 
-    build_instruction_version(load_config(args.config, InstructConfig), args.version)
+    cfg = load_config(args.config, InstructConfig)
+    # the name folder: the next free version number is chosen in it
+    with output_lock(Path(cfg.output_root) / cfg.name, f"instruction version folder '{cfg.name}'"):
+        build_instruction_version(cfg, args.version)
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stablecpt.curation.shards.verify import read_manifest
+    from stablecpt.formats.version import read_manifest
 
     print("\n".join(describe(read_manifest(Path(args.path)))))
     return 0
 
 
-def describe(m: dict) -> list[str]:
+def describe(m: ShardManifest) -> list[str]:
     """Human-readable lines about an instruction version's manifest."""
-    ins, sel, tok = m["instruct"], m["selection"], m["tokenizer"]
-    lines = [f"{m['name']} v{m['version']}  fingerprint {m['fingerprint']}",
-             f"  created {m['created_at']} by stablecpt {m['stablecpt_version']}; instruction data, "
+    ins, sel, tok = m.instruct, m.selection.model_dump(), m.tokenizer
+    lines = [f"{m.name} v{m.version}  fingerprint {m.fingerprint}",
+             f"  created {m.created_at} by stablecpt {m.stablecpt_version}; instruction data, "
              f"{ins['layout']} layout, max_length {ins['max_length']}, {ins['epochs']} epochs, loss-masked",
-             f"  tokenizer {tok['name']} (separator {tok['separator']!r} = {tok['separator_id']}), chat template "
+             f"  tokenizer {tok.name} (separator {tok.separator!r} = {tok.separator_id}), chat template "
              f"sha256 {ins['chat_template_sha256'][:16]}; quality scorer {ins['quality_scorer']['name']}",
              f"  selection: top {sel['fraction']:.0%} of each '{sel['domain']}' source's tokens by quality: "
              f"{sel['subset_records']:,} records, {sel['subset_tokens']:,} tokens; general share "
@@ -54,8 +64,8 @@ def describe(m: dict) -> list[str]:
         dropped = ", ".join(f"{reason} {n:,}" for reason, n in c["dropped"].items()) or "none"
         lines.append(f"  {source}: {c['input']:,} in, {c['kept']:,} kept, {c['selected']:,} selected; "
                      f"dropped: {dropped}")
-    for e in m["epochs"]:
-        parts = ", ".join(f"{name} {p['tokens']:,}" for name, p in e["parts"].items())
-        lines.append(f"  epoch {e['epoch']}: {e['documents']:,} records, {e['tokens']:,} tokens ({parts}), "
-                     f"{e['loss_tokens'] / max(e['tokens'], 1):.1%} in the loss")
+    for e in m.epochs:
+        parts = ", ".join(f"{name} {p.tokens:,}" for name, p in e.parts.items())
+        lines.append(f"  epoch {e.epoch}: {e.documents:,} records, {e.tokens:,} tokens ({parts}), "
+                     f"{(e.loss_tokens or 0) / max(e.tokens, 1):.1%} in the loss")
     return lines

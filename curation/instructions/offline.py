@@ -11,9 +11,10 @@ Phrasings vary by a hash of the record id, so the set is identical on every mach
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator
+
+from stablecpt.core.hashing import stable_hash
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 
@@ -25,7 +26,7 @@ ICD_CODE = ("Which ICD-10-CM code is used for \"{title}\"?", "What is the ICD-10
 
 
 def _pick(templates: tuple[str, ...], record_id: str) -> str:
-    return templates[int.from_bytes(hashlib.sha256(record_id.encode()).digest()[:4], "big") % len(templates)]
+    return templates[stable_hash(record_id) % len(templates)]
 
 
 def _chat(record_id: str, prompt: str, response: str, source_ids: list[str]) -> dict:

@@ -8,13 +8,13 @@ ShareGPT's `conversations` = [{from: system|human|gpt, value}, ...], or `prompt`
 
 from __future__ import annotations
 
-import glob
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from stablecpt.core.errors import UserError
+from stablecpt.core.files import expand_paths
 
 from .config import InstructionSource
 
@@ -155,14 +155,8 @@ def _hf_records(source: InstructionSource):
 
 
 def _paths(uri: str) -> list[Path]:
-    if any(ch in uri for ch in "*?["):
-        paths = sorted(Path(p) for p in glob.glob(uri, recursive=True) if Path(p).is_file())
-        if not paths:
-            raise UserError(f"{uri}: no files match")
-        return paths
+    """A folder's files (not hidden, not recursive), or the files a path or glob names (core.files.expand_paths)."""
     path = Path(uri)
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not path.is_file():
-        raise UserError(f"{uri}: no such file or folder")
-    return [path]
+    return expand_paths([uri], what="instruction file")

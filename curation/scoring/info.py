@@ -1,44 +1,53 @@
-"""A trained scorer's identity: the folder with its model file and scorer.json, written last.
-
-scorer.json: {"kind", "fingerprint", "model_file", "model_sha256", "params", "training", "created_at",
-"stablecpt_version"}. fingerprint = sha256 over kind, the model file's sha256 and the canonical JSON of
-params, so it changes when the model bytes or any setting change; `training` holds the training data's
-counts and fingerprint (sha256 of the exact training file the library read). A folder without
-scorer.json is an unfinished training run and is refused.
+"""A trained scorer's identity: the folder with its model file and scorer.json (stablecpt.formats.scorer), written
+last. A folder without scorer.json is an unfinished training run and is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from stablecpt import __version__
 from stablecpt.core.errors import UserError
-from stablecpt.core.files import atomic_write_text
 from stablecpt.core.hashing import sha256_file
-
-SCORER_FILE = "scorer.json"
+from stablecpt.formats.base import read_record, write_record
+from stablecpt.formats.scorer import SCORER_FILE, ScorerRecord
 
 
 @dataclass(frozen=True)
 class ScorerInfo:
-    kind: str
-    fingerprint: str
-    model_file: str
-    model_sha256: str
-    params: dict[str, Any]
-    training: dict[str, Any]
-    created_at: str
-    stablecpt_version: str
-    directory: str = ""
+    """A scorer.json record and the folder it was read from."""
+
+    record: ScorerRecord
+    directory: str
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind
+
+    @property
+    def fingerprint(self) -> str:
+        return self.record.fingerprint
+
+    @property
+    def model_sha256(self) -> str:
+        return self.record.model_sha256
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.record.params
+
+    @property
+    def training(self) -> dict[str, Any]:
+        return self.record.training
 
     @property
     def model_path(self) -> Path:
-        return Path(self.directory) / self.model_file
+        return Path(self.directory) / self.record.model_file
 
 
 def scorer_fingerprint(kind: str, model_sha256: str, params: dict[str, Any]) -> str:
@@ -46,19 +55,15 @@ def scorer_fingerprint(kind: str, model_sha256: str, params: dict[str, Any]) -> 
     return hashlib.sha256(f"{kind}\n{model_sha256}\n{canonical}".encode()).hexdigest()
 
 
-
-
-
 def write_scorer_info(out_dir: Path, kind: str, model_file: str, params: dict[str, Any],
                       training: dict[str, Any]) -> ScorerInfo:
     """Fingerprint the (already renamed into place) model file and write scorer.json last."""
     model_sha = sha256_file(out_dir / model_file)
-    info = ScorerInfo(kind=kind, fingerprint=scorer_fingerprint(kind, model_sha, params), model_file=model_file,
-                      model_sha256=model_sha, params=params, training=training,
-                      created_at=datetime.now(UTC).isoformat(timespec="seconds"), stablecpt_version=__version__)
-    record = {k: v for k, v in asdict(info).items() if k != "directory"}
-    atomic_write_text(out_dir / SCORER_FILE, json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return ScorerInfo(**record, directory=str(out_dir))
+    record = ScorerRecord(kind=kind, fingerprint=scorer_fingerprint(kind, model_sha, params), model_file=model_file,
+                          model_sha256=model_sha, params=params, training=training,
+                          created_at=datetime.now(UTC).isoformat(timespec="seconds"), stablecpt_version=__version__)
+    write_record(out_dir / SCORER_FILE, record)
+    return ScorerInfo(record, str(out_dir))
 
 
 def load_scorer_info(directory: str | Path, kind: str | None = None, verify: bool = True) -> ScorerInfo:
@@ -68,11 +73,7 @@ def load_scorer_info(directory: str | Path, kind: str | None = None, verify: boo
     if not path.is_file():
         raise UserError(f"{directory}: not a trained scorer (no {SCORER_FILE}; train it with "
                         "`stablecpt curate train-scorer`)")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        info = ScorerInfo(**record, directory=str(directory))
-    except (json.JSONDecodeError, TypeError) as err:
-        raise UserError(f"{path}: not a valid scorer description ({err})") from None
+    info = ScorerInfo(read_record(path, ScorerRecord, "scorer description"), str(directory))
     if kind is not None and info.kind != kind:
         raise UserError(f"{path}: key 'kind': expected a {kind} scorer, found {info.kind}")
     if not info.model_path.is_file():

@@ -6,8 +6,10 @@ import os
 import time
 from pathlib import Path
 
+from stablecpt.formats.shards import ShardManifest
+
 from .config import ShardsConfig
-from .mixture import plan_epochs
+from .mixture import plan_epochs, target_mixture
 from .run import open_run
 from .select import select_domain_subset
 from .store import TokenStore
@@ -15,7 +17,7 @@ from .tokenizing import load_target_tokenizer
 from .writer import discard, reserve_version, write_version
 
 
-def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> tuple[Path, dict]:
+def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> tuple[Path, ShardManifest]:
     started = time.perf_counter()
     run = open_run(cfg.curation_run)
     tokenizer = load_target_tokenizer(cfg.tokenizer)
@@ -42,9 +44,9 @@ def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> t
         selection = dict(subset.stats, tokenized_tokens=tokenized, tokenize_rounds=store.rounds,
                          documents_cut_to_max_tokens=sum(r.cut for r in store.results))
         manifest = write_version(target, tmp, run, store, tokenizer, plans, cfg.model_dump(mode="json"),
-                                 selection, cfg.tokenize.max_tokens_per_file)
+                                 selection, target_mixture(cfg, subset), cfg.tokenize.max_tokens_per_file)
         log(f"tokenized {tokenized:,} tokens in {store.rounds} pass(es) ({seconds:.1f} s of worker time); "
-            f"wrote {target} in {time.perf_counter() - started:.1f} s, fingerprint {manifest['fingerprint'][:16]}")
+            f"wrote {target} in {time.perf_counter() - started:.1f} s, fingerprint {manifest.fingerprint[:16]}")
         return target, manifest
     finally:
         if store is not None:

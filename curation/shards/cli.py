@@ -48,7 +48,13 @@ def _build(args: argparse.Namespace) -> int:
         return 0
     if args.workers is not None:
         cfg = cfg.model_copy(update={"tokenize": cfg.tokenize.model_copy(update={"workers": max(1, args.workers)})})
-    build_version(cfg, args.version)
+    from pathlib import Path
+
+    from stablecpt.core.locks import output_lock
+
+    # the name folder: the next free version number is chosen in it
+    with output_lock(Path(cfg.output_root) / cfg.name, f"shard version folder '{cfg.name}'"):
+        build_version(cfg, args.version)
     return 0
 
 
@@ -64,7 +70,9 @@ def _verify(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stablecpt.curation.shards.verify import find_versions, read_manifest
+    from stablecpt.curation.shards.verify import find_versions
+
+    from stablecpt.formats.version import read_manifest
 
     versions = find_versions(Path(args.root))
     if not versions:
@@ -73,38 +81,39 @@ def _list(args: argparse.Namespace) -> int:
     print(f"{'version':<48} {'tokens':>12} {'epochs':>6} {'epoch tokens':>13}  {'created':<20} fingerprint")
     for path in versions:
         m = read_manifest(path)
-        per_epoch = sum(e["tokens"] for e in m["epochs"])
-        print(f"{str(path):<48} {m['tokens']['total_unique']:>12,} {len(m['epochs']):>6} {per_epoch:>13,}  "
-              f"{m['created_at']:<20} {m['fingerprint'][:16]}")
+        per_epoch = sum(e.tokens for e in m.epochs)
+        print(f"{str(path):<48} {m.tokens.total_unique:>12,} {len(m.epochs):>6} {per_epoch:>13,}  "
+              f"{m.created_at:<20} {m.fingerprint[:16]}")
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from stablecpt.curation.shards.verify import read_manifest
+    from stablecpt.formats.version import read_manifest
 
     m = read_manifest(Path(args.path))
-    if "instruct" in m:  # an instruction version (curation/instructions)
+    if m.instruct is not None:  # an instruction version (curation/instructions)
         from stablecpt.curation.instructions.cli import describe
 
         print("\n".join(describe(m)))
         return 0
-    cfg, sel, tok = m["config"], m["selection"], m["tokenizer"]
+    cfg, sel, tok = m.config, m.selection.model_dump(), m.tokenizer
     recipe = "mixture" if cfg.get("mixture") else "replay" if cfg.get("replay") else "domain subset only"
-    print(f"{m['name']} v{m['version']}  fingerprint {m['fingerprint']}")
-    print(f"  created {m['created_at']} by stablecpt {m['stablecpt_version']}; from {m['lineage']['curation_run']} "
-          f"(fingerprint {str(m['lineage']['curation_fingerprint'])[:16]})")
-    print(f"  tokenizer {tok['name']} (vocab {tok['vocab_size']:,}, separator {tok['separator']!r} = "
-          f"{tok['separator_id']}, {m['token_dtype']}, sha256 {tok['sha256'][:16]})")
+    print(f"{m.name} v{m.version}  fingerprint {m.fingerprint}")
+    print(f"  created {m.created_at} by stablecpt {m.stablecpt_version}; from {m.lineage.curation_run} "
+          f"(fingerprint {str(m.lineage.curation_fingerprint)[:16]})")
+    print(f"  tokenizer {tok.name} (vocab {tok.vocab_size:,}, separator {tok.separator!r} = "
+          f"{tok.separator_id}, {m.token_dtype}, sha256 {tok.sha256[:16]})")
     print(f"  selection: {sel['documents']:,} of {sel['pool_documents']:,} '{sel['domain']}' documents by "
           f"{sel['score']}, {sel['tokens']:,} tokens (target {sel['tokens_target']}), "
           f"{sel['unscored_documents']:,} unscored left out")
-    print(f"  recipe: {recipe}, {cfg['mode']}, seed {cfg['seed']}, repetition cap {cfg['repetition_cap']}")
-    print(f"  unique tokens {m['tokens']['total_unique']:,} in {sum(1 for f in m['files'] if f.endswith('.ds'))} "
-          f"token file(s); by source: " + ", ".join(f"{k} {v:,}" for k, v in m["tokens"]["by_source"].items()))
-    for e in m["epochs"]:
-        parts = ", ".join(f"{name} {p['tokens']:,}" + (f" x{p['repeats']}" if p["repeats"] > 1 else "")
-                          for name, p in e["parts"].items())
-        print(f"  epoch {e['epoch']}: {e['documents']:,} documents, {e['tokens']:,} tokens ({parts})")
+    print(f"  recipe: {recipe}, {cfg['mode']}, seed {cfg['seed']}, repetition cap {cfg['repetition_cap']}; "
+          "target mixture " + ", ".join(f"{k} {v:.1%}" for k, v in m.target_mixture.proportions.items()))
+    print(f"  unique tokens {m.tokens.total_unique:,} in {len(m.token_files)} token file(s); by source: "
+          + ", ".join(f"{k} {v:,}" for k, v in m.tokens.by_source.items()))
+    for e in m.epochs:
+        parts = ", ".join(f"{name} {p.tokens:,}" + (f" x{p.repeats}" if p.repeats > 1 else "")
+                          for name, p in e.parts.items())
+        print(f"  epoch {e.epoch}: {e.documents:,} documents, {e.tokens:,} tokens ({parts})")
     return 0

@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from stablecpt.core.errors import UserError
+from stablecpt.formats.shards import TargetMixture
 
 from .config import ShardsConfig
 from .plan import Part, draw, epoch_order, hash_order
@@ -49,6 +50,14 @@ def part_targets(cfg: ShardsConfig, subset: Subset) -> tuple[int, dict[str, int]
     if domain <= 0:
         raise UserError(f"tokens_per_epoch {total:,} leaves no tokens for the domain share")
     return domain, general
+
+
+def target_mixture(cfg: ShardsConfig, subset: Subset) -> TargetMixture:
+    """What each epoch is planned to hold, as fractions of its tokens by part (the plan's `part` column)."""
+    domain, general = part_targets(cfg, subset)
+    total = domain + sum(general.values())
+    return TargetMixture(by="part", proportions={"domain": domain / total,
+                                                 **{name: tokens / total for name, tokens in general.items()}})
 
 
 def planned_budgets(cfg: ShardsConfig) -> dict[str, object]:

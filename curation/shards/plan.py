@@ -8,13 +8,13 @@ in the same order on any machine. Token lengths come from `take_prefix`, a callb
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from stablecpt.core.errors import UserError
+from stablecpt.core.hashing import stable_hash
 
 # take_prefix(order, target) -> (rows, tokens, exhausted): the shortest prefix of `order` holding at least
 # `target` tokens (whole documents), or the whole of `order` (exhausted=True) when it holds fewer.
@@ -22,8 +22,7 @@ TakePrefix = Callable[[np.ndarray, int], tuple[np.ndarray, int, bool]]
 
 
 def sample_key(seed: int, purpose: str, epoch: int, doc_id: str) -> int:
-    digest = hashlib.blake2b(f"{seed}/{purpose}/{epoch}/{doc_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+    return stable_hash(f"{seed}/{purpose}/{epoch}/{doc_id}")
 
 
 def hash_order(rows: np.ndarray, ids: Sequence[str], seed: int, purpose: str, epoch: int) -> np.ndarray:

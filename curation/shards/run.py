@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from stablecpt.core.errors import UserError
-from stablecpt.core.files import read_json_object
+from stablecpt.formats.curation import CurationManifest, curation_listing_problems, read_curation_manifest
 
 DOCUMENT_COLUMNS = ("id", "text", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")
 
@@ -17,7 +17,7 @@ DOCUMENT_COLUMNS = ("id", "text", "source", "domain", "category", "kenlm_perplex
 @dataclass
 class CurationRun:
     path: Path
-    manifest: dict
+    manifest: CurationManifest
     files: list[Path]  # documents/*.parquet, sorted by name
     table: pl.DataFrame  # sorted by id; row number = canonical document position. Columns below.
     # id, source, domain, category, kenlm_perplexity, fasttext_score, n_bytes (UTF-8 bytes of text), file (index)
@@ -36,7 +36,10 @@ def open_run(path: str | Path) -> CurationRun:
         raise UserError(f"{path}: curation run folder not found (run `stablecpt curate run` first)")
     if not manifest_path.is_file():
         raise UserError(f"{path}: not a complete curation run (no manifest.json)")
-    manifest = read_json_object(manifest_path)
+    manifest = read_curation_manifest(path)
+    problems = curation_listing_problems(path, manifest)
+    if problems:
+        raise UserError(problems[0])
     files = sorted((path / "documents").glob("*.parquet"))
     if not files:
         raise UserError(f"{path / 'documents'}: no *.parquet files in the curation run")

@@ -70,5 +70,7 @@ def select_domain_subset(cfg: ShardsConfig, run: CurationRun, store: TokenStore)
                                       "tokens_full": int(store.lengths[last])}
         store.truncate(last, keep)
         tokens = sel.tokens
-    stats.update(documents=len(rows), tokens=tokens)
+    # the worst score among the selected documents: the last in rank order (the audit checks it against them)
+    threshold = float(run.table[sel.score][int(rows[-1])]) if sel.score != "random" and len(rows) else None
+    stats.update(documents=len(rows), tokens=tokens, threshold=threshold)
     return Subset(rows=rows, tokens=tokens, stats=stats)

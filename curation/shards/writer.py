@@ -1,5 +1,6 @@
-"""Writing a shard version folder (docs/shard-format.md): token files, document table, epoch plans,
-manifest last, into a temporary folder that is renamed into place only when complete.
+"""Writing a shard version folder (docs/shard-format.md): token files, document table, epoch plans, then the
+manifest (stablecpt.formats.shards.seal_version), into a temporary folder that is renamed into place only when
+complete.
 
 Token files are written by datatrove's own `TokenizedFile` (.ds, .ds.index, .ds.metadata), so datatrove's
 and nanotron's loaders read them unchanged. Documents are stored once each, in id order, so the files are
@@ -8,28 +9,29 @@ byte-identical for any input file order or worker count.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import re
 import shutil
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
-from stablecpt import __version__
 from stablecpt.core.errors import UserError
-from stablecpt.core.hashing import sha256_file
+from stablecpt.formats.base import dump_record
+from stablecpt.formats.shards import (
+    VERSION_DIR,
+    ShardManifest,
+    TargetMixture,
+    documents_table,
+    epoch_entry,
+    seal_version,
+    token_counts,
+    write_documents,
+    write_epoch_plan,
+)
 
 from .mixture import EpochPlan
 from .run import CurationRun
 from .store import TokenStore
 from .tokenizing import TargetTokenizer
-
-FORMAT_VERSION = 1
-VERSION_DIR = re.compile(r"^v([1-9][0-9]*)$")
 
 
 def existing_versions(name_dir: Path) -> list[int]:
@@ -48,12 +50,6 @@ def reserve_version(output_root: Path, name: str, version: int | None) -> Path:
         raise UserError(f"{target}: version exists; a shard version is never written over "
                         "(build without --version to get the next one)")
     return target
-
-
-def fingerprint(files: dict[str, dict]) -> str:
-    """sha256 of the sorted lines '<relative path> <sha256>', each ending in a newline."""
-    lines = "".join(f"{rel} {files[rel]['sha256']}\n" for rel in sorted(files))
-    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def write_tokens(folder: Path, rows: np.ndarray, store: TokenStore, tokenizer: TargetTokenizer,
@@ -100,68 +96,38 @@ def write_token_runs(folder: Path, runs, count: int, tokenizer: TargetTokenizer,
 
 
 def write_version(target: Path, tmp: Path, run: CurationRun, store: TokenStore, tokenizer: TargetTokenizer,
-                  plans: list[EpochPlan], config: dict, selection: dict, max_tokens_per_file: int) -> dict:
+                  plans: list[EpochPlan], config: dict, selection: dict, target_mixture: TargetMixture,
+                  max_tokens_per_file: int) -> ShardManifest:
     used = np.unique(np.fromiter((row for plan in plans for row, _ in plan.order), dtype=np.int64))
     shards, offsets = write_tokens(tmp / "tokens", used, store, tokenizer, max_tokens_per_file)
     lengths = store.lengths[used]
-    docs = (run.table[used]
-            .select("id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")
-            .with_columns(pl.Series("shard", shards, dtype=pl.String), pl.Series("token_offset", offsets),
-                          pl.Series("token_length", lengths))
-            .with_row_index("doc_index").with_columns(pl.col("doc_index").cast(pl.Int64)))
-    docs.write_parquet(tmp / "documents.parquet")
+    table = run.table[used]
+    docs = documents_table({**{c: table[c] for c in ("id", "source", "domain", "category", "kenlm_perplexity",
+                                                      "fasttext_score")},
+                            "doc_index": np.arange(len(used), dtype=np.int64), "shard": shards,
+                            "token_offset": offsets, "token_length": lengths})
+    write_documents(tmp, docs)
     doc_index = {int(row): i for i, row in enumerate(used)}
-    (tmp / "epochs").mkdir()
-    epochs = []
-    by_epoch_source: dict[str, dict[str, int]] = {}
-    by_epoch_category: dict[str, dict[str, int]] = {}
+    orders, epochs = [], []
     for plan in plans:
-        rel = f"epochs/epoch_{plan.epoch:04d}.parquet"
         index = np.fromiter((doc_index[row] for row, _ in plan.order), dtype=np.int64, count=len(plan.order))
-        pl.DataFrame({"position": np.arange(len(index), dtype=np.int64), "doc_index": index,
-                      "part": [name for _, name in plan.order]}).write_parquet(tmp / rel)
-        consumed = docs[index].select("source", "category", "token_length")
-        by_epoch_source[str(plan.epoch)] = _sums(consumed, "source")
-        by_epoch_category[str(plan.epoch)] = _sums(consumed, "category")
-        epochs.append({"epoch": plan.epoch, "file": rel, "documents": len(index),
-                       "tokens": int(docs["token_length"].to_numpy()[index].sum()),
-                       "parts": {p.name: p.summary() for p in plan.parts}})
+        write_epoch_plan(tmp, plan.epoch, index, [name for _, name in plan.order])
+        orders.append(index)
+        epochs.append(epoch_entry(plan.epoch, docs, index, {p.name: p.summary() for p in plan.parts}))
     return seal_version(target, tmp, {
         "tokenizer": tokenizer.describe(),
         "token_dtype": tokenizer.dtype.name,
         "has_loss_mask": False,
         "epochs": epochs,
-        "tokens": {"total_unique": int(lengths.sum()), "by_source": _sums(docs, "source"),
-                   "by_category": _sums(docs, "category"), "by_epoch_source": by_epoch_source,
-                   "by_epoch_category": by_epoch_category},
+        "tokens": token_counts(docs, orders),
+        "target_mixture": target_mixture,
         "selection": selection,
         "config": config,
         "lineage": {"curation_run": str(run.path), "curation_run_resolved": str(run.path.resolve()),
-                    "curation_fingerprint": run.manifest.get("fingerprint"),
-                    "inputs": run.manifest.get("inputs", {}), "scorers": run.manifest.get("scorers", {})},
+                    "curation_fingerprint": run.manifest.fingerprint,
+                    "inputs": run.manifest.inputs,
+                    "scorers": {k: dump_record(v) for k, v in run.manifest.scorers.items()}},
     })
-
-
-def seal_version(target: Path, tmp: Path, fields: dict) -> dict:
-    """Hash every file in `tmp`, write manifest.json last (format_version, name, version, fingerprint, files, then
-    `fields`, created_at, stablecpt_version) and rename `tmp` to `target`. Returns the manifest."""
-    files = {}
-    for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-        rel = path.relative_to(tmp).as_posix()
-        files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-    manifest = {"format_version": FORMAT_VERSION, "name": target.parent.name, "version": int(target.name[1:]),
-                "fingerprint": fingerprint(files), "files": files, **fields,
-                "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "stablecpt_version": __version__}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    if target.exists():
-        raise UserError(f"{target}: version appeared while building; refusing to write over it")
-    os.rename(tmp, target)
-    return manifest
-
-
-def _sums(frame: pl.DataFrame, key: str) -> dict[str, int]:
-    grouped = frame.group_by(key).agg(pl.col("token_length").sum()).sort(key)
-    return {k: int(v) for k, v in zip(grouped[key], grouped["token_length"], strict=True)}
 
 
 def discard(path: Path) -> None:

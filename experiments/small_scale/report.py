@@ -19,6 +19,9 @@ from stablecpt.evaluation.gap import read_points
 from experiments.small_scale.config import ReproConfig
 from experiments.small_scale.stages import PRETRAIN, Layout, eval_label, run_name, train_done
 from stablecpt.core.files import atomic_path, atomic_write_text
+from stablecpt.formats.evaluation import read_result
+from stablecpt.formats.metrics import TrainEvent, read_metrics
+from stablecpt.formats.run import read_run
 
 PPL_METRICS = ["ppl/medical", "ppl/general"]
 RATIO = "weight_update/ratio"  # relative update of the bottom block over the top block (evaluation/weights.py)
@@ -50,12 +53,7 @@ def mean_series(all_points: list[list[tuple[int, float]]]) -> list[tuple[int, fl
 
 
 def train_losses(run: Path) -> list[tuple[int, float]]:
-    rows = []
-    for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        if record.get("event") == "train":
-            rows.append((record["tokens"], record["loss"]))
-    return rows
+    return [(e.tokens, e.loss) for e in read_metrics(run / "metrics.jsonl") if isinstance(e, TrainEvent)]
 
 
 def collect(cfg: ReproConfig, layout: Layout) -> dict[str, Any]:
@@ -71,8 +69,7 @@ def collect(cfg: ReproConfig, layout: Layout) -> dict[str, Any]:
                 missing.append(name)
                 continue
             points = read_points(run / "gap" / "points.jsonl")
-            record = json.loads((run / "run.json").read_text())
-            runs[name] = {"arm": arm.name, "seed": seed, "shards_fingerprint": record["manifest_fingerprint"],
+            runs[name] = {"arm": arm.name, "seed": seed, "shards_fingerprint": read_run(run).shard_version.fingerprint,
                           "eval_seconds": round(sum(p.get("eval_seconds", 0.0) for p in points), 1),
                           "weight_update_ratio": series(points, RATIO),
                           "metrics": {m: {"series": series(points, m), **analyse(series(points, m), m)}
@@ -108,10 +105,10 @@ def final_eval(cfg: ReproConfig, layout: Layout) -> dict[str, Any]:
         path = layout.eval / "results" / f"{eval_label(layout.run(name) / 'final')}.json"
         if not path.is_file():  # a run not finished (reported under missing_runs)
             continue
-        result = json.loads(path.read_text())
+        result = read_result(path)
         out[name] = {"tasks": {t: {k: r.get(k) for k in ("acc", "acc_norm", "acc_norm_stderr", "n", "chance")}
-                               for t, r in result["tasks"].items()},
-                     "perplexity": {s: p["perplexity"] for s, p in result["perplexity"].items()}}
+                               for t, r in result.tasks.items()},
+                     "perplexity": {s: p["perplexity"] for s, p in result.perplexity.items()}}
     return out
 
 
@@ -138,9 +135,9 @@ def _n(evaluated: dict[str, Any], task: str) -> int | None:
 
 
 def _run_summary(run: Path) -> dict[str, Any]:
-    record = json.loads((run / "run.json").read_text())
+    record = read_run(run)
     losses = train_losses(run)
-    return {"parameters": record.get("parameters"), "total_tokens": record.get("total_tokens"),
+    return {"parameters": record.parameters, "total_tokens": record.total_tokens,
             "first_loss": losses[0][1] if losses else None, "final_loss": losses[-1][1] if losses else None}
 
 

@@ -6,7 +6,6 @@ ask a stage for something the stage does not validate.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import yaml
 
 from experiments.small_scale.config import ArmSpec, OptimSpec, ReproConfig
 from stablecpt.core.files import atomic_write_text
+from stablecpt.formats.run import is_run, read_run
 
 PRETRAIN = "pretrain"
 
@@ -130,6 +130,4 @@ def write_yaml(path: Path, data: dict[str, Any]) -> Path:
 
 
 def train_done(run: Path) -> bool:
-    record = run / "run.json"
-    return (run / "final" / "config.json").is_file() and record.is_file() and \
-        json.loads(record.read_text()).get("finished_at") is not None
+    return (run / "final" / "config.json").is_file() and is_run(run) and read_run(run).finished is not None

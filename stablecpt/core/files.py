@@ -80,8 +80,9 @@ def read_json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, value) for each non-blank line of a JSON-lines file; a broken line is file:line."""
+def iter_jsonl(path: Path, torn_tail_ok: bool = False) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of a JSON-lines file; a broken line is file:line.
+    `torn_tail_ok`: a broken last line without its newline (what a kill during an append leaves) is left out."""
     with open(path, encoding="utf-8") as f:
         try:
             for number, line in enumerate(f, 1):
@@ -90,6 +91,8 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
                 try:
                     yield number, json.loads(line)
                 except json.JSONDecodeError as exc:
+                    if torn_tail_ok and not line.endswith("\n"):
+                        return
                     raise UserError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
         except UnicodeDecodeError:
             raise UserError(f"{path}: not UTF-8 text") from None

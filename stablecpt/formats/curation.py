@@ -1,0 +1,58 @@
+"""A curation run's manifest.json (contract C1): written last by curation/outputs.py, so a folder without it is
+not a complete run. Its tables (documents/, attributes/, excluded/, heldout/) are described in docs/curation.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from .base import FORMAT_VERSION, Record, read_record
+from .folder import HEX64, MANIFEST, Files, listing_problems
+from .scorer import ScorerRecord
+
+KIND = "curation_run"
+WORK_DIR = ".work"  # the run's working state (logs, completion marks): not part of the sealed run
+
+
+class SourceCounts(Record):
+    input: int = Field(ge=0)
+    kept: int = Field(ge=0)
+    dropped: dict[str, int]  # by drop reason
+
+
+class ScorerUse(Record):
+    """A scorer a run applied: its model file and, for a trained scorer folder, that folder's scorer.json."""
+
+    model_file: str
+    directory: str | None = None
+    scorer: ScorerRecord | None = None
+
+
+class CurationManifest(Record):
+    format_version: Literal[FORMAT_VERSION] = FORMAT_VERSION
+    kind: Literal["curation_run"] = KIND
+    fingerprint: str = Field(pattern=HEX64)
+    files: Files
+    config: dict[str, Any]  # the full curation config (its model: curation/config.py)
+    inputs: dict[str, str]  # per source: a fingerprint of what was read
+    counts: dict[str, SourceCounts]
+    scorers: dict[str, ScorerUse]
+    created_at: str
+    stablecpt_version: str
+
+
+def in_work_dir(rel: str) -> bool:
+    return rel == MANIFEST or rel.split("/", 1)[0] == WORK_DIR
+
+
+def read_curation_manifest(run_dir: str | Path) -> CurationManifest:
+    return read_record(Path(run_dir) / MANIFEST, CurationManifest, "curation run manifest")
+
+
+def curation_listing_problems(run_dir: Path, manifest: CurationManifest) -> list[str]:
+    """The cheap check of a curation run: its listed files present with their sizes, none unlisted (beside
+    manifest.json and .work/), none outside the folder, and the fingerprint."""
+    return listing_problems(run_dir, manifest.files, manifest.fingerprint, in_work_dir)

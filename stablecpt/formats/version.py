@@ -1,0 +1,365 @@
+"""The one reader of a shard version, with verify levels. Training (every start), `stablecpt shards verify`, the
+audit and evaluation's perplexity all open versions here; what each level reads and costs: docs/shard-format.md.
+
+- "quick" (every training start, the audit's default) reads no token bytes: the manifest validated against its
+  model (incl. every token file's recorded largest id < vocab_size, and vocab_size <= the reader's, when given);
+  the listing (every listed file exists with its size, none unlisted, no path leading outside the version:
+  absolute, '..' or a symlink out); the fingerprint recomputed from the listed hashes; the structure:
+  documents.parquet against each .ds.index, .ds.metadata and token file size, the epoch plans against the table,
+  and the manifest's counts (documents and tokens per epoch, tokens.total_unique and by source/category/epoch).
+- "full" (`shards verify`, `data.verify: full` in a training config, `audit --verify-hashes`) adds one read of
+  every file: its sha256, each token file's largest id against the recorded one, and that every document's token
+  run ends with the separator.
+- "none": the manifest model only (ranks whose main process has verified).
+
+`verify_version` returns every problem found (the audit lists them); `open_version` raises the first as one line.
+The tables are read with pyarrow (no polars on the training import path: GPU images lack it).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from stablecpt.core.errors import UserError
+
+from .base import read_record
+from .folder import MANIFEST, hash_problems, listing_problems
+from .shards import (
+    DOCUMENT_COLUMNS,
+    DOCUMENTS,
+    EPOCH_PLAN_COLUMNS,
+    INDEX_DTYPE,
+    INSTRUCTION_COLUMNS,
+    ShardManifest,
+    TokenCounts,
+    epoch_entry,
+    same_type,
+    scan_token_file,
+    string_codes,
+    token_counts,
+)
+
+Level = Literal["none", "quick", "full"]
+LEVELS: tuple[Level, ...] = ("none", "quick", "full")
+READ_COLUMNS = ("doc_index", "source", "category", "shard", "token_offset", "token_length")  # + loss_tokens
+NOT_NULL = ("doc_index", "source", "category", "shard", "token_offset", "token_length", "loss_tokens", "position")
+
+
+def read_manifest(path: str | Path) -> ShardManifest:
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: shard version folder not found")
+    if not (path / MANIFEST).is_file():
+        raise UserError(f"{path / MANIFEST}: missing; not a complete shard version (it is written last)")
+    return read_record(path / MANIFEST, ShardManifest, "shard version manifest")
+
+
+@dataclass
+class ShardVersion:
+    """A version's document table as numpy arrays, its epoch plans and memory-mapped token files."""
+
+    path: Path
+    manifest: ShardManifest
+    token_files: list[str]  # relative paths, indexed by doc_file
+    doc_file: np.ndarray  # int32 per document: index into token_files
+    doc_offset: np.ndarray  # int64, start in that file, in tokens
+    doc_length: np.ndarray  # int64, separator included
+    doc_source: np.ndarray  # int32 per document: index into sources
+    sources: list[str]
+    epochs: list[np.ndarray]  # doc_index in consumption order, one array per epoch
+    _maps: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest.fingerprint
+
+    @cached_property
+    def token_dtype(self) -> np.dtype:
+        return self.manifest.token_dtype_np
+
+    @property
+    def separator_id(self) -> int:
+        return self.manifest.tokenizer.separator_id
+
+    @property
+    def vocab_size(self) -> int:
+        return self.manifest.tokenizer.vocab_size
+
+    @property
+    def has_loss_mask(self) -> bool:
+        return self.manifest.has_loss_mask
+
+    def tokens(self, file_id: int) -> np.ndarray:
+        return self._map(self.token_files[file_id], self.token_dtype)
+
+    def loss_mask(self, file_id: int) -> np.ndarray:
+        return self._map(self.token_files[file_id] + ".loss", np.dtype("u1"))
+
+    def _map(self, rel: str, dtype: np.dtype) -> np.ndarray:
+        """A read-only memory map, as a plain ndarray view: slicing a np.memmap object costs ~10x more."""
+        key = (rel, dtype.str)
+        if key not in self._maps:
+            path = self.path / rel
+            self._maps[key] = (np.asarray(np.memmap(path, dtype=dtype, mode="r")) if path.stat().st_size
+                               else np.zeros(0, dtype))
+        return self._maps[key]
+
+    def epoch_tokens(self, epoch: int) -> int:
+        return int(self.doc_length[self.epochs[epoch]].sum())
+
+    def epoch_ends(self, epoch: int) -> np.ndarray:
+        """Cumulative end (in tokens) of each plan position in the epoch's stream."""
+        return np.cumsum(self.doc_length[self.epochs[epoch]], dtype=np.int64)
+
+    def document_tokens(self, doc_index: int) -> np.ndarray:
+        start = int(self.doc_offset[doc_index])
+        return self.tokens(int(self.doc_file[doc_index]))[start:start + int(self.doc_length[doc_index])]
+
+
+@dataclass
+class VerifyReport:
+    path: Path
+    level: Level
+    manifest: ShardManifest | None
+    problems: list[str]
+    checked: list[str]  # what was verified, in words, for a report
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_first(self) -> None:
+        if self.problems:
+            more = len(self.problems) - 1
+            raise UserError(self.problems[0] + (f" (and {more} more problem{'s' if more > 1 else ''}; "
+                                                f"`stablecpt shards verify {self.path}` lists them)" if more else ""))
+
+
+def _skip(rel: str) -> bool:
+    return rel == MANIFEST
+
+
+def _read_table(path: Path, declared: dict[str, pa.DataType], required: tuple[str, ...], read: tuple[str, ...]
+                ) -> pa.Table:
+    """The `read` columns of a Parquet file whose `required` columns have their declared types (from the footer)."""
+    if not path.is_file():
+        raise UserError(f"{path}: missing")
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(f"{path}: not readable as Parquet ({str(exc).splitlines()[0]})") from None
+    for name in (*required, *(c for c in declared if c in schema.names)):
+        if name not in schema.names:
+            raise UserError(f"{path}: column '{name}' missing")
+        stored = schema.field(name).type
+        if not same_type(stored, declared[name]):
+            raise UserError(f"{path}: column '{name}' is {stored}, the format declares {declared[name]}")
+    try:
+        table = pq.read_table(path, columns=list(read))
+    except (pa.ArrowException, OSError) as exc:
+        raise UserError(f"{path}: not readable as Parquet ({str(exc).splitlines()[0]})") from None
+    for name in read:
+        if name in NOT_NULL and table.column(name).null_count:
+            raise UserError(f"{path}: column '{name}' has {table.column(name).null_count} null value(s)")
+    return table
+
+
+def _ints(table: pa.Table, name: str) -> np.ndarray:
+    return table.column(name).to_numpy().astype(np.int64)
+
+
+def _load(path: Path, manifest: ShardManifest) -> tuple[ShardVersion, pa.Table]:
+    """The version's arrays, and the document table columns read (for the structure check)."""
+    docs_path = path / DOCUMENTS
+    required = (*DOCUMENT_COLUMNS, *(("loss_tokens",) if manifest.has_loss_mask else ()))
+    docs = _read_table(docs_path, {**DOCUMENT_COLUMNS, **INSTRUCTION_COLUMNS}, required,
+                       (*READ_COLUMNS, *(("loss_tokens",) if manifest.has_loss_mask else ())))
+    if not np.array_equal(_ints(docs, "doc_index"), np.arange(docs.num_rows)):
+        raise UserError(f"{docs_path}: column 'doc_index' must be 0..n-1 in row order")
+    token_files = sorted(manifest.token_files)
+    shards, shard_codes = string_codes(docs, "shard")
+    unknown = sorted(set(shards) - set(token_files))
+    if unknown:
+        raise UserError(f"{docs_path}: column 'shard' names {unknown[0]!r}, not a token file of manifest.json")
+    file_ids = {rel: i for i, rel in enumerate(token_files)}
+    sources, source_codes = string_codes(docs, "source")
+    version = ShardVersion(
+        path=path, manifest=manifest, token_files=token_files,
+        doc_file=np.asarray([file_ids[name] for name in shards], dtype=np.int32)[shard_codes]
+        if shards else np.zeros(0, dtype=np.int32),
+        doc_offset=_ints(docs, "token_offset"), doc_length=_ints(docs, "token_length"),
+        doc_source=source_codes.astype(np.int32), sources=sources, epochs=[])
+    for entry in manifest.epochs:
+        plan = _read_table(path / entry.file, EPOCH_PLAN_COLUMNS, tuple(EPOCH_PLAN_COLUMNS), ("position", "doc_index"))
+        order = _ints(plan, "doc_index")
+        if not np.array_equal(_ints(plan, "position"), np.arange(plan.num_rows)):
+            raise UserError(f"{path / entry.file}: column 'position' must be 0..m-1 in row order")
+        if len(order) and (order.min() < 0 or order.max() >= docs.num_rows):
+            raise UserError(f"{path / entry.file}: column 'doc_index' refers to documents outside {DOCUMENTS}")
+        version.epochs.append(order)
+    return version, docs
+
+
+def _runs_by_file(version: ShardVersion) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per token file: its documents' (offsets, ends) sorted by offset (one sort, not one scan per file)."""
+    order = np.lexsort((version.doc_offset, version.doc_file))
+    bounds = np.searchsorted(version.doc_file[order], np.arange(len(version.token_files) + 1))
+    offsets, ends = version.doc_offset[order], version.doc_offset[order] + version.doc_length[order]
+    return [(offsets[a:b], ends[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def _structure_problems(version: ShardVersion, docs: pa.Table) -> list[str]:
+    """The document table against the token files' indexes and sizes, the plans and the manifest's counts."""
+    m, path, problems = version.manifest, version.path, []
+    for rel, (offsets, ends) in zip(version.token_files, _runs_by_file(version), strict=True):
+        info, ds = m.token_files[rel], path / rel
+        index_path = Path(f"{ds}.index")
+        index = np.fromfile(index_path, dtype=INDEX_DTYPE).astype(np.int64) if index_path.is_file() else None
+        contiguous = np.array_equal(offsets, np.concatenate([[0], ends[:-1]])) if len(ends) else True
+        if index is None:
+            problems.append(f"{index_path}: missing")
+        elif not (np.array_equal(index, ends) and contiguous):
+            problems.append(f"{index_path}: its {len(index)} document ends disagree with the {len(ends)} "
+                            f"(token_offset, token_length) rows of {DOCUMENTS} in {rel}")
+        if info.documents != len(ends):
+            problems.append(f"{path / MANIFEST}: token_files[{rel}].documents = {info.documents}, {DOCUMENTS} has "
+                            f"{len(ends)} documents in it")
+        last = int(ends[-1]) if len(ends) else 0
+        if last != info.tokens:
+            problems.append(f"{ds}: {DOCUMENTS} ends its documents at token {last}, the file holds {info.tokens}")
+        metadata = Path(f"{ds}.metadata")
+        lines = metadata.read_text(encoding="utf-8", errors="replace").splitlines() if metadata.is_file() else []
+        if len(lines) < 2 or lines[1].strip() != str(info.tokens):
+            problems.append(f"{metadata}: line 2 must be the token count {info.tokens}")
+        loss = Path(f"{ds}.loss")
+        if m.has_loss_mask and (not loss.is_file() or loss.stat().st_size != info.tokens):
+            problems.append(f"{loss}: missing, or not one byte per token of {rel} (has_loss_mask is true)")
+    where = path / MANIFEST
+    actual = token_counts(docs, version.epochs)
+    for key in TokenCounts.model_fields:
+        recorded, counted = getattr(m.tokens, key), getattr(actual, key)
+        if recorded != counted:
+            problems.append(f"{where}: tokens.{key} = {_short(recorded)}, the tables give {_short(counted)}")
+    for entry, order in zip(m.epochs, version.epochs, strict=True):
+        counted = epoch_entry(entry.epoch, docs, order, entry.parts)
+        for key in ("documents", "tokens", "loss_tokens"):
+            if getattr(entry, key) != getattr(counted, key):
+                problems.append(f"{path / entry.file}: {getattr(counted, key)} {key.replace('_', ' ')}, "
+                                f"{MANIFEST} epochs[{entry.epoch}].{key} = {getattr(entry, key)}")
+    return problems
+
+
+def _short(value: object, limit: int = 160) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _content_problems(version: ShardVersion, workers: int | None = None) -> list[str]:
+    """Full level, per token file in one read: its sha256, largest id and its documents' final separators. Files
+    are scanned in parallel threads (hashlib and numpy release the GIL), in the order problems are reported."""
+    m, path, problems = version.manifest, version.path, []
+
+    def scan(item):
+        rel, (_, ends) = item
+        return rel, scan_token_file(path / rel, version.token_dtype, ends, version.separator_id)
+
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        scanned = list(pool.map(scan, zip(version.token_files, _runs_by_file(version), strict=True)))
+    for rel, (sha, largest, bad_end) in scanned:
+        if sha != m.files[rel].sha256:
+            problems.append(f"{path / rel}: sha256 does not match {MANIFEST} (the file changed after it was written)")
+        if largest != m.token_files[rel].max_token_id:
+            problems.append(f"{path / rel}: largest token id is {largest}, {MANIFEST} records "
+                            f"{m.token_files[rel].max_token_id}")
+        if largest is not None and largest >= version.vocab_size:
+            problems.append(f"{path / rel}: holds token id {largest}, outside the tokenizer's vocabulary "
+                            f"(vocab_size {version.vocab_size})")
+        if bad_end is not None:
+            problems.append(f"{path / rel}: the document ending at token {bad_end} does not end with the separator "
+                            f"{version.separator_id}")
+    return problems
+
+
+CHECKED = {
+    "none": ["manifest.json against its model"],
+    "quick": ["manifest.json against its model (recorded token ids within the vocabulary)",
+              "listing: every listed file present with its size, none unlisted, none outside the version",
+              "fingerprint recomputed from the listed hashes",
+              "structure: documents.parquet against .ds.index, .ds.metadata, token file sizes and epoch plans",
+              "manifest counts against the tables",
+              "file contents NOT hashed (level quick)"],
+    "full": ["manifest.json against its model (recorded token ids within the vocabulary)",
+             "listing: every listed file present with its size, none unlisted, none outside the version",
+             "fingerprint recomputed from the listed hashes",
+             "structure: documents.parquet against .ds.index, .ds.metadata, token file sizes and epoch plans",
+             "manifest counts against the tables",
+             "sha256 of every file, largest token id and document separators read from every token file"],
+}
+
+
+def verify_version(path: str | Path, level: Level = "quick", vocab_size: int | None = None
+                   ) -> tuple[VerifyReport, ShardVersion | None]:
+    """(every problem the level finds, the opened version or None when it could not be opened)."""
+    path = Path(path)
+    if level not in LEVELS:
+        raise ValueError(f"verify level {level!r} is not one of {LEVELS}")
+    report = VerifyReport(path, level, None, [], CHECKED[level])
+    try:
+        report.manifest = read_manifest(path)
+    except UserError as err:
+        report.problems.append(str(err))
+        return report, None
+    m = report.manifest
+    if vocab_size is not None and m.tokenizer.vocab_size > vocab_size:
+        report.problems.append(f"{path / MANIFEST}: key 'tokenizer.vocab_size': {m.tokenizer.vocab_size} ids, more "
+                               f"than the {vocab_size} the model reads")
+    if level != "none":
+        report.problems += listing_problems(path, m.files, m.fingerprint, _skip)
+        if report.problems:  # a file missing or outside the version: reading further would mislead or escape
+            return report, None
+    if level == "full":  # the tables' hashes before they are parsed: a changed file is named as such
+        report.problems += hash_problems(path, {rel: e for rel, e in m.files.items() if rel not in m.token_files})
+        if report.problems:
+            return report, None
+    try:
+        version, docs = _load(path, m)
+    except UserError as err:
+        report.problems.append(str(err))
+        return report, None
+    if level != "none":
+        report.problems += _structure_problems(version, docs)
+    if level == "full" and not report.problems:
+        report.problems += _content_problems(version)
+    return report, version
+
+
+def open_version(path: str | Path, level: Level = "quick", vocab_size: int | None = None) -> ShardVersion:
+    """The version, verified at `level`; the first problem is a UserError naming the file and key."""
+    report, version = verify_version(path, level, vocab_size)
+    report.raise_first()
+    return version
+
+
+def read_document_tokens(path: str | Path, domain: str | None = None, max_documents: int | None = None,
+                         vocab_size: int | None = None) -> list[np.ndarray]:
+    """Token runs (separator included) of a version's documents in doc_index order, optionally of one domain and
+    at most `max_documents`; the version is verified quick and against `vocab_size` first (evaluation reads
+    held-out shard versions through this)."""
+    version = open_version(path, "quick", vocab_size)
+    rows = np.arange(len(version.doc_length))
+    if domain is not None:
+        domains = pq.read_table(version.path / DOCUMENTS, columns=["domain"]).column("domain")
+        rows = rows[pc.fill_null(pc.equal(domains, domain), False).to_numpy(zero_copy_only=False)]
+    if max_documents is not None:
+        rows = rows[:max_documents]
+    return [version.document_tokens(int(i)) for i in rows]
