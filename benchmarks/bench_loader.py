@@ -80,7 +80,8 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--baseline-ref", default="4cea0b8", help="git revision whose loader to compare with (default: the last before shuffled windows)")
+    parser.add_argument("--baseline-ref", default="4cea0b8",
+                        help="git revision whose loader to compare with (default: the last before shuffled windows)")
     args = parser.parse_args()
     import torch
     from datatrove.utils.dataset import DatatroveFolderDataset
