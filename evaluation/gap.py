@@ -38,10 +38,10 @@ DEFAULT_TASKS = ["hpo_term_definition", "hpo_definition_term", "icd10cm_code_des
 DEFAULT_PERPLEXITY = [{"name": "medical", "path": "taskpack:medical"},
                       {"name": "general", "path": "taskpack:general"}]
 # Standard deviation of one item's paired change between two points, clusters included (cluster-bootstrap
-# standard error x sqrt(items)), measured on SmolLM2-135M-Instruct, hpo_definition_term, after 4,096 tokens of
-# HPO text at lr 3e-4 (benchmarks/bench_gap_monitor.py, results.jsonl). Used only for the dry-run's estimate of
-# the smallest detectable drop; a run's own intervals come from its own items.
-PAIRED_SD = {"acc_norm": 0.30, "soft_acc": 0.060}
+# standard error x sqrt(items)), measured on SmolLM2-135M-Instruct, hpo_definition_term, 240 items, after 4,096
+# tokens of HPO text at lr 3e-4 (benchmarks/bench_gap_monitor.py, results.jsonl; 16% of items flipped acc_norm).
+# Used only for the dry run's estimate of the smallest detectable drop; a run's intervals come from its items.
+PAIRED_SD = {"acc_norm": 0.36, "soft_acc": 0.26}
 Z_ABOVE_CHANCE = 1.645  # one-sided 95%: a task at point 0 below this z over chance is "at chance"
 
 
@@ -378,8 +378,9 @@ class StabilityGapMonitor(Callback):
         plan: dict[str, Any] = {
             "monitor_points": f"{n_full} full + {len(points) - n_full} light" if light else f"{len(points)} full",
             "monitor_forward_tokens": forward,
-            "monitor_share_estimate": f"{100 * share:.1f}% of training compute (a scoring forward token costs a "
-                                      "third of a training token: 2N vs 6N FLOPs)",
+            "monitor_share_estimate": f"{100 * share:.2g}% of training compute (a scoring forward token costs a "
+                                      "third of a training token: 2N vs 6N FLOPs; docs/evaluation.md compares "
+                                      "it with measurements)",
         }
         if estimate.unknown:
             plan["monitor_not_estimated"] = (f"{', '.join(sorted(estimate.unknown))} (items not on this machine: "
@@ -399,6 +400,8 @@ class StabilityGapMonitor(Callback):
         if shown and window:
             plan["monitor_smallest_drop"] = ("one-sided 95% over the window's points (paired SDs "
                                              f"{PAIRED_SD} assumed, docs/evaluation.md): " + "; ".join(shown))
+        elif window:
+            plan["monitor_smallest_drop"] = "not estimated: the item counts of its tasks are not on this machine"
         return plan
 
 
