@@ -128,8 +128,8 @@ def _gap(args: argparse.Namespace) -> int:
     if paired_rows:
         print(f"Paired changes from tokens 0 on the same items (cluster bootstrap). drop: the largest fall in "
               f"the drop window (ending at {', '.join(f'{windows[k]:,}' for k in windows)} tokens), its bounds "
-              "simultaneous over the window's points, each end one-sided 95%; detected when the upper bound of "
-              "some window point's change is below 0. recovery: end minus trough. final: 95% interval.\n")
+              "simultaneous over the window's points, each end one-sided 95%; detected when the lower bound is "
+              "above 0. recovery: end minus trough, detected likewise. final: 95% interval.\n")
         print(markdown_table(["run", "metric", "start (items)", "drop (+: a fall) [bounds] at tokens (items)",
                               "detected", "recovery [bounds]", "final change [95%] (items)"], paired_rows))
     if series_rows:

@@ -13,7 +13,7 @@ replacement, all points at once (one draw of clusters per replicate keeps the co
   the window's points (max-t bootstrap: the critical value is the `confidence` quantile of the largest
   standardized deviation over those points), so looking at several points does not inflate them; each
   bound is one-sided at `confidence` (together a 1 − 2(1 − confidence) interval). The drop is *detected*
-  when some window point's simultaneous upper bound on its change is below 0.
+  when its lower bound is above 0 (the trough's simultaneous upper bound on its change is below 0).
 - **recovery**: the mean over items of score(end) − score(t*), with one-sided percentile bounds; detected
   when its lower bound is above 0. It is conditional on the trough found, as any "recovery from the dip" is.
 - **final**: change(end) with a two-sided `confidence` interval; each point's change likewise (the plots).
@@ -127,7 +127,7 @@ def paired_gap(series: PairedSeries, window: int | list[int], bootstrap: int = 2
     t_star = inside[trough]
     out["drop"] = {"value": float(-est[trough]), "tokens": t_star, "n": changes[t_star][2],
                    "low": float(-upper[trough]), "high": float(-(est[trough] - above * se[trough])),
-                   "detected": bool((upper < 0).any()), "critical_value": float(below),
+                   "detected": bool(upper[trough] < 0), "critical_value": float(below),
                    "standard_error": float(se[trough])}
     if t_star != end:
         diff = series.values[end] - series.values[t_star]
