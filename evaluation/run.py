@@ -138,7 +138,7 @@ def run_eval(config: EvalConfig, report=print) -> Path:
     header, rows = comparison_rows(all_results)
     table = comparison_markdown(all_results)
     (config.output_dir / "comparison.md").write_text(table, encoding="utf-8")
-    write_json(config.output_dir / "comparison.json", {"header": header, "rows": rows})
+    write_json(config.output_dir / "comparison.json", {"metric": "acc_norm", "header": header, "rows": rows})
     report("\n" + table)
     return config.output_dir
 
