@@ -213,10 +213,19 @@ def metric_figure(metric: str, runs: dict[str, list[dict]], paired: dict[str, di
         y = [p[metric] for p in rows]
         shown = label if len(runs) > 1 else metric
         if metric.startswith("ppl/") and rows[-1].get(f"{metric}/tokens") is not None:
-            shown += f" ({rows[-1][f'{metric}/tokens']:,} tokens, {rows[-1].get(f'{metric}/documents', '?')} documents)"
-        line = ax.plot(x, y, marker=".", label=shown)[0]
-        color = line.get_color()
+            shown += f" ({_counts(rows[-1][f'{metric}/tokens'], rows[-1].get(f'{metric}/documents'))})"
         stats = paired.get(label, {}).get(task, {}).get(kind)
+        if stats and stats.get("points"):
+            # The level on the items scored at both points (start + paired change), the line the band is
+            # around; a light point's raw mean is over its fewer (first) items, which need not be typical.
+            line = ax.plot([0] + [p["tokens"] for p in stats["points"]],
+                           [stats["start"]["value"] + c for c in [0.0] + [p["change"] for p in stats["points"]]],
+                           marker=".", label=shown + ": start + paired change")[0]
+            ax.plot(x, y, marker="x", markersize=4, linestyle="none", color=line.get_color(), alpha=0.6,
+                    label="mean of the items scored at the point")
+        else:
+            line = ax.plot(x, y, marker=".", label=shown)[0]
+        color = line.get_color()
         if metric.startswith("ppl/"):
             _plot_sources(ax, metric, points, color if len(runs) > 1 else None)
             continue
@@ -269,7 +278,12 @@ def _plot_sources(ax, metric: str, points: list[dict], color) -> None:
         name = key.rsplit("/", 1)[1]
         tokens, documents = (rows[-1].get(f"{key}/tokens"), rows[-1].get(f"{key}/documents")) if rows else (0, 0)
         ax.plot([p["tokens"] for p in rows], [p[key] for p in rows], linestyle="--", linewidth=0.9, color=color,
-                label=f"{name} ({tokens:,} tokens, {documents} documents)" if tokens else name)
+                label=f"{name} ({_counts(tokens, documents)})" if tokens else name)
+
+
+def _counts(tokens: int, documents: int | None) -> str:
+    docs = "?" if documents is None else f"{documents:,}"
+    return f"{tokens:,} tokens, {docs} document{'' if documents == 1 else 's'}"
 
 
 def _plot_paired(ax, stats: dict, color) -> None:

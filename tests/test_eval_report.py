@@ -57,12 +57,16 @@ def test_weight_update_ratio_has_reference_lines_at_one_and_the_papers_value():
 def test_paired_band_and_window_are_drawn_for_accuracies_with_items():
     stats = {"start": {"value": 0.5, "n": 96}, "points": [
         {"tokens": 2048, "change": -0.1, "low": -0.15, "high": -0.05, "n": 96},
-        {"tokens": 200_000, "change": 0.1, "low": 0.05, "high": 0.15, "n": 96}],
+        {"tokens": 200_000, "change": 0.12, "low": 0.07, "high": 0.17, "n": 96}],
         "drop": {"value": 0.1, "low": 0.05, "high": 0.15, "tokens": 2048, "n": 96, "detected": True}}
     ax = metric_figure("x/acc", {"run": POINTS}, {"run": {"x": {"acc": stats}}}, {"run": 20_000}).axes[0]
     assert "fall 0.100 [0.050, 0.150] at 2,048 tokens, n=96 (detected)" in ax.get_title()
     labels = {t.get_text() for t in ax.get_legend().get_texts()}
-    assert {"drop window", "paired 95% interval of the change", "largest fall in the window: detected"} <= labels
+    assert {"drop window", "paired 95% interval of the change", "largest fall in the window: detected",
+            "mean of the items scored at the point"} <= labels
+    # the line is the level on the paired items, inside its band, not the light point's raw mean
+    level = next(line for line in ax.get_lines() if line.get_label() == "x/acc: start + paired change")
+    assert list(level.get_ydata()) == pytest.approx([0.5, 0.4, 0.62])
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "paper").glob("train_*.yaml")), ids=lambda p: p.stem)
