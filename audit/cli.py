@@ -40,6 +40,12 @@ def run_audit(args: argparse.Namespace) -> int:
 
     if bool(args.compare) == bool(args.path):
         raise UserError("audit: give one PATH, or --compare A B")
+    if args.target:  # a bad target file is one line before anything is read
+        from stablecpt.audit.mixture import TargetMixture
+
+        from stablecpt.core.config import load_config
+
+        load_config(args.target, TargetMixture)
     if args.compare:
         a, b = (open_audited(p) for p in args.compare)
         report = comparison_report(a, b, compare(a, b))

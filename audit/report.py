@@ -114,13 +114,15 @@ def render_terminal(report: Report, out_dir: Path | None = None) -> str:
 # --- Markdown -------------------------------------------------------------------------------------
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Text from the data (source names, ids, reasons) as literal Markdown: Markdown passes raw HTML through,
+    so <, > and & become entities; | would end a table cell, a newline the row."""
+    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def markdown_table(table: Table) -> str:
     header = table.frame.columns
     right = numeric_columns(table.frame)
-    lines = [f"### {table.title}", "", table.meaning, "",
+    lines = [f"### {_md_escape(table.title)}", "", _md_escape(table.meaning), "",
              "| " + " | ".join(_md_escape(h) for h in header) + " |",
              "|" + "|".join("---:" if i in right else "---" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(_md_escape(v) for v in row) + " |" for row in rows_of(table.frame)]
@@ -132,12 +134,12 @@ def markdown_table(table: Table) -> str:
 def render_markdown(report: Report, charts: dict[str, str]) -> str:
     parts = [f"# {report.title}", ""] + [f"- **{k}**: `{v}`" for k, v in report.subject.items()]
     parts += ["", "## Findings", ""]
-    parts += [f"- {f}" for f in report.findings] or ["None: every recorded count matches the tables."]
+    parts += [f"- {_md_escape(f)}" for f in report.findings] or ["None: every recorded count matches the tables."]
     for section in report.sections:
-        parts += ["", f"## {section.title}", ""]
+        parts += ["", f"## {_md_escape(section.title)}", ""]
         for chart in section.charts:
             if chart.file in charts:
-                parts += [f"![{chart.title}]({charts[chart.file]})", ""]
+                parts += [f"![{_md_escape(chart.title)}]({charts[chart.file]})", ""]
         parts += [markdown_table(t) + "\n" for t in section.tables]
         if section.code:
             parts += ["```yaml", section.code.rstrip(), "```"]

@@ -1,8 +1,10 @@
-"""Loader alone: tokens/s of training's PackedLoader (epoch-plan order, per-token sources) against datatrove's
-DatatroveFolderDataset (file order, the obvious alternative) and a raw memmap slice loop (upper bound), on the
-same token files, one core, warm page cache. Prints ONE JSON line.
+"""Loader alone: tokens/s of training's PackedLoader, shuffled (the default: each row a window somewhere in the
+epoch) and sequential (plan order), side by side with the loader of another git revision (--baseline-ref, default
+main: the loader before shuffling, when the ref still has it), datatrove's DatatroveFolderDataset (file order,
+the obvious alternative) and a raw memmap slice loop (upper bound), on the same token files, one core, warm page
+cache. Goal: shuffled >= 0.8x the baseline loader. Prints ONE JSON line.
 
-    python benchmarks/bench_loader.py [--tokens 20000000] [--seq-len 2048] [--micro-batch 8]
+    python benchmarks/bench_loader.py [--tokens 20000000] [--seq-len 2048] [--micro-batch 8] [--baseline-ref main]
 """
 
 from __future__ import annotations
@@ -41,6 +43,24 @@ def build(root: Path, n_tokens: int, seed: int = 0) -> Path:
     return write_version(root, docs, epochs, tokenizer=TokenizerInfo(vocab_size=49152), docs_per_file=20000)
 
 
+def baseline_loader(ref: str):
+    """PackedLoader as training/loader.py was at git `ref`, imported from `git show` (None when unavailable)."""
+    import importlib.util
+    import subprocess
+
+    try:
+        source = subprocess.run(["git", "show", f"{ref}:training/loader.py"], cwd=ROOT, capture_output=True,
+                                text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    path = Path(tempfile.mkdtemp()) / "baseline_loader.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("baseline_loader", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.PackedLoader
+
+
 def timed(fn, repeats: int) -> float:
     fn()  # warm the page cache and the code paths
     times = []
@@ -57,6 +77,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-ref", default="main", help="git revision whose loader to compare with")
     args = parser.parse_args()
     import torch
     from datatrove.utils.dataset import DatatroveFolderDataset
@@ -65,14 +86,28 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         version_path = build(Path(tmp), args.tokens)
         version = open_version(version_path)
-        loader = PackedLoader(version, args.seq_len, args.micro_batch)
-        steps = loader.sequences_per_epoch[0] // args.micro_batch  # one epoch, in plan order
+        shuffled = PackedLoader(version, args.seq_len, args.micro_batch)
+        sequential = PackedLoader(version, args.seq_len, args.micro_batch, order="sequential")
+        steps = shuffled.sequences_per_epoch[0] // args.micro_batch  # one epoch
         tokens = steps * args.micro_batch * args.seq_len
 
-        def ours():
-            for step in range(steps):
-                batch = loader.micro_batch(step, 0)
-                torch.from_numpy(batch.input_ids), torch.from_numpy(batch.sources)
+        def reader(loader):
+            def read():
+                for step in range(steps):
+                    batch = loader.micro_batch(step, 0)
+                    torch.from_numpy(batch.input_ids), torch.from_numpy(batch.labels)
+                    torch.from_numpy(batch.label_sources)
+            return read
+
+        old = baseline_loader(args.baseline_ref)
+        baseline = None
+        if old is not None:
+            old_loader = old(version, args.seq_len, args.micro_batch)
+
+            def baseline():
+                for step in range(steps):
+                    batch = old_loader.micro_batch(step, 0)
+                    torch.from_numpy(batch.input_ids), torch.from_numpy(batch.sources)
 
         dataset = DatatroveFolderDataset(str(version_path / "tokens"), seq_len=args.seq_len, token_size=2)
 
@@ -88,14 +123,19 @@ def main() -> None:
                 start = (i * args.seq_len) % (len(tokens_file) - args.seq_len)
                 torch.from_numpy(tokens_file[start:start + args.seq_len].astype(np.int64))
 
-        seconds = {name: timed(fn, args.repeats) for name, fn in
-                   (("packed_loader", ours), ("datatrove_folder_dataset", datatrove), ("raw_memmap", raw_memmap))}
+        runs = [("packed_loader_shuffled", reader(shuffled)), ("packed_loader_sequential", reader(sequential)),
+                *([(f"loader_at_{args.baseline_ref}", baseline)] if baseline else []),
+                ("datatrove_folder_dataset", datatrove), ("raw_memmap", raw_memmap)]
+        seconds = {name: timed(fn, args.repeats) for name, fn in runs}
     rates = {name: tokens / s for name, s in seconds.items()}
+    base = rates.get(f"loader_at_{args.baseline_ref}")
     print(json.dumps({
         "benchmark": "loader", "tokens_per_pass": tokens, "seq_len": args.seq_len, "micro_batch": args.micro_batch,
         "tokens_per_second": {k: round(v) for k, v in rates.items()},
-        "ratio_vs_datatrove": round(rates["packed_loader"] / rates["datatrove_folder_dataset"], 2),
-        "goal_50M_met": rates["packed_loader"] >= 50e6,
+        "ratio_shuffled_vs_baseline": round(rates["packed_loader_shuffled"] / base, 3) if base else None,
+        "goal_shuffled_0.8x_baseline_met": rates["packed_loader_shuffled"] >= 0.8 * base if base else None,
+        "ratio_vs_datatrove": round(rates["packed_loader_shuffled"] / rates["datatrove_folder_dataset"], 2),
+        "goal_50M_met": rates["packed_loader_shuffled"] >= 50e6,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads_used": 1,
                     "load_average_1m": round(os.getloadavg()[0], 2)},
     }))

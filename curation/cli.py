@@ -52,9 +52,12 @@ def _train_scorer(args: argparse.Namespace) -> int:
     specs = [s for s in config.scorers if not args.kind or s.kind in args.kind]
     if not specs:
         raise UserError(f"{args.config}: key 'scorers': no scorer of kind {', '.join(args.kind)}")
+    from stablecpt.core.locks import output_lock
+
     for spec in specs:
         started = time.perf_counter()
-        info = train_scorer(config, spec)
+        with output_lock(spec.output_dir, f"{spec.kind} scorer folder"):
+            info = train_scorer(config, spec)
         counts = {k: v for k, v in info.training.items() if isinstance(v, int)}
         print(f"{info.kind:<9} {info.directory}  fingerprint {info.fingerprint[:16]}  "
               f"{time.perf_counter() - started:.1f}s  {counts}")
@@ -62,9 +65,8 @@ def _train_scorer(args: argparse.Namespace) -> int:
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """`a.b=value` -> data["a"]["b"] = yaml.safe_load("value")."""
-    import yaml
-
+    """`a.b=value` -> data["a"]["b"] = the YAML value "value"."""
+    from stablecpt.core.config import parse_yaml_value
     from stablecpt.core.errors import UserError
 
     for item in overrides:
@@ -77,7 +79,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise UserError(f"--set {item}: '{part}' is not a mapping")
-        node[last] = yaml.safe_load(raw)
+        node[last] = parse_yaml_value(raw, f"--set {item}")
     return data
 
 
@@ -106,5 +108,9 @@ def _run(args: argparse.Namespace) -> int:
     for source, c in counts.items():
         dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(c["dropped"].items(), key=lambda kv: -kv[1]))
         print(f"{source:<12} {c['input']:>9,} {c['kept']:>9,}  {dropped or '-'}")
+    damaged = sum(n for c in counts.values() for reason, n in c["dropped"].items() if reason.startswith("bad_file:"))
+    if damaged:
+        print(f"{damaged} damaged file(s): the records before each damage are kept; file, line and cause are in "
+              f"{run_dir / 'excluded'} (reason bad_file:*)")
     print(f"run folder: {run_dir} (manifest.json written last)")
     return 0

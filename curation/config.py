@@ -8,16 +8,22 @@ filter untouched and the verdict column says `exempt`.
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from stablecpt.curation.scoring.config import DecontamConfig, FastTextConfig, KenLMConfig
 from stablecpt.curation.sources.spec import SourceSpec
 
 from stablecpt.core.config import StrictModel
 
 FILTER_ORDER = ("language", "gopher_repetition", "gopher_quality", "c4", "fineweb")
+# the datatrove filter class (in datatrove.pipeline.filters) each name builds: its constructor's signature
+# types that filter's `params`
+FILTER_CLASS_NAMES = {"language": "LanguageFilter", "gopher_repetition": "GopherRepetitionFilter",
+                      "gopher_quality": "GopherQualityFilter", "c4": "C4QualityFilter",
+                      "fineweb": "FineWebQualityFilter"}
 
 
 class ReadingConfig(StrictModel):
@@ -26,6 +32,9 @@ class ReadingConfig(StrictModel):
     max_document_bytes: int = Field(10_000_000, ge=1)
     # Bad records logged one by one per task before only counting them.
     max_logged_bad_records: int = Field(20, ge=0)
+    # A record repeating an id read earlier in its source is set aside as bad_record:duplicate_id. Costs one
+    # more read of every non-embedded source (the `ids` stage); switch off only for ids known to be unique.
+    check_duplicate_ids: bool = True
 
 
 class NormaliseConfig(StrictModel):
@@ -33,7 +42,51 @@ class NormaliseConfig(StrictModel):
     unicode_form: Literal["NFC", "NFKC"] = "NFC"
 
 
+def _loose_tuples(annotation):
+    """datatrove writes `tuple[X]` for "a tuple of X": read it as tuple[X, ...]."""
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is tuple and len(args) == 1:
+        return tuple[_loose_tuples(args[0]), ...]
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_loose_tuples(a) for a in args)]  # noqa: UP007
+    if args and origin in (tuple, list, dict):
+        return origin[tuple(_loose_tuples(a) for a in args)]
+    return annotation
+
+
+def _checked_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    import inspect
+
+    import datatrove.pipeline.filters
+    from pydantic import TypeAdapter, ValidationError
+
+    cls = getattr(datatrove.pipeline.filters, FILTER_CLASS_NAMES[name])
+    accepted = {k: p for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+    out = {}
+    for key, value in params.items():
+        if key == "exclusion_writer":
+            raise ValueError(f"{key}: not settable; exclusions are recorded by the stage")
+        if key not in accepted:
+            raise ValueError(f"{key}: {cls.__name__} has no parameter '{key}' (it has "
+                             f"{', '.join(k for k in accepted if k != 'exclusion_writer')})")
+        annotation = accepted[key].annotation
+        if annotation is inspect.Parameter.empty:
+            out[key] = value
+            continue
+        try:
+            out[key] = TypeAdapter(_loose_tuples(annotation)).validate_python(value)
+        except ValidationError as err:
+            problem = err.errors()[0]
+            raise ValueError(f"{key}: {problem['msg']} (datatrove's {cls.__name__} takes "
+                             f"{getattr(annotation, '__name__', str(annotation))}), got {value!r}") from None
+    return out
+
+
 class FilterStep(StrictModel):
+    filter_name: ClassVar[str] = ""  # which datatrove filter `params` are for (set by each subclass)
+
     enabled: bool = True
     params: dict[str, Any] = {}
     exempt_sources: list[str] = []
@@ -43,13 +96,28 @@ class FilterStep(StrictModel):
     def exempts(self, source: str, domain: str, category: str) -> bool:
         return source in self.exempt_sources or domain in self.exempt_domains or category in self.exempt_categories
 
+    @field_validator("params")
+    @classmethod
+    def _typed_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` checked against the datatrove filter's constructor signature now, so a name or a type
+        datatrove would only trip over mid-run is a config error; the values are passed on as validated."""
+        return _checked_params(cls.filter_name, params) if cls.filter_name and params else params
+
+
+def _step(name: str) -> type[FilterStep]:
+    return type(f"{name.title().replace('_', '')}Step", (FilterStep,), {"filter_name": name})
+
+
+LanguageStep, GopherRepetitionStep, GopherQualityStep, C4Step, FineWebStep = map(_step, FILTER_ORDER)
+
 
 class FiltersConfig(StrictModel):
-    language: FilterStep = FilterStep(params={"languages": ["en"], "language_threshold": 0.65})
-    gopher_repetition: FilterStep = FilterStep()
-    gopher_quality: FilterStep = FilterStep()
-    c4: FilterStep = FilterStep(enabled=False)
-    fineweb: FilterStep = FilterStep()
+    # built unvalidated: checking its params would import datatrove whenever this module is imported
+    language: LanguageStep = LanguageStep.model_construct(params={"languages": ["en"], "language_threshold": 0.65})
+    gopher_repetition: GopherRepetitionStep = GopherRepetitionStep()
+    gopher_quality: GopherQualityStep = GopherQualityStep()
+    c4: C4Step = C4Step(enabled=False)
+    fineweb: FineWebStep = FineWebStep()
 
 
 class MinhashSettings(StrictModel):

@@ -2,8 +2,10 @@
 
 Accounting, per source: the readers' own tally of input records must equal the attribute rows, and
 input = kept + sum(dropped by reason), with kept = rows of documents/ and each reason's count equal to
-its rows in excluded/ (heldout rows equal to heldout/). Any mismatch raises AccountingError and no
-manifest is written, so the run never looks complete.
+its rows in excluded/ (heldout rows equal to heldout/). A damaged file counts as one input entry dropped
+with its `bad_file:<kind>` reason (the records read before the damage count as themselves), a record
+repeating an id as `bad_record:duplicate_id`. Any mismatch raises AccountingError and no manifest is
+written, so the run never looks complete.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from datatrove.utils.logging import logger
 from stablecpt.curation.blocks import marks
 from stablecpt.curation.blocks.recording import SCHEMAS
 
-from stablecpt.core.files import atomic_write_json
+from stablecpt.core.files import atomic_path, atomic_write_json
 from stablecpt.core.hashing import sha256_file
 
 MANIFEST = "manifest.json"
@@ -31,10 +33,15 @@ class AccountingError(RuntimeError):
     """input != kept + dropped for some source: a bug, never a user error; the run is left incomplete."""
 
 
+def _visible(folder: Path, pattern: str) -> list[Path]:
+    """Files of a folder, without the hidden temporary files an atomic write killed midway leaves behind."""
+    return sorted(p for p in folder.glob(pattern) if not p.name.startswith("."))
+
+
 def _grouped(table: str, output_dir: Path, by: list[str]) -> dict[tuple, int]:
     import polars as pl
 
-    files = sorted((output_dir / table).glob("*.parquet"))
+    files = _visible(output_dir / table, "*.parquet")
     if not files:
         return {}
     frame = pl.read_parquet(files, columns=by).group_by(by).len()
@@ -43,7 +50,7 @@ def _grouped(table: str, output_dir: Path, by: list[str]) -> dict[tuple, int]:
 
 def tally_inputs(counts_dir: Path) -> Counter:
     total: Counter = Counter()
-    for path in sorted(counts_dir.glob("*.json")):
+    for path in _visible(counts_dir, "*.json"):
         total.update(json.loads(path.read_text())["input"])
     return total
 
@@ -86,8 +93,9 @@ def write_empty_tables(output_dir: Path) -> None:
     for table, schema in SCHEMAS.items():
         folder = output_dir / table
         folder.mkdir(parents=True, exist_ok=True)
-        if not any(folder.glob("*.parquet")):
-            pq.write_table(schema.empty_table(), folder / "empty.parquet")
+        if not _visible(folder, "*.parquet"):
+            with atomic_path(folder / "empty.parquet") as tmp:
+                pq.write_table(schema.empty_table(), tmp)
 
 
 def data_files(output_dir: Path) -> dict[str, str]:

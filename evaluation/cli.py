@@ -72,8 +72,11 @@ def _eval(args: argparse.Namespace) -> int:
     from stablecpt.evaluation.run import EvalConfig, run_eval
 
     from stablecpt.core.config import load_config
+    from stablecpt.core.locks import output_lock
 
-    out = run_eval(load_config(args.config, EvalConfig))
+    config = load_config(args.config, EvalConfig)
+    with output_lock(config.output_dir, "this evaluation output folder"):  # rank 0 holds it
+        out = run_eval(config)
     print(f"results in {out}/results, table in {out}/comparison.md")
     return 0
 

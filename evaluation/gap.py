@@ -14,9 +14,13 @@ Tasks whose score at point 0 is not above chance are left out of the light point
 Cost: lm-eval Task objects and the perplexity samples are built once and reused; multiple-choice items
 are packed several per forward with the LM head only at scored positions (evaluation/packed_choices.py).
 `describe_plan` (called by `stablecpt train --dry-run`) estimates the monitor's share of training compute
-and the smallest drop its item count can detect. Under DDP the probe runs on rank 0 only (`distributed:
-rank0`); with `distributed: shard` (needed for FSDP, where every rank must take part in each forward)
-lm-eval's rank sharding splits the items and rank 0 gathers. Every rank returns the same metrics.
+and the smallest drop its item count can detect.
+
+Distributed modes (`distributed_mode`): `rank0` runs the probe on rank 0 only while the others wait (DDP:
+the model is replicated); `shard` splits the items across ranks with lm-eval's own rank sharding, rank 0
+gathers; `replicate` runs the whole probe on every rank, so every rank takes part in every forward, as
+FSDP's sharded parameters require. `auto` (the default) is `replicate` under FSDP and `rank0` otherwise.
+Every rank returns the same metrics; rank 0 alone writes them and the per-item scores.
 """
 
 from __future__ import annotations
@@ -65,13 +69,13 @@ class MonitorConfig(StrictModel):
     full_at: list[float] = [0.0, 0.1, 1.0]  # with `light`: fractions of training with the full probe (added)
     skip_at_chance: bool = True  # leave tasks at chance at point 0 out of the light points
     drop_window: float = Field(0.1, gt=0, le=1)  # the drop is read at the points in this first fraction
-    bootstrap: int = Field(2000, ge=100)
-    confidence: float = Field(0.95, gt=0.5, lt=1)
-    save_items: bool = True
+    bootstrap: int = Field(2000, ge=100)  # cluster-bootstrap replicates of the paired analysis
+    confidence: float = Field(0.95, gt=0.5, lt=1)  # each bound one-sided at this level
+    save_items: bool = True  # per-item per-choice log-likelihoods under gap/items/ (the paired analysis)
     top_k: int = Field(5, ge=1)
     batch_size: int = Field(16, ge=1)
     pack_tokens: int | None = Field(None, ge=16)  # tokens per scoring forward (default: the hidden size)
-    distributed: Literal["rank0", "shard"] = "rank0"
+    distributed: Literal["auto", "rank0", "shard", "replicate"] = "auto"
     autocast: Literal["bfloat16", "float16"] | None = None
     include_paths: list[str] = []
     plots: bool = True
@@ -126,6 +130,7 @@ class StabilityGapMonitor(Callback):
             self.sources = [PerplexitySource(**s) for s in self.config.perplexity]
         except ValidationError as err:
             raise UserError(format_validation_error("StabilityGapMonitor kwargs 'perplexity'", err)) from None
+        self.mode = distributed_mode(self.config.distributed, _current_distributed_type())
         self._task_cache = None
         self._samples: dict[str, Any] = {}
         self._lm = None
@@ -174,6 +179,7 @@ class StabilityGapMonitor(Callback):
         from stablecpt.evaluation.items import ItemStore
         from stablecpt.evaluation.weights import WeightReference
 
+        self.mode = distributed_mode(self.config.distributed, _distributed_type(state.accelerator, state.model))
         self._reference = WeightReference(state.model, self.config.top_k)
         self._reference_tokens = state.tokens_seen
         gap_dir = Path(state.output_dir) / "gap"
@@ -267,7 +273,7 @@ class StabilityGapMonitor(Callback):
 
     def _sharded(self, accelerator) -> bool:
         """Whether every rank takes part in the probe (lm-eval shards the items) rather than rank 0 alone."""
-        return _world(accelerator) > 1 and self.config.distributed == "shard"
+        return _world(accelerator) > 1 and self.mode == "shard"
 
     def _evaluate(self, state: TrainState, tasks: dict[str, int | None],
                   perplexity: bool) -> tuple[dict[str, float], dict]:
@@ -279,7 +285,7 @@ class StabilityGapMonitor(Callback):
         sharded = self._sharded(accelerator)
         metrics: dict[str, float] = {}
         items: dict = {}
-        if _world(accelerator) == 1 or sharded or _is_main(accelerator):
+        if _world(accelerator) == 1 or self.mode in ("shard", "replicate") or _is_main(accelerator):
             device_type = next(state.model.parameters()).device.type
             autocast = (torch.autocast(device_type, dtype=getattr(torch, self.config.autocast))
                         if self.config.autocast else contextlib.nullcontext())
@@ -287,7 +293,7 @@ class StabilityGapMonitor(Callback):
                 metrics.update(self._tasks(state, accelerator if sharded else None, tasks, items))
                 if perplexity:
                     metrics.update(self._perplexities(state, accelerator if sharded else None))
-        if _world(accelerator) > 1:
+        if _world(accelerator) > 1 and self.mode != "replicate":
             metrics = _broadcast(metrics, accelerator)
         return metrics, items
 
@@ -478,6 +484,41 @@ def perplexity_metrics(name: str, figures: dict) -> dict[str, float]:
 def _numeric(point: dict) -> dict[str, float]:
     return {f"gap/{k}": v for k, v in point.items() if k not in ("tokens", "step", "epoch")
             and isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def distributed_mode(requested: str, distributed_type: str | None) -> str:
+    """The probe's mode under this accelerator. Under FSDP each forward is collective (every rank gathers the
+    sharded parameters), so a probe on rank 0 alone would wait forever, and items split across ranks can give
+    ranks unequal numbers of forwards: only `replicate` is safe there, and the others are refused up front."""
+    fsdp = distributed_type == "FSDP"
+    if requested == "auto":
+        return "replicate" if fsdp else "rank0"
+    if fsdp and requested != "replicate":
+        raise UserError(f"StabilityGapMonitor kwargs 'distributed': '{requested}' cannot run under FSDP (every "
+                        "rank must take part in the same forwards); use 'auto' or 'replicate'")
+    return requested
+
+
+def _distributed_type(accelerator, model=None) -> str | None:
+    """FSDP when the model is sharded (asked of the model: accelerate's own flag can revert to MULTI_*)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if isinstance(model, FSDPModule):
+        return "FSDP"
+    kind = getattr(accelerator, "distributed_type", None)
+    return getattr(kind, "name", None)
+
+
+def _current_distributed_type() -> str | None:
+    """At construction: FSDP when `accelerate launch` asked for it, else the accelerator's type if one exists."""
+    import os
+
+    from accelerate.state import AcceleratorState
+
+    if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return "FSDP"
+    shared = AcceleratorState._shared_state  # read, not AcceleratorState(): that re-syncs it from PartialState
+    return getattr(shared.get("distributed_type"), "name", None) if shared else None
 
 
 def _broadcast(metrics: dict, accelerator) -> dict:

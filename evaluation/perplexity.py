@@ -47,12 +47,12 @@ class PerplexitySource(StrictModel):
     text_key: str = "text"
     id_key: str = "id"  # documents without one are named <file>:<position>
     id_prefix: str | None = None  # prepended as "<prefix>/<id>" (curation's `<source name>/<id>` ids)
-    source_key: str = "source"
+    source_key: str = "source"  # the record key naming its source (per-source perplexity)
     split: str = "train"  # Hugging Face datasets
     heldout_percent: float | None = Field(None, gt=0, le=100)  # only the held-out share under the shared rule
     seed: int = 0  # which documents the hash sample draws
-    max_documents: int | None = Field(None, ge=1)
-    max_document_tokens: int | None = Field(None, ge=1)
+    max_documents: int | None = Field(None, ge=1)  # at most this many documents (the first in hash order)
+    max_document_tokens: int | None = Field(None, ge=1)  # a document contributes at most its first tokens
 
 
 @dataclass

@@ -63,10 +63,17 @@ def checkpoint_lineage(model_path: str | Path) -> dict[str, Any]:
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
-    """A training run's checkpoints in training order, then final/."""
-    steps = sorted((run_dir / "checkpoints").glob("step_*"), key=lambda p: int(p.name.split("_")[1]))
-    final = [run_dir / "final"] if (run_dir / "final").is_dir() else []
-    return [p for p in steps if (p / "config.json").is_file()] + final
+    """A training run's checkpoints in training order, then final/: only complete ones with loadable weights
+    (trainer_state.json is written last; a checkpoint written with hf_weights: false holds only shards)."""
+    steps = sorted((p for p in (run_dir / "checkpoints").glob("step_*") if p.name[5:].isdigit()),
+                   key=lambda p: int(p.name[5:]))
+    final = [run_dir / "final"] if _has_weights(run_dir / "final") else []
+    return [p for p in steps if (p / "trainer_state.json").is_file() and _has_weights(p)] + final
+
+
+def _has_weights(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(
+        (folder / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json"))
 
 
 def write_json(path: Path, data: dict) -> None:

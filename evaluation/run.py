@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import DirectoryPath, Field, field_validator
 from stablecpt.evaluation.perplexity import PerplexitySource
 
 from stablecpt.core.config import StrictModel
@@ -34,8 +34,32 @@ class EvalConfig(StrictModel):
     batch_size: int = Field(16, ge=1)
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    include_paths: list[Path] = []  # folders of your own lm-eval task YAMLs
+    include_paths: list[DirectoryPath] = []  # folders of your own lm-eval task YAMLs
     perplexity: PerplexityConfig = PerplexityConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device_exists(cls, device: str) -> str:
+        """A device this machine has, checked before any model is loaded."""
+        if device == "cpu":
+            return device
+        import torch
+
+        try:
+            parsed = torch.device(device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"'{device}' is not a torch device (cpu, cuda, cuda:<index>, mps)") from None
+        if parsed.type == "cuda":
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            if count == 0:
+                raise ValueError(f"'{device}': this machine has no CUDA device")
+            if parsed.index is not None and parsed.index >= count:
+                raise ValueError(f"'{device}': this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        elif parsed.type == "mps" and not torch.backends.mps.is_available():
+            raise ValueError(f"'{device}': MPS is not available on this machine")
+        elif parsed.type not in ("cuda", "mps"):
+            raise ValueError(f"'{device}': evaluation runs on cpu, cuda or mps")
+        return device
 
 
 def expand_models(entries: list[str]) -> list[tuple[str, str]]:

@@ -9,6 +9,11 @@ bottom_k(t) = mean of u_l over the k blocks nearest the embeddings, top_k(t) = m
 the LM head, ratio(t) = bottom_k / top_k. Embeddings, final norm and LM head are not blocks. A norm
 ratio, not an element-wise mean of |Δw|/|w|, because the element-wise form divides by weights near
 zero and is dominated by them. The paper reports ratio > 1.35 early in CPT (bottom layers move more).
+
+Under FSDP each rank holds a shard of every parameter (a DTensor): the reference copy keeps this rank's shards,
+each rank sums the squares of its shards per block, and the sums are all-reduced over the mesh dimensions the
+parameters are sharded on, so every rank gets the norms of whole blocks (a per-shard ratio would differ by rank
+and from the unsharded model's). Every rank must call `summary` then (it is collective).
 """
 
 from __future__ import annotations
@@ -42,22 +47,26 @@ class WeightReference:
         self.k = max(1, min(k, self.n_blocks // 2))
         self.bottom = list(range(self.k))
         self.top = list(range(self.n_blocks - self.k, self.n_blocks))
-        self._initial = {i: [p.detach().to("cpu", copy=True) for p in blocks[i].parameters()]
+        self._initial = {i: [_local(p).detach().to("cpu", copy=True) for p in blocks[i].parameters()]
                          for i in self.bottom + self.top}
 
     def block_updates(self, model) -> dict[int, float]:
         blocks = transformer_blocks(model)
-        out = {}
+        order = list(self._initial)
+        sums = torch.zeros(len(order), 2, dtype=torch.float64)  # per block: ||θ - θ0||², ||θ0||² (this rank's part)
+        mesh, sharded_dims = None, ()
         with torch.no_grad():
-            for i, initial in self._initial.items():
-                diff_sq = base_sq = 0.0
-                for p, p0 in zip(blocks[i].parameters(), initial, strict=True):
-                    current = p.detach().to("cpu", torch.float32)
-                    start = p0.float()
-                    diff_sq += torch.sum((current - start) ** 2).item()
-                    base_sq += torch.sum(start ** 2).item()
-                out[i] = (diff_sq ** 0.5) / (base_sq ** 0.5) if base_sq > 0 else 0.0
-        return out
+            for row, i in enumerate(order):
+                for p, p0 in zip(blocks[i].parameters(), self._initial[i], strict=True):
+                    mesh, sharded_dims = _sharding(p) or (mesh, sharded_dims)
+                    current = _local(p).detach().to("cpu", torch.float64)
+                    start = p0.double()
+                    sums[row, 0] += torch.sum((current - start) ** 2)
+                    sums[row, 1] += torch.sum(start ** 2)
+        if mesh is not None:
+            sums = _all_reduce_over(sums, mesh, sharded_dims)
+        return {i: float(sums[row, 0].sqrt() / sums[row, 1].sqrt()) if sums[row, 1] > 0 else 0.0
+                for row, i in enumerate(order)}
 
     def summary(self, model) -> dict[str, float]:
         updates = self.block_updates(model)
@@ -67,3 +76,29 @@ class WeightReference:
         if top > 0:  # undefined before the first update
             out["weight_update/ratio"] = bottom / top
         return out
+
+
+def _local(p: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a parameter: the local shard of a DTensor, the tensor itself otherwise."""
+    from torch.distributed.tensor import DTensor
+
+    return p.to_local() if isinstance(p, DTensor) else p
+
+
+def _sharding(p: torch.Tensor):
+    """(device mesh, mesh dims it is sharded on) for a sharded DTensor, else None."""
+    from torch.distributed.tensor import DTensor, Shard
+
+    if not isinstance(p, DTensor):
+        return None
+    dims = tuple(d for d, placement in enumerate(p.placements) if isinstance(placement, Shard))
+    return (p.device_mesh, dims) if dims else None
+
+
+def _all_reduce_over(sums: torch.Tensor, mesh, dims: tuple[int, ...]) -> torch.Tensor:
+    import torch.distributed as dist
+
+    on_device = sums.to(mesh.device_type)
+    for dim in dims:
+        dist.all_reduce(on_device, group=mesh.get_group(dim))
+    return on_device.cpu()

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 @dataclass
@@ -79,17 +80,19 @@ def write_version(root: Path, docs: list[Doc], epochs: list[list[int]], name: st
                          "domain": d.domain, "category": d.category, "kenlm_perplexity": None,
                          "fasttext_score": None, "shard": rel, "token_offset": offset, "token_length": len(run)})
             offset += len(run)
-    schema = {"doc_index": pl.Int64, "id": pl.String, "source": pl.String, "domain": pl.String,
-              "category": pl.String, "kenlm_perplexity": pl.Float64, "fasttext_score": pl.Float64,
-              "shard": pl.String, "token_offset": pl.Int64, "token_length": pl.Int64}
-    pl.DataFrame(rows, schema=schema).write_parquet(out / "documents.parquet")
+    # pyarrow, not polars: benchmarks/gpu_check.py writes versions with this on machines without polars
+    schema = pa.schema([("doc_index", pa.int64()), ("id", pa.string()), ("source", pa.string()),
+                        ("domain", pa.string()), ("category", pa.string()), ("kenlm_perplexity", pa.float64()),
+                        ("fasttext_score", pa.float64()), ("shard", pa.string()), ("token_offset", pa.int64()),
+                        ("token_length", pa.int64())])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / "documents.parquet")
     lengths = {r["doc_index"]: r["token_length"] for r in rows}
     sources = {r["doc_index"]: r["source"] for r in rows}
     epoch_entries, by_epoch_source = [], {}
     for e, order in enumerate(epochs):
         rel = f"epochs/epoch_{e:04d}.parquet"
-        pl.DataFrame({"position": list(range(len(order))), "doc_index": list(order)},
-                     schema={"position": pl.Int64, "doc_index": pl.Int64}).write_parquet(out / rel)
+        pq.write_table(pa.table({"position": pa.array(range(len(order)), pa.int64()),
+                                 "doc_index": pa.array(list(order), pa.int64())}), out / rel)
         counts: Counter[str] = Counter()
         for i in order:
             counts[sources[i]] += lengths[i]

@@ -100,3 +100,16 @@ def test_bad_input_from_the_command_line(tmp_path):
     assert done.stderr == f"stablecpt: error: {tmp_path}: not a shard version (manifest.json with format_version), " \
         "a curation run (manifest.json with kind curation_run), a training run (run.json) or an evaluation result " \
         "(JSON with lineage)\n"
+
+
+def test_markdown_report_carries_no_raw_html_from_the_data():
+    import polars as pl
+    from stablecpt.audit.report import Report, Section, Table, render_html, render_markdown
+
+    hostile = "<script>alert(1)</script> a|b & c\nd"
+    table = Table("by domain", "rows", pl.DataFrame({"domain": [hostile], "documents": [3]}))
+    report = Report("audit", {"path": "x"}, [Section("curation", [table])], findings=[f"domain {hostile} is odd"])
+    markdown = render_markdown(report, {})
+    assert "<script>" not in markdown and "&lt;script&gt;alert(1)&lt;/script&gt; a\\|b &amp; c d" in markdown
+    assert "- domain &lt;script&gt;" in markdown
+    assert "<script>" not in render_html(report, {})

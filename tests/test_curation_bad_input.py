@@ -104,13 +104,15 @@ def test_missing_path_stops_with_one_clear_line(tmp_path, capsys):
     assert not (tmp_path / "run" / "manifest.json").exists()
 
 
-def test_bad_filter_parameter_names_the_key(tmp_path):
+def test_bad_filter_parameter_names_the_key_at_config_load(tmp_path):
     from stablecpt.core.errors import UserError
 
     (tmp_path / "x.jsonl").write_text(json.dumps({"text": GOOD}) + "\n")
-    cfg = _config(tmp_path, str(tmp_path / "x.jsonl"), filters={"gopher_quality": {"params": {"min_doc_wrds": 5}}})
-    with pytest.raises(UserError, match=r"filters.gopher_quality.params: .*min_doc_wrds"):
-        run_curation(cfg)
+    key = r"key 'filters.gopher_quality.params': Value error, "
+    with pytest.raises(UserError, match=key + "min_doc_wrds: .* no parameter"):
+        _config(tmp_path, str(tmp_path / "x.jsonl"), filters={"gopher_quality": {"params": {"min_doc_wrds": 5}}})
+    with pytest.raises(UserError, match=key + "min_doc_words: .*valid integer"):
+        _config(tmp_path, str(tmp_path / "x.jsonl"), filters={"gopher_quality": {"params": {"min_doc_words": "x"}}})
 
 
 def test_unknown_source_in_exemptions_is_a_config_error(tmp_path):

@@ -36,17 +36,19 @@ def test_prompt_tokens_contribute_nothing_to_the_loss(version, tiny_model_dir, t
     train(TrainConfig.model_validate(cfg))
     [logged] = [m for m in read_metrics(out) if m.get("event") == "train"]
 
-    batch = PackedLoader(open_version(version), 64, 2).micro_batch(0, 0)
-    assert batch.loss_mask is not None and 0 < batch.loss_mask[:, 1:].mean() < 0.7  # prompts are masked out
+    batch = PackedLoader(open_version(version), 64, 2).micro_batch(0, 0)  # what step 0 read (same order and seed)
+    assert batch.label_mask is not None and 0 < batch.label_mask.mean() < 0.7  # prompts are masked out
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
-    input_ids = torch.from_numpy(batch.input_ids)
-    labels = torch.from_numpy(np.where(batch.loss_mask, batch.input_ids, -100))  # the HF convention
+    # the HF convention on the whole window (inputs + the last target): labels -100 where masked, shifted inside
+    window = torch.from_numpy(np.concatenate([batch.input_ids, batch.labels[:, -1:]], axis=1))
+    masked = np.where(batch.label_mask, batch.labels, -100)
+    labels = torch.from_numpy(np.concatenate([np.full((len(masked), 1), -100), masked], axis=1))
     with torch.no_grad():
-        response_only = float(model(input_ids=input_ids, labels=labels).loss)
-        every_token = float(model(input_ids=input_ids, labels=input_ids).loss)
+        response_only = float(model(input_ids=window, labels=labels).loss)
+        every_token = float(model(input_ids=window, labels=window).loss)
     assert logged["loss"] == pytest.approx(response_only, rel=1e-5)
     assert abs(every_token - response_only) > 1e-3  # so the check above would fail if masks were ignored
-    assert logged["targets_by_source"] == {"med": int(batch.loss_mask[:, 1:].sum())}
+    assert logged["targets_by_source"] == {"med": int(batch.label_mask.sum())}
 
 
 def test_an_interrupted_instruction_run_resumes_to_identical_weights(version, tiny_model_dir, tmp_path):

@@ -7,13 +7,12 @@ import math
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from stablecpt.training.callbacks import log_spaced_points
 from stablecpt.training.checkpoint import latest_checkpoint, list_checkpoints
 from stablecpt.training.config import TrainConfig
 from stablecpt.training.loop import TrainingStopped, train
 from stablecpt.training.schedule import lr_multiplier
-from trainkit import read_metrics, tiny_config, tiny_version, write_config
+from trainkit import folder_weights, read_metrics, tiny_config, tiny_version, write_config
 
 from stablecpt.cli import main as cli_main
 
@@ -30,7 +29,7 @@ def run(version, model_dir, output_dir, **overrides):
 
 
 def weights(folder):
-    return load_file(folder / "model.safetensors")
+    return folder_weights(folder)
 
 
 def test_a_run_writes_checkpoints_metrics_and_a_loadable_final_model(version, tiny_model_dir, tmp_path):
@@ -39,8 +38,8 @@ def test_a_run_writes_checkpoints_metrics_and_a_loadable_final_model(version, ti
     final = run(version, tiny_model_dir, tmp_path / "run", metrics={"peak_flops_per_device": 1e12})
     assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step_8", "step_12"]  # keep_last 2
     loaded = AutoModelForCausalLM.from_pretrained(final)
-    last = weights(tmp_path / "run" / "checkpoints" / "step_12")
-    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in last.items())
+    last = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "checkpoints" / "step_12")  # hf_weights
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in last.state_dict().items())
     records = [r for r in read_metrics(tmp_path / "run") if r["event"] == "train"]
     assert [r["step"] for r in records] == list(range(1, 13))
     assert records[-1]["tokens"] == 12 * TOKENS_PER_STEP and records[-1]["epoch"] == 1  # crossed into epoch 1
@@ -49,7 +48,7 @@ def test_a_run_writes_checkpoints_metrics_and_a_loadable_final_model(version, ti
     assert records[-1]["mfu"] == pytest.approx(6 * n_params * records[-1]["tokens_per_second"] / 1e12)
     for record in records:  # loss per source adds up to the loss
         counts = record["targets_by_source"]
-        assert sum(counts.values()) == 4 * 31
+        assert sum(counts.values()) == 4 * 32  # seq_len + 1 windows: every position has a target
         weighted = sum(record["loss_by_source"][s] * n for s, n in counts.items()) / sum(counts.values())
         assert weighted == pytest.approx(record["loss"], rel=1e-5)
 
@@ -90,7 +89,8 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(version, ti
     with pytest.raises(TrainingStopped) as err:
         run(version, tiny_model_dir, out, callbacks=callbacks)
     message = str(err.value)
-    assert "non-finite loss (nan) at step 6" in message and message.endswith(str(out / "checkpoints" / "step_4"))
+    assert "non-finite loss (nan) at step 6" in message
+    assert f"last good checkpoint: {out / 'checkpoints' / 'step_4'} (the newest whose weights" in message
     assert latest_checkpoint(out).name == "step_4" and not (out / "final").exists()
     good = weights(out / "checkpoints" / "step_4")
     assert all(torch.isfinite(t).all() for t in good.values())
@@ -100,17 +100,24 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(version, ti
     assert all(torch.isfinite(t).all() for t in weights(final).values())
 
 
-def test_corrupted_shards_stop_the_cli_before_training(version, tiny_model_dir, tmp_path, capsys):
+@pytest.mark.parametrize("level", ["sizes", "full"])
+def test_damaged_shards_stop_the_cli_before_training(version, tiny_model_dir, tmp_path, capsys, level):
+    """The default start check (sizes + fingerprint) catches a truncated file in seconds at any size; a changed
+    byte of the same size needs `data.verify: full`, which re-hashes every file."""
     import shutil
 
     copy = tmp_path / "copy" / "v1"
     shutil.copytree(version, copy)
     target = copy / "tokens" / "00000.ds"
-    target.write_bytes(b"\x01\x00" + target.read_bytes()[2:])
-    config = write_config(tmp_path / "train.yaml", tiny_config(copy, tiny_model_dir, tmp_path / "run"))
+    data = target.read_bytes()
+    target.write_bytes(data[:-2] if level == "sizes" else b"\x01\x00" + data[2:])
+    config = write_config(tmp_path / "train.yaml", tiny_config(copy, tiny_model_dir, tmp_path / "run",
+                                                               data={"verify": level}))
     assert cli_main(["train", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"stablecpt: error: {target}: sha256 does not match manifest.json (corrupted or changed file)"
+    expected = (f"size {len(data) - 2} bytes, manifest.json says {len(data)}" if level == "sizes"
+                else "sha256 does not match manifest.json (corrupted or changed file)")
+    assert err == f"stablecpt: error: {target}: {expected}"
     assert not (tmp_path / "run").exists()
 
 

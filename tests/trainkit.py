@@ -20,12 +20,22 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_version(root: Path, model_dir: Path, n_docs: int = 120, n_epochs: int = 2, seed: int = 0,
-                 docs_per_file: int | None = 50) -> Path:
-    """Random-token documents from two sources, in the tiny model's vocabulary, with per-epoch shuffles."""
+                 docs_per_file: int | None = 50, masked: bool = False) -> Path:
+    """Random-token documents from two sources, in the tiny model's vocabulary, with per-epoch shuffles.
+
+    masked: each document's first part (a random share, 0-90%) is masked out of the loss, like an instruction
+    prompt, so micro-batches and ranks hold very different numbers of targets."""
+    import numpy as np
+
     vocab_size = json.loads((model_dir / "config.json").read_text())["vocab_size"]
     info = TokenizerInfo(name=str(model_dir), vocab_size=vocab_size, separator_id=0,
                          sha256=sha256_file(model_dir / "tokenizer.json"))
     docs = random_docs(n_docs, vocab_size=info.vocab_size, seed=seed)
+    if masked:
+        rng = np.random.default_rng(seed + 1)
+        for doc in docs:
+            cut = int(len(doc.tokens) * rng.uniform(0, 0.9))
+            doc.loss_mask = [0] * cut + [1] * (len(doc.tokens) - cut)
     return write_version(root, docs, shuffled_epochs(n_docs, n_epochs, seed), tokenizer=info,
                          docs_per_file=docs_per_file)
 
@@ -57,6 +67,18 @@ def subprocess_env() -> dict[str, str]:
 
 def train_command(config: Path, resume: bool = False) -> list[str]:
     return [sys.executable, "-m", "stablecpt", "train", "--config", str(config), *(["--resume"] if resume else [])]
+
+
+def folder_weights(folder: Path) -> dict:
+    """Every tensor of a model folder's safetensors files (final/'s model.safetensors or a checkpoint's
+    consolidated model-*-of-*.safetensors), by name."""
+    from safetensors.torch import load_file
+
+    weights: dict = {}
+    for file in sorted(folder.glob("model*.safetensors")):
+        weights.update(load_file(file))
+    assert weights, f"no model*.safetensors in {folder}"
+    return weights
 
 
 def read_metrics(output_dir: Path) -> list[dict]:

@@ -27,19 +27,36 @@ def _train(args: argparse.Namespace) -> int:
     from stablecpt.training.config import TrainConfig
 
     from stablecpt.core.config import load_config
+    from stablecpt.core.errors import UserError
 
     cfg = load_config(args.config, TrainConfig)
     if args.dry_run:
-        from stablecpt.training.plan import count_parameters, format_plan, training_plan
+        from stablecpt.training.plan import check_local_version, count_parameters, format_plan, training_plan
 
         params = int(args.params) if args.params else count_parameters(cfg.model)
         print(f"plan for {args.config}:")
         print(format_plan(training_plan(cfg, args.world_size, params, args.mfu, args.gpu)))
         if params is None:
-            print("  (parameters unknown: the model config is not readable offline; pass --params)")
+            print(f"  parameters unknown: {cfg.model} has no config.json here (not a local folder, not in the "
+                  "Hugging Face cache); pass --params N for the GPU hours")
+        fits = check_local_version(cfg, args.world_size)
+        print(f"  data: {fits}" if fits else f"  data: {cfg.shards} is not here; the budget is checked at start")
         return 0
-    from stablecpt.training.loop import train
+    import os
 
-    final = train(cfg, resume=args.resume)
-    print(f"final model: {final}")
+    from stablecpt.training.loop import train
+    from stablecpt.training.modeling import check_model
+
+    from stablecpt.core.errors import ConfigValueError
+    from stablecpt.core.locks import output_lock
+    from stablecpt.core.models import resolve_model
+
+    try:  # before the lock and the output folder: a bad model is one line naming the file and key
+        check_model(cfg.model, resolve_model(cfg.model), cfg.attn_implementation)
+    except ConfigValueError as err:
+        raise UserError(f"{args.config}: {err}") from None
+    with output_lock(cfg.output_dir, "this training run folder"):  # rank 0 holds it for the whole run
+        final = train(cfg, resume=args.resume)
+    if os.environ.get("RANK", "0") == "0":  # once, not once per process
+        print(f"final model: {final}")
     return 0

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from stablecpt.core.config import StrictModel
 from stablecpt.core.models import DEFAULT_MODEL
+
+FLOAT32_MAX = 3.4028234663852886e38  # an lr above it overflows inside the optimizer's float32 update
+ATTENTION = Literal["sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"]
+TRACKERS = Literal["tensorboard", "wandb", "mlflow"]
 
 
 class OptimizerConfig(StrictModel):
@@ -19,6 +23,13 @@ class OptimizerConfig(StrictModel):
     weight_decay: float = Field(0.01, ge=0)
     eps: float = Field(1e-8, gt=0)
     clip_grad_norm: float | None = Field(1.0, gt=0)
+
+    @field_validator("lr")
+    @classmethod
+    def _lr_fits_float32(cls, lr: float) -> float:
+        if not lr < FLOAT32_MAX:
+            raise ValueError(f"{lr:g} overflows float32 (max 3.4e38) in the optimizer's update")
+        return lr
 
 
 class ScheduleConfig(StrictModel):
@@ -45,21 +56,59 @@ class FreezeConfig(StrictModel):
 
 
 class CheckpointConfig(StrictModel):
+    """Intermediate checkpoints are sharded (each process writes its own part); see docs/training.md.
+
+    hf_weights: also consolidate the weights into a from_pretrained folder inside each checkpoint (the main
+    process merges the shard files on disk: no gather in GPU memory, but a read and a write of the whole
+    model per checkpoint), so `stablecpt eval` can evaluate it. final/ is always a normal HF folder.
+    """
+
     every_tokens: int | None = Field(None, gt=0)
     keep_last: int = Field(2, ge=1)
+    hf_weights: bool = True
 
 
 class CallbackSpec(StrictModel):
     path: str = Field(pattern=r"^[\w.]+:\w+$")
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("path")
+    @classmethod
+    def _importable_callback(cls, path: str) -> str:
+        """A typo in a callback path is one line at config load, before any model or data is touched."""
+        from stablecpt.training.callbacks import Callback
+
+        from stablecpt.core.plugins import load_object
+
+        obj = load_object(path, "callback")
+        if not (isinstance(obj, type) and issubclass(obj, Callback)):
+            raise ValueError(f"callback '{path}' is not a stablecpt.training.callbacks.Callback subclass")
+        return path
+
 
 class MetricsConfig(StrictModel):
     log_every_steps: int = Field(10, ge=1)
     progress_bar: bool = True
-    tensorboard: bool = False
+    # experiment trackers through accelerate's tracking API; offline modes: docs/training.md
+    trackers: list[TRACKERS] = Field(default_factory=list)
     # Peak FLOP/s of one device for MFU. None: looked up for known GPUs, else MFU is not reported.
     peak_flops_per_device: float | None = Field(None, gt=0)
+
+
+class DataConfig(StrictModel):
+    """Which sequence each step reads, and how much of the version is checked at start (docs/training.md)."""
+
+    order: Literal["shuffled", "sequential"] = "shuffled"  # sequential: plan order, the loader before shuffling
+    seed: int = Field(0, ge=0)  # the data order's seed, independent of the top-level `seed` (init, dropout)
+    verify: Literal["sizes", "full"] = "sizes"  # sizes + fingerprint at start; full also re-hashes every file
+
+
+class DivergenceConfig(StrictModel):
+    """Stop before the update when the step's loss is not finite, or (spike_factor set) when it exceeds
+    spike_factor x the median loss of the previous `window` steps (checked once `window` steps are seen)."""
+
+    spike_factor: float | None = Field(3.0, gt=1)
+    window: int = Field(20, ge=1)
 
 
 class TrainConfig(StrictModel):
@@ -74,11 +123,15 @@ class TrainConfig(StrictModel):
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
     activation_checkpointing: bool = False
     document_attention: bool = False  # true: tokens attend only within their own document (position ids reset)
+    attn_implementation: ATTENTION = "sdpa"  # flash_attention_2/3 need their package installed
+    compile: bool = False  # torch.compile through accelerate (TorchDynamo, inductor)
+    data: DataConfig = DataConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     freeze: FreezeConfig = FreezeConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     metrics: MetricsConfig = MetricsConfig()
+    divergence: DivergenceConfig = DivergenceConfig()
     callbacks: list[CallbackSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")

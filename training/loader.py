@@ -1,48 +1,75 @@
-"""Deterministic packed-sequence loader driven by the epoch plans of a shard version.
+"""Deterministic packed-sequence loader driven by the epoch plans of a shard version (docs/training.md, Data order).
 
-Each epoch's token stream is its documents' token runs concatenated in plan order; sequence j of epoch e is
-stream[j*seq_len : (j+1)*seq_len], and the tail shorter than seq_len is dropped (counted in `dropped_tail`).
-Epochs follow each other, so the run reads one global sequence index k = 0, 1, 2, ...
+Windows. Epoch e's token stream is its documents' token runs concatenated in plan order. Sequence i of the epoch
+is the window stream[i*seq_len : i*seq_len + seq_len + 1]: the model reads its first seq_len tokens and predicts
+its last seq_len (Megatron's seq_len + 1 samples). Consecutive windows share one token, so every token of the
+stream except the first is a prediction target exactly once, and an epoch holds (T - 1) // seq_len sequences;
+the shorter tail is dropped (counted in `dropped_tail`).
 
-Optimizer step s consumes the global sequences [s*G, (s+1)*G) with G = micro_batch * grad_accumulation * world.
-Micro-batch m of rank r takes the `micro_batch` sequences starting at s*G + (m*world + r)*micro_batch, so ranks
+Order. Position j of epoch e reads sequence `SequenceOrder(n_e, fingerprint, seed, e)[j]` (stablecpt.formats.order,
+the one order function the audit uses too) when `order="shuffled"`, and sequence j when `order="sequential"`
+(long documents then fill consecutive micro-batches and steps). Epochs follow each other, so the run reads one
+global position k = 0, 1, 2, ...
+
+Optimizer step s consumes the global positions [s*G, (s+1)*G) with G = micro_batch * grad_accumulation * world.
+Micro-batch m of rank r takes the `micro_batch` positions starting at s*G + (m*world + r)*micro_batch, so ranks
 read disjoint slices and what the run consumes does not depend on how it is split across ranks.
-The whole position is one integer: the global sequences consumed (plus the fingerprint and seq_len it refers to).
+The whole position is one integer: the global positions consumed (plus the fingerprint, seed, order, seq_len and
+window overlap it refers to, recorded in `state()`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from stablecpt.training.shards import ShardVersion
 
 from stablecpt.core.errors import UserError
+from stablecpt.formats.order import SequenceOrder
+
+WINDOW_OVERLAP = 1  # tokens shared by consecutive windows: the last target of one is the first input of the next
+ORDER_BLOCK = 1 << 16  # positions whose sequences are computed together (512 KiB): the order function is cheap
+# per position in bulk, but costs ~1 ms per call on a handful of positions (numpy overhead, cycle walking)
+Order = Literal["shuffled", "sequential"]
 
 
 @dataclass
 class MicroBatch:
     input_ids: np.ndarray  # int64 (rows, seq_len)
-    sources: np.ndarray  # int32 (rows, seq_len): source id of each token (an index into version.sources)
-    loss_mask: np.ndarray | None  # bool (rows, seq_len): token counts as a prediction target; None = all count
+    labels: np.ndarray  # int64 (rows, seq_len): the token each input position predicts
+    label_sources: np.ndarray  # int32 (rows, seq_len): source id of each label (an index into version.sources)
+    label_mask: np.ndarray | None  # bool (rows, seq_len): the label counts as a target; None = every label counts
     position_ids: np.ndarray | None  # int64, restarting at each document, when document attention is asked for
+
+    def targets(self) -> int:
+        return int(self.label_mask.sum()) if self.label_mask is not None else self.labels.size
 
 
 class PackedLoader:
     def __init__(self, version: ShardVersion, seq_len: int, micro_batch_size: int, grad_accumulation: int = 1,
-                 rank: int = 0, world_size: int = 1, document_positions: bool = False):
+                 rank: int = 0, world_size: int = 1, document_positions: bool = False,
+                 order: Order = "shuffled", seed: int = 0):
+        if order not in ("shuffled", "sequential"):
+            raise ValueError(f"order must be 'shuffled' or 'sequential', not {order!r}")
         self.version, self.seq_len = version, seq_len
         self.micro_batch_size, self.grad_accumulation = micro_batch_size, grad_accumulation
         self.rank, self.world_size = rank, world_size
         self.document_positions = document_positions
+        self.order, self.seed = order, seed
         self._ends = []  # per epoch: cumulative end of each plan entry in the epoch stream
         self.sequences_per_epoch, self.dropped_tail = [], []
-        for order in version.epochs:
-            ends = np.cumsum(version.doc_length[order], dtype=np.int64)
+        for order_e in version.epochs:
+            ends = np.cumsum(version.doc_length[order_e], dtype=np.int64)
             total = int(ends[-1]) if len(ends) else 0
+            n = max(0, (total - WINDOW_OVERLAP) // seq_len)
             self._ends.append(ends)
-            self.sequences_per_epoch.append(total // seq_len)
-            self.dropped_tail.append(total - (total // seq_len) * seq_len)
+            self.sequences_per_epoch.append(n)
+            self.dropped_tail.append(total - n * seq_len - WINDOW_OVERLAP if n else total)
+        self._orders = [SequenceOrder(n, version.fingerprint, seed, e) if order == "shuffled" else None
+                        for e, n in enumerate(self.sequences_per_epoch)]
+        self._order_blocks: dict[tuple[int, int], np.ndarray] = {}
         self._epoch_first = np.concatenate([[0], np.cumsum(self.sequences_per_epoch)]).astype(np.int64)
         self.total_sequences = int(self._epoch_first[-1])
         self._tokens = [version.tokens(i) for i in range(len(version.token_files))]
@@ -52,13 +79,37 @@ class PackedLoader:
     def sequences_per_step(self) -> int:
         return self.micro_batch_size * self.grad_accumulation * self.world_size
 
-
     def locate(self, k: int) -> tuple[int, int]:
-        """Global sequence k -> (epoch, sequence within the epoch)."""
+        """Global position k -> (epoch, position within the epoch)."""
         if not 0 <= k < self.total_sequences:
             raise IndexError(f"sequence {k} outside the version's {self.total_sequences} sequences")
         epoch = int(np.searchsorted(self._epoch_first, k, side="right")) - 1
         return epoch, k - int(self._epoch_first[epoch])
+
+    def sequence_at(self, epoch: int, positions: np.ndarray) -> np.ndarray:
+        """Which sequence of the epoch each position reads (the order function, evaluated a block at a time)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        order = self._orders[epoch]
+        if order is None:
+            return positions
+        first, last = int(positions[0]) // ORDER_BLOCK, int(positions[-1]) // ORDER_BLOCK
+        if first == last:  # positions of one read are consecutive: usually within one block
+            return self._order_block(epoch, first)[positions - first * ORDER_BLOCK]
+        out = np.empty(len(positions), dtype=np.int64)
+        blocks = positions // ORDER_BLOCK
+        for block in np.unique(blocks).tolist():
+            here = blocks == block
+            out[here] = self._order_block(epoch, block)[positions[here] - block * ORDER_BLOCK]
+        return out
+
+    def _order_block(self, epoch: int, block: int) -> np.ndarray:
+        key = (epoch, block)
+        if key not in self._order_blocks:
+            if len(self._order_blocks) >= 2:  # a run moves forward: keep the current and the next block
+                self._order_blocks.pop(next(iter(self._order_blocks)))
+            order, start = self._orders[epoch], block * ORDER_BLOCK
+            self._order_blocks[key] = order.take(np.arange(start, min(start + ORDER_BLOCK, order.n)))
+        return self._order_blocks[key]
 
     def check_budget(self, steps: int) -> None:
         needed = steps * self.sequences_per_step
@@ -74,46 +125,53 @@ class PackedLoader:
         return self.read(self.first_sequence(step, micro), self.micro_batch_size)
 
     def read(self, k: int, count: int) -> MicroBatch:
-        """Global sequences k .. k+count-1, gathered as one span per epoch they fall in."""
+        """The sequences at global positions k .. k+count-1, gathered in one pass per epoch they fall in."""
         parts, done = [], 0
         while done < count:
             epoch, j = self.locate(k + done)
             n = min(count - done, self.sequences_per_epoch[epoch] - j)
-            parts.append(self._span(epoch, j * self.seq_len, n))
+            parts.append(self._windows(epoch, self.sequence_at(epoch, np.arange(j, j + n))))
             done += n
         if len(parts) == 1:
             return parts[0]
-        names = ("input_ids", "sources", "loss_mask", "position_ids")
+        names = ("input_ids", "labels", "label_sources", "label_mask", "position_ids")
         return MicroBatch(*(None if getattr(parts[0], name) is None
                             else np.concatenate([getattr(p, name) for p in parts]) for name in names))
 
-    def _span(self, epoch: int, start: int, rows: int) -> MicroBatch:
-        """rows * seq_len tokens of the epoch stream from `start`, as a (rows, seq_len) batch."""
-        v, ends, order = self.version, self._ends[epoch], self.version.epochs[epoch]
-        stop = start + rows * self.seq_len
-        first = int(np.searchsorted(ends, start, side="right"))
-        last = int(np.searchsorted(ends, stop, side="left"))
-        entries = np.arange(first, last + 1)
-        docs = order[entries]
+    def _windows(self, epoch: int, sequences: np.ndarray) -> MicroBatch:
+        """The windows of seq_len + 1 tokens of the given sequences of one epoch, as a batch (one row each)."""
+        v, ends, plan = self.version, self._ends[epoch], self.version.epochs[epoch]
+        rows, width = len(sequences), self.seq_len + WINDOW_OVERLAP
+        starts = sequences * self.seq_len
+        stops = starts + width
+        first = np.searchsorted(ends, starts, side="right")  # the plan entry each window starts in
+        last = np.searchsorted(ends, stops, side="left")  # ... and ends in
+        per_row = last - first + 1
+        # one segment per (row, plan entry it touches), rows in order
+        row_of_seg = np.repeat(np.arange(rows), per_row)
+        entries = np.arange(per_row.sum()) - np.repeat(np.cumsum(per_row) - per_row, per_row) + first[row_of_seg]
+        docs = plan[entries]
         doc_starts = ends[entries] - v.doc_length[docs]  # where each entry begins in the stream
-        seg_starts = np.maximum(doc_starts, start)
-        seg_lengths = np.minimum(ends[entries], stop) - seg_starts
+        seg_starts = np.maximum(doc_starts, starts[row_of_seg])
+        seg_lengths = np.minimum(ends[entries], stops[row_of_seg]) - seg_starts
         files = v.doc_file[docs]
         file_starts = v.doc_offset[docs] + (seg_starts - doc_starts)
-        input_ids = self._gather(self._tokens, files, file_starts, seg_lengths).astype(np.int64)
-        sources = np.repeat(v.doc_source[docs], seg_lengths)
-        loss_mask = self._gather(self._loss, files, file_starts, seg_lengths).astype(bool) if self._loss else None
+        shape = (rows, width)
+        tokens = self._gather(self._tokens, files, file_starts, seg_lengths).astype(np.int64).reshape(shape)
+        sources = np.repeat(v.doc_source[docs], seg_lengths).reshape(shape)
+        mask = (self._gather(self._loss, files, file_starts, seg_lengths).astype(bool).reshape(shape)
+                if self._loss else None)
         position_ids = None
         if self.document_positions:
-            entry_of_token = np.repeat(entries, seg_lengths).reshape(rows, self.seq_len)
-            positions = np.arange(start, stop, dtype=np.int64)
-            in_doc = (positions - np.repeat(doc_starts, seg_lengths)).reshape(rows, self.seq_len)
-            # a document continued from the previous sequence restarts at 0 in this one
-            continued = entry_of_token == entry_of_token[:, :1]
+            inputs = (slice(None), slice(0, self.seq_len))
+            seg_of_token = np.repeat(np.arange(len(entries)), seg_lengths).reshape(shape)[inputs]
+            in_doc = (np.arange(width)[None, :] + starts[:, None]
+                      - np.repeat(doc_starts, seg_lengths).reshape(shape))[inputs]
+            # a document continued from before the window restarts at 0 in it
+            continued = seg_of_token == seg_of_token[:, :1]
             position_ids = np.where(continued, in_doc - in_doc[:, :1], in_doc)
-        shape = (rows, self.seq_len)
-        return MicroBatch(input_ids.reshape(shape), sources.reshape(shape),
-                          None if loss_mask is None else loss_mask.reshape(shape), position_ids)
+        return MicroBatch(tokens[:, :-1], tokens[:, 1:], sources[:, 1:], None if mask is None else mask[:, 1:],
+                          position_ids)
 
     @staticmethod
     def _gather(arrays: list[np.ndarray], files: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -132,12 +190,17 @@ class PackedLoader:
             out[mask] = arrays[int(file_id)][index[mask]]
         return out
 
+    def describe(self) -> dict:
+        """What the order and windows are, for run.json and the loader state (the audit recomputes from it)."""
+        return {"fingerprint": self.version.fingerprint, "order": self.order, "seed": self.seed,
+                "seq_len": self.seq_len, "window_overlap": WINDOW_OVERLAP,
+                "sequences_per_epoch": list(self.sequences_per_epoch)}
+
     def state(self, step: int) -> dict:
         consumed = step * self.sequences_per_step
         epoch, in_epoch = (self.locate(consumed) if consumed < self.total_sequences
                            else (len(self.sequences_per_epoch), 0))
-        return {"fingerprint": self.version.fingerprint, "seq_len": self.seq_len,
-                "sequences_per_step": self.sequences_per_step, "sequences_consumed": consumed,
+        return {**self.describe(), "sequences_per_step": self.sequences_per_step, "sequences_consumed": consumed,
                 "tokens_consumed": consumed * self.seq_len, "epoch": epoch, "sequence_in_epoch": in_epoch}
 
     def epoch_of_step(self, step: int) -> int:
@@ -145,15 +208,20 @@ class PackedLoader:
         return self.locate(consumed)[0] if consumed < self.total_sequences else len(self.sequences_per_epoch) - 1
 
     def resume_step(self, state: dict, where: str) -> int:
-        """The step to continue from, after checking the saved position refers to this data."""
+        """The step to continue from, after checking the saved position refers to this data and this order."""
         if state["fingerprint"] != self.version.fingerprint:
             raise UserError(f"{where}: trained on shard version fingerprint {state['fingerprint'][:12]}..., but "
                             f"{self.version.path} has {self.version.fingerprint[:12]}...; refusing to resume on "
                             "other data")
-        for key, mine in (("seq_len", self.seq_len), ("sequences_per_step", self.sequences_per_step)):
+        if "window_overlap" not in state:
+            raise UserError(f"{where}: loader_state has no 'window_overlap': written by an older loader (disjoint "
+                            "windows in plan order), which this version cannot continue exactly; start a new run")
+        for key, mine in (("seq_len", self.seq_len), ("sequences_per_step", self.sequences_per_step),
+                          ("order", self.order), ("seed", self.seed), ("window_overlap", WINDOW_OVERLAP)):
             if state[key] != mine:
-                raise UserError(f"{where}: loader_state.{key} is {state[key]} but this run has {mine}; resume needs "
-                                "the same seq_len and global batch (micro_batch_size * grad_accumulation * processes)")
+                raise UserError(f"{where}: loader_state.{key} is {state[key]!r} but this run has {mine!r}; resume "
+                                "needs the same seq_len, data order and seed, and global batch (micro_batch_size * "
+                                "grad_accumulation * processes)")
         step, rest = divmod(state["sequences_consumed"], self.sequences_per_step)
         if rest:
             raise UserError(f"{where}: loader_state.sequences_consumed is not a whole number of steps")

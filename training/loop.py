@@ -1,14 +1,17 @@
 """Continual pre-training from a shard version, in one loop that reads top to bottom (litgpt pretrain.py style).
 
 The same code runs on one CPU, one GPU, DDP, FSDP and several nodes: `accelerate launch` decides which.
-Semantics (schedule across epochs, resume, freezing, MFU) are written down in docs/training.md.
+Semantics (loss normalisation, data order, schedule across epochs, checkpoints, resume, freezing, MFU) are
+written down in docs/training.md.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
+from collections import deque
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from functools import partial
@@ -19,16 +22,26 @@ import torch.nn.functional as F
 from stablecpt.training.callbacks import TrainState, build_callback
 from stablecpt.training.checkpoint import (
     TRAINER_STATE,
+    checkpoint_step,
     latest_checkpoint,
-    load_checkpoint_states,
+    list_checkpoints,
+    load_checkpoint,
     load_trainer_state,
     save_checkpoint,
     save_model_folder,
 )
 from stablecpt.training.config import TrainConfig
+from stablecpt.training.distributed import distributed_kind, make_accelerator
 from stablecpt.training.loader import MicroBatch, PackedLoader
-from stablecpt.training.metrics import MetricsLog, device_peak_flops, finite_or_none, model_flops_utilization
-from stablecpt.training.modeling import apply_freeze, count_parameters, optimizer_groups
+from stablecpt.training.metrics import (
+    MetricsLog,
+    check_trackers,
+    device_peak_flops,
+    finite_or_none,
+    model_flops_utilization,
+    tracker_config,
+)
+from stablecpt.training.modeling import apply_freeze, check_model, count_parameters, optimizer_groups
 from stablecpt.training.schedule import lr_multiplier
 from stablecpt.training.shards import ShardVersion, open_version, sha256_file
 
@@ -38,28 +51,30 @@ from stablecpt.core.files import atomic_write_json
 
 
 class TrainingStopped(UserError):
-    """The run stopped itself (a non-finite loss or gradient); checkpoints already written stay as they were."""
+    """The run stopped itself (a non-finite or spiking loss); checkpoints already written stay as they were."""
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train as `cfg` says; returns the final model folder. resume=True continues from the latest checkpoint."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from stablecpt.core.models import resolve_model
 
-    # cpu=True when there is no accelerator: accelerate then runs torchrun-launched processes as MULTI_CPU (gloo)
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg.precision), cpu=not _has_accelerator())
-    world, rank, is_main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    set_seed(cfg.seed)
     output_dir = Path(cfg.output_dir)
+    check_trackers(cfg.metrics.trackers)
+    model_path = resolve_model(cfg.model)
+    model_config = check_model(cfg.model, model_path, cfg.attn_implementation)  # one line if absent or unusable
+    accelerator = make_accelerator(cfg, output_dir)
+    world, rank, is_main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    callbacks = [build_callback(spec.path, spec.kwargs) for spec in cfg.callbacks]  # kwargs checked here
+    set_seed(cfg.seed)
 
-    # ---- data: verify every file of the version before anything else happens --------------------------------
-    version = _open_verified(cfg.shards, accelerator)
+    # ---- data: check the version before anything else happens ------------------------------------------------
+    version = _open_verified(cfg.shards, accelerator, cfg.data.verify)
     loader = PackedLoader(version, cfg.seq_len, cfg.micro_batch_size, cfg.grad_accumulation, rank, world,
-                          document_positions=cfg.document_attention)
+                          document_positions=cfg.document_attention, order=cfg.data.order, seed=cfg.data.seed)
     tokens_per_step, total_steps = cfg.tokens_per_step(world), cfg.total_steps(world)
     loader.check_budget(total_steps)
 
@@ -74,12 +89,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         start_step = loader.resume_step(load_trainer_state(checkpoint)["loader_state"], str(checkpoint / TRAINER_STATE))
 
     # ---- model, tokenizer, freezing -----------------------------------------------------------------------------
-    model_path = resolve_model(cfg.model)
     _check_tokenizer(version, model_path)
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(checkpoint or model_path, dtype=torch.float32)
-    if model.get_input_embeddings().num_embeddings < version.manifest["tokenizer"].get("vocab_size", 0):
+    if model_config.vocab_size < version.manifest["tokenizer"].get("vocab_size", 0):
         raise UserError(f"{version.path}: tokenizer vocab_size exceeds the embedding rows of {cfg.model}")
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    # under FSDP with cpu_ram_efficient_loading, ranks > 0 get an empty (meta) model; prepare() broadcasts rank 0's
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32,
+                                                 attn_implementation=cfg.attn_implementation)
     frozen = apply_freeze(model, cfg.freeze.bottom_blocks, cfg.freeze.top_blocks, cfg.freeze.embeddings)
     if cfg.activation_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -92,17 +108,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         lr_multiplier, total_steps=total_steps, warmup_ratio=cfg.schedule.warmup_ratio,
         min_lr_ratio=cfg.schedule.min_lr_ratio, cycles=cfg.schedule.cycles))
     model, optimizer = accelerator.prepare(model, optimizer)  # the scheduler steps once per update, unprepared
-    if checkpoint is not None:
-        load_checkpoint_states(accelerator, model, optimizer, scheduler, checkpoint)
+    if checkpoint is not None:  # weights, moments, schedule and RNG, resharded onto these processes
+        load_checkpoint(accelerator, model, optimizer, scheduler, checkpoint)
 
     # ---- run record, metrics log, callbacks ---------------------------------------------------------------------
     run_info = {"manifest_fingerprint": version.fingerprint, "shards": str(version.path), "model": cfg.model,
                 "config": cfg.model_dump(mode="json")}
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
-        _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_params, frozen, checkpoint)
-    log = MetricsLog(output_dir, is_main, cfg.metrics.tensorboard, start_step if checkpoint else None)
-    callbacks = [build_callback(spec.path, spec.kwargs) for spec in cfg.callbacks]
+        _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_params, frozen, checkpoint,
+                        distributed_kind(accelerator, model))
+    if cfg.metrics.trackers:
+        accelerator.init_trackers(output_dir.name, config=tracker_config(run_info["config"]))
+    log = MetricsLog(output_dir, is_main, start_step if checkpoint else None, accelerator, bool(cfg.metrics.trackers))
     total_tokens = total_steps * tokens_per_step
     pending = [sorted(set(cb.eval_points(total_tokens))) for cb in callbacks]
     state = TrainState(model=accelerator.unwrap_model(model), tokenizer=tokenizer, accelerator=accelerator,
@@ -119,7 +137,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     n_sources = len(version.sources)
     source_loss = torch.zeros(n_sources, dtype=torch.float64, device=accelerator.device)
     source_count = torch.zeros(n_sources, dtype=torch.float64, device=accelerator.device)
-    window_loss, window_steps, train_seconds = 0.0, 0, 0.0
+    recent_losses: deque[float] = deque(maxlen=cfg.divergence.window)
+    window_steps, train_seconds = 0, 0.0
     every = cfg.checkpoint.every_tokens
     bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and cfg.metrics.progress_bar),
                unit="step", dynamic_ncols=True)
@@ -128,38 +147,20 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     for step in range(start_step, total_steps):
         step_started = time.perf_counter()
         model.train()
-        step_loss = torch.zeros((), device=accelerator.device)
-        for micro in range(cfg.grad_accumulation):
-            batch = _to_device(loader.micro_batch(step, micro), accelerator.device)
-            last_micro = micro == cfg.grad_accumulation - 1
-            with nullcontext() if last_micro else accelerator.no_sync(model):
-                logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
-                               use_cache=False).logits  # no KV cache in training (and packed masks need none)
-                # each position predicts the next token; loss in float32 whatever the autocast dtype
-                token_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
-                                             batch["input_ids"][:, 1:].flatten(), reduction="none")
-                target_mask = batch["target_mask"][:, 1:].flatten()
-                token_loss = token_loss * target_mask
-                loss = token_loss.sum() / target_mask.sum().clamp(min=1)
-                accelerator.backward(loss / cfg.grad_accumulation)
-            target_sources = batch["sources"][:, 1:].flatten()  # a prediction belongs to its target's source
-            source_loss.index_add_(0, target_sources, token_loss.detach().double())
-            source_count.index_add_(0, target_sources, target_mask.double())
-            step_loss += loss.detach() / cfg.grad_accumulation
-
+        batches = [_to_device(loader.micro_batch(step, m), accelerator.device) for m in range(cfg.grad_accumulation)]
+        step_loss_sum, step_targets = forward_backward(model, batches, accelerator, source_loss, source_count)
         max_norm = opt.clip_grad_norm if opt.clip_grad_norm is not None else math.inf
         grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), max_norm))
-        step_loss_all = float(accelerator.reduce(step_loss, reduction="mean"))
-        if not (math.isfinite(step_loss_all) and math.isfinite(grad_norm)):
-            last_good = latest_checkpoint(output_dir)
+        step_loss = float(step_loss_sum) / max(1.0, float(step_targets))
+        why = _divergence(step_loss, grad_norm, recent_losses, cfg.divergence.spike_factor)
+        if why:
             log.write({"event": "stopped", "step": step + 1, "tokens": (step + 1) * tokens_per_step,
-                       "loss": finite_or_none(step_loss_all), "grad_norm": finite_or_none(grad_norm)})
+                       "loss": finite_or_none(step_loss), "grad_norm": finite_or_none(grad_norm), "reason": why})
             log.close()
-            raise TrainingStopped(
-                f"non-finite {'loss' if not math.isfinite(step_loss_all) else 'gradient norm'} "
-                f"({step_loss_all if not math.isfinite(step_loss_all) else grad_norm}) at step {step + 1} "
-                f"(tokens {(step + 1) * tokens_per_step:,}); stopped before the update; last good checkpoint: "
-                f"{last_good or 'none'}")
+            accelerator.end_training()
+            raise TrainingStopped(f"{why} at step {step + 1} (tokens {(step + 1) * tokens_per_step:,}); stopped "
+                                  f"before the update; {_last_good(output_dir, step)}")
+        recent_losses.append(step_loss)
         lr = scheduler.get_last_lr()[0]
         optimizer.step()
         scheduler.step()
@@ -168,7 +169,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         tokens_seen = (step + 1) * tokens_per_step
         state.step, state.tokens_seen, state.epoch = step + 1, tokens_seen, loader.epoch_of_step(step)
         train_seconds += time.perf_counter() - step_started
-        window_loss, window_steps = window_loss + step_loss_all, window_steps + 1
+        window_steps += 1
         bar.update(1)
 
         if (step + 1) % cfg.metrics.log_every_steps == 0 or step + 1 == total_steps:
@@ -176,9 +177,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             tokens_per_second = window_steps * tokens_per_step / max(train_seconds, 1e-9)
             record = {
                 "event": "train", "step": step + 1, "tokens": tokens_seen, "epoch": state.epoch,
-                "loss": window_loss / window_steps, "lr": lr, "grad_norm": grad_norm,
+                # the window's target losses summed over its targets (= the mean step loss when no loss mask)
+                "loss": float(sums.sum() / counts.sum().clamp(min=1)), "lr": lr, "grad_norm": grad_norm,
                 "tokens_per_second": tokens_per_second,
                 "mfu": model_flops_utilization(n_params, tokens_per_second, peak_flops, world),
+                "peak_memory_gib": (torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None),
                 "loss_by_source": {s: float(sums[i] / counts[i]) for i, s in enumerate(version.sources) if counts[i]},
                 "targets_by_source": {s: int(counts[i]) for i, s in enumerate(version.sources) if counts[i]},
             }
@@ -186,16 +189,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{tokens_per_second:,.0f}")
             source_loss.zero_()
             source_count.zero_()
-            window_loss, window_steps, train_seconds = 0.0, 0, 0.0
+            window_steps, train_seconds = 0, 0.0
 
         _run_eval_points(callbacks, pending, state, log, accelerator)
 
         if every and tokens_seen // every > (tokens_seen - tokens_per_step) // every:
             trainer_state = {"tokens_seen": tokens_seen, "step": step + 1, "epoch": state.epoch,
                              "manifest_fingerprint": version.fingerprint, "loader_state": loader.state(step + 1),
-                             "total_steps": total_steps, "world_size": world}
+                             "total_steps": total_steps, "world_size": world, "loss": step_loss}
             path = save_checkpoint(accelerator, model, tokenizer, optimizer, scheduler, trainer_state, output_dir,
-                                   cfg.checkpoint.keep_last)
+                                   cfg.checkpoint.keep_last, cfg.checkpoint.hf_weights)
             log.write({"event": "checkpoint", "step": step + 1, "tokens": tokens_seen, "path": str(path)})
 
     # ---- the final model: a normal Hugging Face folder ----------------------------------------------------------
@@ -206,11 +209,73 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         cb.on_train_end(state)
     if is_main:
         run = json.loads((output_dir / "run.json").read_text())
-        run["finished_at"] = _now()
+        consumed = loader.state(total_steps)
+        run.update(finished_at=_now(), sequences_consumed=consumed["sequences_consumed"],
+                   tokens_consumed=consumed["tokens_consumed"])
         atomic_write_json(output_dir / "run.json", run)
     log.close()
     accelerator.end_training()
     return final
+
+
+def forward_backward(model, batches: list[dict], accelerator, source_loss: torch.Tensor | None = None,
+                     source_count: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of one optimizer step: the sum of the step's target losses over all micro-batches and ranks,
+    divided by the global number of targets (torchtitan's global valid-token count, HF Trainer's
+    num_items_in_batch). Each target weighs the same whatever the split into micro-batches, ranks and loss masks.
+
+    Returns (sum of target losses, number of targets), both over all ranks. Gradient sync only on the last
+    micro-batch; DDP and FSDP average gradients over ranks, hence the factor `world` on each rank's share.
+    """
+    world = accelerator.num_processes
+    local_targets = torch.stack([b["target_mask"].sum() for b in batches]).sum()
+    global_targets = accelerator.reduce(local_targets, "sum") if world > 1 else local_targets
+    scale = world / global_targets.clamp(min=1)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=local_targets.device)
+    for index, batch in enumerate(batches):
+        last = index == len(batches) - 1
+        with nullcontext() if last else accelerator.no_sync(model):
+            logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                           use_cache=False).logits  # no KV cache in training (and packed masks need none)
+            # each position predicts the next token; loss in float32 whatever the autocast dtype
+            token_loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(), reduction="none")
+            token_loss = token_loss * batch["target_mask"].flatten()
+            accelerator.backward(token_loss.sum() * scale)
+        loss_sum += token_loss.detach().sum().double()
+        if source_loss is not None:  # a prediction belongs to the source of the token it predicts
+            sources = batch["label_sources"].flatten()
+            source_loss.index_add_(0, sources, token_loss.detach().double())
+            source_count.index_add_(0, sources, batch["target_mask"].flatten().double())
+    if world > 1:
+        loss_sum = accelerator.reduce(loss_sum, "sum")
+    return loss_sum, global_targets
+
+
+def _divergence(loss: float, grad_norm: float, recent: deque, spike_factor: float | None) -> str | None:
+    """Why the run must stop before this step's update, or None."""
+    if not math.isfinite(loss):
+        return f"non-finite loss ({loss})"
+    if not math.isfinite(grad_norm):
+        return f"non-finite gradient norm ({grad_norm})"
+    if spike_factor is not None and len(recent) == recent.maxlen:
+        median = statistics.median(recent)
+        if loss > spike_factor * median:
+            return (f"loss spike ({loss:.4g} > {spike_factor:g} x {median:.4g}, the median of the last "
+                    f"{len(recent)} steps)")
+    return None
+
+
+def _last_good(output_dir: Path, step: int) -> str:
+    """The newest checkpoint whose weights were followed by an acceptable loss. The weights after update `step`
+    (0-based loop index) produced the bad loss, so step_<step> is not good; step_<n> with n < step is: the loss
+    of step n + 1 was computed from it and passed the checks."""
+    good = [p for p in list_checkpoints(output_dir) if checkpoint_step(p) < step]
+    bad = [p for p in list_checkpoints(output_dir) if checkpoint_step(p) >= step]
+    text = (f"last good checkpoint: {good[-1]} (the newest whose weights gave a finite loss within the spike "
+            f"bound at the next step)" if good else "last good checkpoint: none")
+    if bad:
+        text += f"; {', '.join(p.name for p in bad)} hold the weights that gave this loss"
+    return text
 
 
 def _run_eval_points(callbacks, pending, state, log, accelerator) -> None:
@@ -229,32 +294,26 @@ def _run_eval_points(callbacks, pending, state, log, accelerator) -> None:
 
 
 def _to_device(batch: MicroBatch, device) -> dict[str, torch.Tensor | None]:
-    input_ids = torch.from_numpy(batch.input_ids)
-    target_mask = (torch.ones(input_ids.shape, dtype=torch.float32) if batch.loss_mask is None
-                   else torch.from_numpy(batch.loss_mask).float())
-    return {"input_ids": input_ids.to(device), "target_mask": target_mask.to(device),
-            "sources": torch.from_numpy(batch.sources).to(device).long(),
+    target_mask = (torch.ones(batch.labels.shape, dtype=torch.float32) if batch.label_mask is None
+                   else torch.from_numpy(batch.label_mask).float())
+    return {"input_ids": torch.from_numpy(batch.input_ids).to(device),
+            "labels": torch.from_numpy(batch.labels).to(device), "target_mask": target_mask.to(device),
+            "label_sources": torch.from_numpy(batch.label_sources).to(device).long(),
             "position_ids": None if batch.position_ids is None else torch.from_numpy(batch.position_ids).to(device)}
 
 
-def _has_accelerator() -> bool:
-    xpu = getattr(torch, "xpu", None)
-    return torch.cuda.is_available() or torch.backends.mps.is_available() or bool(xpu and xpu.is_available())
+def _open_verified(path: Path, accelerator, level: str) -> ShardVersion:
+    """The main process checks the version; the others wait and learn the verdict, so all stop together.
 
-
-def _mixed_precision(precision: str) -> str:
-    if precision == "auto":
-        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if precision == "bf16" else "no"
-
-
-def _open_verified(path: Path, accelerator) -> ShardVersion:
-    """The main process hashes every file; the others wait and learn the verdict, so all stop together."""
+    level "sizes": manifest, file sizes and the fingerprint recomputed from the listed hashes (seconds at any
+    size); "full": also every file's sha256 (`shards verify` does the same). The cheap level's real home is the
+    contract's reader (stablecpt.formats): this is its call site.
+    """
     verdict: list[str | None] = [None]
     version = None
     if accelerator.is_main_process:
         try:
-            version = open_version(path, verify=True)
+            version = open_version(path, verify=level)
         except UserError as err:
             verdict = [str(err)]
     if accelerator.num_processes > 1:
@@ -275,7 +334,8 @@ def _check_tokenizer(version: ShardVersion, model_path: str) -> None:
                         f"{tokenizer_json}: the shards were tokenized with another tokenizer")
 
 
-def _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_params, frozen, checkpoint) -> None:
+def _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_params, frozen, checkpoint,
+                    distributed_type) -> None:
     path = output_dir / "run.json"
     run = json.loads(path.read_text()) if checkpoint is not None and path.is_file() else {
         "config": cfg.model_dump(mode="json"), "model": cfg.model, "shards": str(version.path),
@@ -284,14 +344,12 @@ def _write_run_json(output_dir, cfg, version, loader, world, total_steps, n_para
         "world_size": world, "total_steps": total_steps, "tokens_per_step": cfg.tokens_per_step(world),
         "total_tokens": total_steps * cfg.tokens_per_step(world), "parameters": n_params, "frozen_parameters": frozen,
         "sources": version.sources, "sequences_per_epoch": loader.sequences_per_epoch,
-        "dropped_tail_tokens_per_epoch": loader.dropped_tail, "finished_at": None,
+        "dropped_tail_tokens_per_epoch": loader.dropped_tail, "data_order": loader.describe(),
+        "distributed_type": distributed_type, "finished_at": None,
     })
     if checkpoint is not None:
         run.setdefault("resumes", []).append({"at": _now(), "from": str(checkpoint)})
     atomic_write_json(path, run)
-
-
-
 
 
 def _now() -> str:

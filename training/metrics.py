@@ -45,15 +45,17 @@ def finite_or_none(value: float) -> float | None:
 
 
 class MetricsLog:
-    """metrics.jsonl (one JSON object per event, each with "tokens" and "step"), optionally TensorBoard.
+    """metrics.jsonl (one JSON object per event, each with "tokens" and "step"), and the experiment trackers the
+    config names, through accelerate's tracking API (`accelerator.log`, scalars keyed by tokens).
 
     Only the main process writes. On resume, lines after the resumed step are dropped: they are re-done.
     """
 
-    def __init__(self, output_dir: Path, enabled: bool, tensorboard: bool, resumed_step: int | None):
+    def __init__(self, output_dir: Path, enabled: bool, resumed_step: int | None, accelerator=None,
+                 trackers: bool = False):
         self.path = Path(output_dir) / "metrics.jsonl"
         self.enabled = enabled
-        self.writer = None
+        self.accelerator = accelerator if trackers else None
         if not enabled:
             return
         if resumed_step is not None and self.path.is_file():
@@ -65,29 +67,39 @@ class MetricsLog:
         elif self.path.exists():
             self.path.unlink()
         self._fh = self.path.open("a", encoding="utf-8")
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise UserError("metrics.tensorboard is true but the tensorboard package is not installed "
-                                "(pip install tensorboard)") from None
-            self.writer = SummaryWriter(log_dir=str(Path(output_dir) / "tensorboard"))
 
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
         self._fh.write(json.dumps(record) + "\n")
         self._fh.flush()
-        if self.writer is not None:
-            for key, value in _flatten(record):
-                if key not in ("step", "tokens") and isinstance(value, int | float):
-                    self.writer.add_scalar(key, value, global_step=record["tokens"])
+        if self.accelerator is not None:
+            scalars = {key: value for key, value in _flatten(record)
+                       if key not in ("step", "tokens") and isinstance(value, int | float)
+                       and not isinstance(value, bool)}
+            if scalars:
+                self.accelerator.log(scalars, step=record["tokens"])
 
     def close(self) -> None:
         if self.enabled:
             self._fh.close()
-            if self.writer is not None:
-                self.writer.close()
+
+
+def tracker_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The training config flattened to scalars (what every tracker's hyperparameter table takes)."""
+    return {key: value if isinstance(value, int | float | str | bool) else json.dumps(value)
+            for key, value in _flatten(config) if value is not None}
+
+
+def check_trackers(trackers: list[str]) -> None:
+    """Each named tracker's package is importable; one line naming the missing one, before any work starts."""
+    import importlib.util
+
+    packages = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+    for name in trackers:
+        if importlib.util.find_spec(packages[name]) is None:
+            raise UserError(f"metrics.trackers names '{name}' but the {packages[name]} package is not installed "
+                            f"(pip install {packages[name]})")
 
 
 def _flatten(record: dict[str, Any], prefix: str = ""):

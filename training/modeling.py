@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 from torch import nn
 
-from stablecpt.core.errors import UserError
+from stablecpt.core.errors import ConfigValueError, UserError
+
+ATTENTION_PACKAGES = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
+
+
+def check_model(name: str, path: str, attn_implementation: str):
+    """The model's config, read before any work starts: one line when the model is absent or the attention
+    kernel asked for is not installed (instead of a traceback after the data check)."""
+    from transformers import AutoConfig
+
+    local = Path(path).expanduser()
+    if path.startswith(("/", ".", "~")) or local.exists():
+        if not local.is_dir():
+            raise ConfigValueError("model", f"'{name}': no such folder")
+        if not (local / "config.json").is_file():
+            raise ConfigValueError("model", f"'{name}': the folder has no config.json (not a transformers model)")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:160]
+        raise ConfigValueError("model", f"'{name}' has no usable config.json (not a local folder, or not in the "
+                               f"Hugging Face cache while offline): {reason}") from None
+    package = ATTENTION_PACKAGES.get(attn_implementation)
+    if package and importlib.util.find_spec(package) is None:
+        raise ConfigValueError("attn_implementation", f"'{attn_implementation}' needs the {package} package, "
+                               "which is not installed; use sdpa")
+    return config
 
 
 def transformer_blocks(model: nn.Module) -> nn.ModuleList:

@@ -1,8 +1,9 @@
 """Reader of a shard version (docs/shard-format.md, format_version 1). Never imports curation.
 
-`open_version(path)` validates the manifest, recomputes the sha256 of every listed file (any mismatch stops
-with one line naming the file) and returns a `ShardVersion`: the document table as numpy arrays, the epoch
-plans, and memory-mapped token files.
+`open_version(path, verify=...)` validates the manifest, checks the listed files ("sizes": every file exists with
+its size and the fingerprint matches the listed hashes; "full"/True: also recomputes every file's sha256; any
+mismatch stops with one line naming the file) and returns a `ShardVersion`: the document table as numpy arrays,
+the epoch plans, and memory-mapped token files. The contract's one reader (stablecpt.formats) replaces this.
 """
 
 from __future__ import annotations
@@ -98,8 +99,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify_files(path: Path, manifest: dict[str, Any]) -> None:
-    """Recompute every listed file's sha256 and the fingerprint; stop at the first mismatch, naming it."""
+def verify_files(path: Path, manifest: dict[str, Any], hashes: bool = True) -> None:
+    """Check every listed file's size (and, with `hashes`, its sha256) and the fingerprint; stop at the first
+    mismatch, naming it."""
     files = manifest["files"]
     for rel, info in sorted(files.items()):
         file_path = path / rel
@@ -107,46 +109,48 @@ def verify_files(path: Path, manifest: dict[str, Any]) -> None:
             raise UserError(f"{file_path}: listed in manifest.json but missing")
         if "bytes" in info and file_path.stat().st_size != info["bytes"]:
             raise UserError(f"{file_path}: size {file_path.stat().st_size} bytes, manifest.json says {info['bytes']}")
-        if sha256_file(file_path) != info["sha256"]:
+        if hashes and sha256_file(file_path) != info["sha256"]:
             raise UserError(f"{file_path}: sha256 does not match manifest.json (corrupted or changed file)")
     # the spec does not say whether the last line ends with a newline: both spellings are accepted
     if manifest["fingerprint"] not in (files_fingerprint(files), files_fingerprint(files, final_newline=True)):
         raise UserError(f"{path / 'manifest.json'}: key 'fingerprint' does not match the files it lists")
 
 
-def open_version(path: str | Path, verify: bool = True) -> ShardVersion:
-    import polars as pl
+def open_version(path: str | Path, verify: bool | str = True) -> ShardVersion:
+    import pyarrow.parquet as pq  # pyarrow, not polars: the training path stays light (GPU images lack polars)
 
     path = Path(path)
     manifest = read_manifest(path)
     if verify:
-        verify_files(path, manifest)
+        verify_files(path, manifest, hashes=verify in (True, "full"))
     docs_path = path / "documents.parquet"
     if not docs_path.is_file():
         raise UserError(f"{docs_path}: missing")
-    docs = pl.read_parquet(docs_path, columns=list(DOCUMENT_COLUMNS))
-    if not (docs["doc_index"].to_numpy() == np.arange(docs.height)).all():
+    docs = pq.read_table(docs_path, columns=list(DOCUMENT_COLUMNS))
+    n_docs = docs.num_rows
+    if not (docs.column("doc_index").to_numpy() == np.arange(n_docs)).all():
         raise UserError(f"{docs_path}: column 'doc_index' must be 0..n-1 in row order")
-    token_files = sorted(docs["shard"].unique().to_list())
-    file_ids = {rel: i for i, rel in enumerate(token_files)}
-    sources = sorted(docs["source"].unique().to_list())
-    source_ids = {s: i for i, s in enumerate(sources)}
+    shard_of_doc = np.asarray(docs.column("shard").to_pylist(), dtype=object)
+    source_of_doc = np.asarray(docs.column("source").to_pylist(), dtype=object)
+    token_files, doc_file = np.unique(shard_of_doc, return_inverse=True) if n_docs else ([], np.zeros(0))
+    sources, doc_source = np.unique(source_of_doc, return_inverse=True) if n_docs else ([], np.zeros(0))
     version = ShardVersion(
-        path=path, manifest=manifest, token_files=token_files,
-        doc_file=np.array([file_ids[s] for s in docs["shard"].to_list()], dtype=np.int32),
-        doc_offset=docs["token_offset"].to_numpy().astype(np.int64),
-        doc_length=docs["token_length"].to_numpy().astype(np.int64),
-        doc_source=np.array([source_ids[s] for s in docs["source"].to_list()], dtype=np.int32),
-        sources=sources, epochs=[],
+        path=path, manifest=manifest, token_files=[str(f) for f in token_files],
+        doc_file=np.asarray(doc_file, dtype=np.int32),
+        doc_offset=docs.column("token_offset").to_numpy().astype(np.int64),
+        doc_length=docs.column("token_length").to_numpy().astype(np.int64),
+        doc_source=np.asarray(doc_source, dtype=np.int32),
+        sources=[str(s) for s in sources], epochs=[],
     )
     _check_token_files(version, docs_path)
     for entry in manifest["epochs"]:
         epoch_path = path / entry["file"]
         if not epoch_path.is_file():
             raise UserError(f"{epoch_path}: epoch plan listed in manifest.json but missing")
-        plan = pl.read_parquet(epoch_path, columns=["position", "doc_index"]).sort("position")
-        order = plan["doc_index"].to_numpy().astype(np.int64)
-        if len(order) and (order.min() < 0 or order.max() >= docs.height):
+        plan = pq.read_table(epoch_path, columns=["position", "doc_index"])
+        order = plan.column("doc_index").to_numpy().astype(np.int64)[
+            np.argsort(plan.column("position").to_numpy(), kind="stable")]
+        if len(order) and (order.min() < 0 or order.max() >= n_docs):
             raise UserError(f"{epoch_path}: column 'doc_index' refers to documents outside documents.parquet")
         if "documents" in entry and entry["documents"] != len(order):
             raise UserError(f"{epoch_path}: {len(order)} rows, manifest.json says {entry['documents']}")

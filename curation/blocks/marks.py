@@ -14,6 +14,10 @@ DROP_DETAIL = "drop_detail"  # where and why, for bad records: "<file>:<line>: <
 RAW_TEXT = "raw_text"  # what could be read of a bad record (None when unreadable or too large)
 DEDUP_CLUSTER = "dedup_cluster"
 HELDOUT = "heldout"
+DUPLICATE_ID = "bad_record:duplicate_id"  # a record repeating an id read earlier in its source
+# Where a record is, "<file relative to its source folder>:<line index>" (hf: "<dataset>:<task>/<row>"): set by
+# the readers, removed by SourcesReader (it renames a record that repeats an id to this place).
+PLACE = "_place"
 # Text of a bad record: datatrove readers skip documents whose text is empty, so bad records carry a
 # placeholder; the outputs never show it (excluded.text is RAW_TEXT).
 PLACEHOLDER_TEXT = " "

@@ -21,12 +21,18 @@ def register(stages: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from stablecpt.curation.instructions.build import build_instruction_version
     from stablecpt.curation.instructions.config import InstructConfig
 
     from stablecpt.core.config import load_config
+    from stablecpt.core.locks import output_lock
 
-    build_instruction_version(load_config(args.config, InstructConfig), args.version)
+    cfg = load_config(args.config, InstructConfig)
+    # the name folder: the next free version number is chosen in it
+    with output_lock(Path(cfg.output_root) / cfg.name, f"instruction version folder '{cfg.name}'"):
+        build_instruction_version(cfg, args.version)
     return 0
 
 

@@ -48,7 +48,13 @@ def _build(args: argparse.Namespace) -> int:
         return 0
     if args.workers is not None:
         cfg = cfg.model_copy(update={"tokenize": cfg.tokenize.model_copy(update={"workers": max(1, args.workers)})})
-    build_version(cfg, args.version)
+    from pathlib import Path
+
+    from stablecpt.core.locks import output_lock
+
+    # the name folder: the next free version number is chosen in it
+    with output_lock(Path(cfg.output_root) / cfg.name, f"shard version folder '{cfg.name}'"):
+        build_version(cfg, args.version)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from stablecpt.corpora import EMBEDDED_SOURCES, embedded_source
 
-from .readers import make_reader
 from .spec import CATEGORIES, SourceSpec
+from .tolerant import make_reader
 
 __all__ = ["CATEGORIES", "EMBEDDED_SOURCES", "SourceSpec", "embedded_source", "make_reader"]

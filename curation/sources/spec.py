@@ -1,17 +1,23 @@
 """A source is a named input corpus with a domain and a pre-training category.
 
 `uri` says where the text is:
-- `embedded:<name>`          a corpus shipped inside an installed package (see embedded.py);
-- a local path or glob       JSONL (.jsonl, .jsonl.gz, .jsonl.zst) or Parquet (.parquet) files;
-- `hf:<dataset>[@<config>]`  a datasets-loadable dataset: a hub id, or a local folder/script path.
+- `embedded:<name>`          a corpus shipped inside an installed package (see stablecpt.corpora);
+- a local file, folder or glob  JSON lines (.jsonl/.json/.ndjson, plain or .gz/.zst/.bz2/.xz) or Parquet
+                             (.parquet) files; a folder contributes the files of its format, recursively;
+- `hf:<dataset>[@<config>]`  a Hugging Face dataset: a hub id (with `split`, optionally `streaming`), a local
+                             folder of data files (the same, read by `datasets.load_dataset`), or a local
+                             `save_to_disk` folder (read by `datasets.load_from_disk`; `split` picks one of a
+                             DatasetDict's splits). docs/curation.md, "Sources", has each form.
 Embedded sources bring their own domain and category; for the others both are required.
+A source name is letters, digits, `_`, `.` and `-`: document ids are `<source>/<id in source>`, so a name
+with a `/` could make two sources' ids collide (`a` + `b/x` and `a/b` + `x`).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from stablecpt.core.config import StrictModel
 from stablecpt.corpora import embedded_source
@@ -21,7 +27,7 @@ Category = Literal["web", "wikipedia", "books", "code", "arxiv", "stackexchange"
 
 
 class SourceSpec(StrictModel):
-    name: str
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     uri: str
     domain: str | None = None
     category: Category | None = None
@@ -29,6 +35,7 @@ class SourceSpec(StrictModel):
     text_key: str = "text"
     id_key: str = "id"
     split: str = "train"  # for hf sources
+    streaming: bool = False  # hf hub ids and data-file folders: read as a stream, split across tasks by file
     limit: int = -1  # documents per reading task; -1 reads everything
 
     @model_validator(mode="after")
@@ -43,6 +50,8 @@ class SourceSpec(StrictModel):
             raise ValueError(f"source '{self.name}' needs a domain (e.g. medical, general)")
         if category is None:
             raise ValueError(f"source '{self.name}' needs a category, one of {', '.join(CATEGORIES)}")
+        if self.streaming and fmt != "hf":
+            raise ValueError(f"source '{self.name}': streaming is for hf: sources")
         for key, value in (("format", fmt), ("domain", domain), ("category", category)):
             object.__setattr__(self, key, value)
         return self
