@@ -185,7 +185,17 @@ def test_dry_run_prints_the_monitors_share_and_smallest_detectable_drop(capsys):
     printed = capsys.readouterr().out
     share = next(line for line in printed.splitlines() if "monitor_share_estimate" in line)
     assert "% of training compute" in share
-    assert "monitor_smallest_drop" in printed and "hpo_definition_term n=" in printed
+    assert "monitor_points           3 full + 1 light" in printed  # start, end of warmup, end + one light point
+    forward = int(next(line for line in printed.splitlines() if "monitor_forward_tokens" in line)
+                  .split()[-1].replace(",", ""))
+    assert f"{100 * forward / (3 * 18_432):.2g}%" in share  # a scored token is a third of a trained one
+    drop = next(line for line in printed.splitlines() if "monitor_smallest_drop" in line)
+    from stablecpt.evaluation.paired import smallest_detectable
+
+    # the window (first 10%) holds the light point and the warmup-end full point: 2 points, n = 32 and 80
+    assert f"n=32 (light point): acc_norm {smallest_detectable(0.36, 32, 2):.3f}" in drop
+    assert f"n=80 (full point): acc_norm {smallest_detectable(0.36, 80, 2):.3f}, soft_acc " \
+           f"{smallest_detectable(0.26, 80, 2):.3f}" in drop
 
 
 def test_bad_kwargs_and_missing_points_are_one_line_errors(tmp_path, capsys):
