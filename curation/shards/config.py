@@ -57,7 +57,9 @@ class SelectionConfig(StrictModel):
 
     domain: str = "medical"
     categories: list[str] | None = None  # restrict the domain pool to these categories
-    score: Literal["kenlm_perplexity", "fasttext_score", "random"] = "kenlm_perplexity"
+    # an attribute column of the run's scorers (kenlm_perplexity, fasttext_score, lm_perplexity, a plugin's), ranked
+    # in the direction its scorer declares, or "random"; checked against the run when the version is built
+    score: str = Field("kenlm_perplexity", pattern=r"^[A-Za-z0-9_.\-]+$")
     tokens: TokenCount | None = None  # S; None takes the whole pool
 
     @field_validator("categories")

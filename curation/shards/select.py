@@ -1,7 +1,8 @@
 """The domain subset (the paper's "HQ-5b"): the domain pool ranked by a score, cut at exactly S tokens.
 
-Ranking: kenlm_perplexity ascending (lower = more domain-like), fasttext_score descending, or `random`
-(a hash of the document id and seed: the paper's random-subset control). Ties break by document id.
+Ranking: by any attribute column of the run's scorers (`selection.score`, e.g. kenlm_perplexity), best first in the
+direction its scorer declares (recorded in the run's manifest: lower or higher is better), or `random` (a hash of
+the document id and seed: the paper's random-subset control). Ties break by document id.
 Documents lacking the chosen score cannot be ranked: they are left out and counted in the manifest.
 The document that crosses S is cut so that the subset holds exactly S tokens (its run still ends with
 the separator); the manifest names it.
@@ -41,20 +42,17 @@ def select_domain_subset(cfg: ShardsConfig, run: CurationRun, store: TokenStore)
         cats = f" in categories {sel.categories}" if sel.categories else ""
         raise UserError(f"{where}: empty selection: no documents of domain '{sel.domain}'{cats} "
                         f"(domains in the run: {domains})")
+    direction = score_direction(sel.score, run, where)
     if sel.score == "random":
         order, unscored = hash_order(pool, run.ids, cfg.seed, "select", 0), 0
     else:
-        scores = run.table[sel.score].to_numpy()[pool]
-        scored = pool[~np.isnan(scores)]
-        unscored = len(pool) - len(scored)
-        if len(scored) == 0:
+        order, unscored = rank_by_attribute(pool, run.table[sel.score].to_numpy(), direction)
+        if len(order) == 0:
             raise UserError(f"{where}: empty selection: none of the {len(pool):,} '{sel.domain}' documents has "
                             f"a {sel.score} (was the curation run scored?)")
-        key = scores[~np.isnan(scores)] * (1 if sel.score == "kenlm_perplexity" else -1)
-        order = scored[np.lexsort((scored, key))]  # rows are id-sorted, so row number breaks ties by id
     budget = sel.tokens if sel.tokens is not None else np.iinfo(np.int64).max
     rows, tokens, exhausted = store.take_prefix(order, budget)
-    stats = {"domain": sel.domain, "categories": sel.categories, "score": sel.score,
+    stats = {"domain": sel.domain, "categories": sel.categories, "score": sel.score, "direction": direction,
              "pool_documents": len(pool), "unscored_documents": unscored, "tokens_target": sel.tokens,
              "boundary_document": None, "pool_short": False}
     if sel.tokens is not None and exhausted:
@@ -74,3 +72,25 @@ def select_domain_subset(cfg: ShardsConfig, run: CurationRun, store: TokenStore)
     threshold = float(run.table[sel.score][int(rows[-1])]) if sel.score != "random" and len(rows) else None
     stats.update(documents=len(rows), tokens=tokens, threshold=threshold)
     return Subset(rows=rows, tokens=tokens, stats=stats)
+
+
+def score_direction(score: str, run: CurationRun, where: str) -> str | None:
+    """Which way `score` is better, as its scorer declared it in the run (None for `random`)."""
+    if score == "random":
+        return None
+    spec = run.attributes.get(score)
+    if spec is None or spec.direction is None:
+        ranking = sorted(c for c, s in run.attributes.items() if s.direction is not None)
+        what = "is not a ranking attribute" if spec is not None else "is no attribute"
+        raise UserError(f"{where}: key 'selection.score': '{score}' {what} of this run (its scorers rank by: "
+                        f"{', '.join(ranking) or 'none; was it scored?'}; or random)")
+    return spec.direction
+
+
+def rank_by_attribute(pool: np.ndarray, scores: np.ndarray, direction: str) -> tuple[np.ndarray, int]:
+    """(rows of the pool with a score, best first, ties by row = by id; how many had no score)."""
+    values = scores[pool]
+    has = ~np.isnan(values)
+    scored = pool[has]
+    key = values[has] * (1.0 if direction == "lower" else -1.0)
+    return scored[np.lexsort((scored, key))], len(pool) - len(scored)
