@@ -16,6 +16,7 @@ import numpy as np
 
 from stablecpt.formats.folder import FileEntry, fingerprint
 from stablecpt.formats.shards import (
+    ATTRIBUTE_TYPE,
     INSTRUCTION_COLUMNS,
     TOKEN_DTYPES,
     PartSummary,
@@ -144,13 +145,16 @@ def write_frame_version(out: Path, frame: Any, epochs: list, runs=None, parts: l
         runs = ((np.append(np.full(n - 1, i % 500 + 1), tok.separator_id), None) for i, n in enumerate(lengths))
     shards, offsets = write_token_files(tmp, runs, tok, docs_per_file or max(1, len(lengths)), loss_tokens is not None,
                                         token_writer)
-    columns = {c: frame[c] for c in ("id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")}
+    from attributekit import SCORE_COLUMNS, scorer_lineage  # curation's scorers: imported only where used
+
+    attributes = [c for c in SCORE_COLUMNS if c in frame]  # as the shards build adds the run's attribute columns
+    columns = {c: frame[c] for c in ("id", "source", "domain", "category", *attributes)}
     columns |= {"doc_index": np.arange(len(lengths), dtype=np.int64), "shard": shards, "token_offset": offsets,
                 "token_length": lengths}
-    extra = None
+    extra = {c: ATTRIBUTE_TYPE for c in attributes}
     if loss_tokens is not None:
         columns |= {"quality_score": [None] * len(lengths), "loss_tokens": loss_tokens}
-        extra = INSTRUCTION_COLUMNS
+        extra |= INSTRUCTION_COLUMNS
     table = documents_table(columns, extra)
     write_documents(tmp, table)
     if parts is None:
@@ -173,7 +177,7 @@ def write_frame_version(out: Path, frame: Any, epochs: list, runs=None, parts: l
         "target_mixture": target or TargetMixture(by="part", proportions={
             p: s.tokens / total for p, s in shares.items()} if total else {"domain": 1.0}),
         "selection": selection or {"domain": "medical"}, "config": config or {"writer": "tests/shardkit.py"},
-        "lineage": lineage or {},
+        "lineage": {"scorers": scorer_lineage(), **(lineage or {})} if attributes else lineage or {},
     })
 
 
