@@ -70,6 +70,7 @@ class AttributeWriter(PipelineStep):
         super().__init__()
         self.columns = list(scorer.columns)
         self.folder = folder
+        self.score_reference = scorer.score_reference
         self.reference_dir = scorer.info.directory if scorer.info is not None else None
         self._keys = None
 
@@ -100,6 +101,10 @@ class AttributeWriter(PipelineStep):
         with atomic_path(Path(self.folder) / f"{rank:05d}.parquet") as tmp, pq.ParquetWriter(tmp, schema) as out:
             def flush():
                 rows[IN_REFERENCE] = self._in_reference(rows["id"])
+                if not self.score_reference:  # trained on: left unscored, so selection ranks only unseen ones
+                    for column in self.columns:
+                        rows[column] = [None if seen else v for v, seen in zip(rows[column], rows[IN_REFERENCE],
+                                                                               strict=True)]
                 out.write_table(pa.table(rows, schema=schema))
                 for values in rows.values():
                     values.clear()
@@ -123,10 +128,13 @@ def publish_attributes(output_dir: Path, staging: Path, names: list[str]) -> dic
             with atomic_folder(output_dir / ATTRIBUTES_DIR / name) as tmp:
                 tmp.rmdir()
                 staged.replace(tmp)
-        flags = [pq.read_table(f, columns=[IN_REFERENCE]).column(IN_REFERENCE) for f in
-                 _visible(output_dir / ATTRIBUTES_DIR / name)]
-        overlaps[name] = ReferenceOverlap(scored=sum(len(f) for f in flags),
-                                          in_reference=sum(int(pc.sum(f).as_py() or 0) for f in flags))
+        scored = in_reference = 0
+        for file in _visible(output_dir / ATTRIBUTES_DIR / name):
+            table = pq.read_table(file)
+            has_score = pc.is_valid(table.column(table.column_names[1]))  # the ranking column (the first declared)
+            scored += int(pc.sum(has_score).as_py() or 0)
+            in_reference += int(pc.sum(pc.and_(has_score, table.column(IN_REFERENCE))).as_py() or 0)
+        overlaps[name] = ReferenceOverlap(scored=scored, in_reference=in_reference)
         logger.info(f"attributes/{name}: {overlaps[name].scored} documents")
     return overlaps
 

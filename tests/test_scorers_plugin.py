@@ -15,7 +15,6 @@ import pytest
 from curation_helpers import write_jsonl
 from stablecpt.audit.build import audit
 from stablecpt.audit.readers import open_audited
-from stablecpt.cli import main
 from stablecpt.curation.config import CurateConfig
 from stablecpt.curation.pipeline import run_curation, score_run
 from stablecpt.curation.scoring.config import TrainScorersConfig
@@ -25,6 +24,7 @@ from stablecpt.curation.shards.build import build_version
 from stablecpt.curation.shards.config import ShardsConfig
 from stablecpt.curation.shards.run import open_run
 
+from stablecpt.cli import main
 from stablecpt.core.config import validate
 from stablecpt.formats.curation import read_curation_manifest
 

@@ -41,6 +41,7 @@ class Scorer(PipelineStep):
 
     type = "📊 - SCORER"
     columns: ClassVar[Mapping[str, AttributeColumn]] = {}  # the attribute columns written, the first one ranks
+    score_reference: bool = True  # set from the config (ScorerSpec): False nulls its reference documents' scores
 
     def __init__(self, model_dir: str | None = None):
         super().__init__()

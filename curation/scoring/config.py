@@ -30,6 +30,9 @@ class ScorerSpec(StrictModel):
     enabled: bool = True
     model_dir: str | None = None
     params: dict[str, Any] = {}
+    # false: documents the scorer was trained on (scorer.json `reference`) get no score, so selection ranks only
+    # documents the scorer never saw (they are counted as unscored); true: scored, and the overlap is warned about
+    score_reference: bool = True
 
     def plugin(self, name: str) -> str:
         return self.scorer or name
@@ -37,7 +40,9 @@ class ScorerSpec(StrictModel):
     def build(self, name: str):
         from .base import build_scorer
 
-        return build_scorer(self.plugin(name), self.model_dir, self.params, f"scoring.scorers.{name}")
+        block = build_scorer(self.plugin(name), self.model_dir, self.params, f"scoring.scorers.{name}")
+        block.score_reference = self.score_reference
+        return block
 
 
 class DecontamConfig(StrictModel):

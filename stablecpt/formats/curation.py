@@ -34,7 +34,7 @@ class AttributeColumn(Record):
 
 
 class ReferenceOverlap(Record):
-    """How many of the documents a scorer scored are documents it was trained on."""
+    """How many of the documents a scorer scored (gave a value in its first column) it was trained on."""
 
     scored: int = Field(ge=0)
     in_reference: int = Field(ge=0)
