@@ -338,6 +338,11 @@ def run_curation(cfg: CurateConfig, restart: bool = False, progress: str = "auto
             _discard(cfg.output_dir)
         if (cfg.output_dir / MANIFEST).is_file():
             _claim_output_dir(cfg, config_json, inputs)
+            from stablecpt.formats.curation import read_curation_manifest
+
+            if read_curation_manifest(cfg.output_dir).config.get("scoring") != config_json["scoring"]:
+                _print_warnings(["the run is finished and its `scoring` differs from this config's: "
+                                 "`stablecpt curate score` (re)writes its attributes without re-filtering"])
             return cfg.output_dir
         _print_warnings(_scoring_warnings(cfg))
         stages = build_stages(cfg, config_json, inputs)  # validates everything before the folder is claimed

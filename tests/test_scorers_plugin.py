@@ -7,7 +7,12 @@ its overlap, keyed on the corpus id (the training config names the source differ
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import polars as pl
@@ -39,11 +44,14 @@ class WordCount(Scorer):
     name = "word count"
     columns = {"word_count": AttributeColumn(direction="higher")}
 
-    def __init__(self, model_dir=None, factor=1.0, fail_after=None):
+    def __init__(self, model_dir=None, factor=1.0, fail_after=None, sleep=0.0):
         super().__init__(model_dir)
-        self.factor, self.fail_after, self.seen = factor, fail_after, 0
+        self.factor, self.fail_after, self.seen, self.sleep = factor, fail_after, 0, sleep
 
     def score_text(self, text):
+        import time
+
+        time.sleep(self.sleep)
         self.seen += 1
         if self.fail_after is not None and self.seen > self.fail_after:
             raise RuntimeError("scorer failed midway")
@@ -178,3 +186,48 @@ def test_a_scorer_trained_on_part_of_the_pool_is_warned_about_with_its_overlap(p
                      f"documents it scored ({expected / len(kept):.1%} overlap with its reference, "
                      f"{tmp_path / 'kenlm'}/scorer.json): their scores are memorised; train it on a reference part "
                      "apart from the pool (reference_percent, docs/scorers.md)"]
+
+
+def test_a_killed_curate_score_leaves_the_published_attributes_and_the_rerun_finishes(plugin_run):
+    cfg, run, tmp_path = plugin_run
+    published = {p.name: p.read_bytes() for p in (run / "attributes" / "words").iterdir()}
+    manifest = read_curation_manifest(run)
+    slow = _config(tmp_path, {"kenlm": {"model_dir": str(tmp_path / "kenlm")},
+                              "words": {"scorer": "my_scorer:WordCount", "params": {"factor": 3.0, "sleep": 0.1}}})
+    config = tmp_path / "slow.yaml"
+    config.write_text(json.dumps(json.loads(slow.model_dump_json())))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-m", "stablecpt", "curate", "score", "--config", str(config), "--scorer", "words",
+               "--progress", "off"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((run / ".work" / "rescore").glob("*/logs/score")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)  # scoring, 0.1 s a document
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert {p.name: p.read_bytes() for p in (run / "attributes" / "words").iterdir()} == published
+    assert read_curation_manifest(run) == manifest
+    open_run(run)
+    # the rerun (under the released lock) finishes and publishes
+    done = subprocess.run([*command[:-2], "--progress", "off"], env={**env}, capture_output=True, text=True,
+                          check=False, timeout=600)
+    assert done.returncode == 0, done.stderr
+    scores = pl.read_parquet(run / "attributes" / "words" / "*.parquet").join(
+        pl.read_parquet(run / "documents" / "*.parquet"), on="id")
+    assert scores["word_count"].to_list() == [3.0 * len(t.split()) for t in scores["text"]]
+    open_run(run)
+
+
+def test_attributes_published_without_their_manifest_do_not_look_complete(plugin_run):
+    """A kill between publishing attributes/<name>/ and writing the manifest: the listing check refuses the run."""
+    from stablecpt.curation.attributes import publish_attributes
+
+    cfg, run, _ = plugin_run
+    staged = run / ".work" / "test-staging" / "words"
+    staged.mkdir(parents=True)
+    (staged / "00000.parquet").write_bytes((next((run / "attributes" / "words").glob("*.parquet"))).read_bytes())
+    (staged / "00001.parquet").write_bytes((next((run / "attributes" / "words").glob("*.parquet"))).read_bytes())
+    publish_attributes(run, run / ".work" / "test-staging", ["words"])
+    with pytest.raises(Exception, match="attributes/words/00001.parquet"):
+        open_run(run)
