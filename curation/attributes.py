@@ -4,10 +4,11 @@ The `score` stage reads documents/ (the kept documents, written by the final sta
 them; after each scorer an `AttributeWriter` writes `<staging>/<name>/<rank>.parquet` (id, the scorer's declared
 columns, and `in_reference`: whether the scorer was trained on that document, scorer.json `reference`). Only when
 every task of the stage completed does `publish_attributes` (in the one-task manifest stage) move a staged folder
-onto `attributes/<name>/` (stablecpt.core.files.atomic_folder), count the reference overlap, and the manifest is
-written over the new files. So a killed scoring never leaves a half-written `attributes/<name>/`: the staged files
-stay hidden under .work/ until they are complete, and a folder swapped in before a kill does not match the
-manifest's listing (the run is refused until `stablecpt curate score` finishes again).
+onto `attributes/<name>/` (the old folder renamed aside first, then the staged one renamed into place), count the
+reference overlap, and the manifest is written over the new files. So a killed scoring never leaves a half-written
+`attributes/<name>/`: the staged files stay hidden under .work/ until they are complete, and a folder swapped in
+before a kill does not match the manifest's listing (the run is refused until `stablecpt curate score` finishes
+again).
 
 Own reader and writer (not datatrove's ParquetReader/ParquetWriter): the reader must accept a documents/ folder
 with no files (a run that kept nothing), and every task must leave one file, written atomically, even when empty.
@@ -15,6 +16,7 @@ with no files (a run that kept nothing), and every task must leave one file, wri
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
-from stablecpt.core.files import atomic_folder, atomic_path
+from stablecpt.core.files import atomic_path
 from stablecpt.formats.curation import ATTRIBUTES_DIR, ReferenceOverlap
 
 IN_REFERENCE = "in_reference"
@@ -123,11 +125,16 @@ def publish_attributes(output_dir: Path, staging: Path, names: list[str]) -> dic
     """Move each complete staged attribute folder onto attributes/<name>/; the reference overlap of each."""
     overlaps = {}
     for name in names:
-        staged = staging / name
+        staged, target = staging / name, output_dir / ATTRIBUTES_DIR / name
         if staged.is_dir():  # else published already, by a manifest stage killed before the manifest: keep it
-            with atomic_folder(output_dir / ATTRIBUTES_DIR / name) as tmp:
-                tmp.rmdir()
-                staged.replace(tmp)
+            # two renames; a kill between them leaves the staged folder staged, so a rerun publishes it again
+            old = staging / f".{name}.replaced"
+            shutil.rmtree(old, ignore_errors=True)
+            if target.exists():
+                target.replace(old)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staged.replace(target)
+            shutil.rmtree(old, ignore_errors=True)
         scored = in_reference = 0
         for file in _visible(output_dir / ATTRIBUTES_DIR / name):
             table = pq.read_table(file)

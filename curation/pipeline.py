@@ -88,7 +88,8 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
                            duplicates_dir=f"{work}/ids/duplicates" if id_stages else None)
     filters = [Verdict(name, block, **_exemptions(getattr(cfg.filters, name)))
                for name, block in enabled_filters(cfg.filters)]
-    scorers, scorer_infos, _ = scorer_blocks(cfg)
+    scorers, scorer_infos, warnings = scorer_blocks(cfg)
+    _print_warnings(warnings)
     decontam = decontamination_block(cfg.decontamination)
 
     first = [reader, *([Normalise(cfg.normalise.unicode_form)] if cfg.normalise.enabled else []), *filters,
@@ -344,18 +345,11 @@ def run_curation(cfg: CurateConfig, restart: bool = False, progress: str = "auto
                 _print_warnings(["the run is finished and its `scoring` differs from this config's: "
                                  "`stablecpt curate score` (re)writes its attributes without re-filtering"])
             return cfg.output_dir
-        _print_warnings(_scoring_warnings(cfg))
         stages = build_stages(cfg, config_json, inputs)  # validates everything before the folder is claimed
         _claim_output_dir(cfg, config_json, inputs)
         _remove_leftovers(cfg.output_dir)
         _run_stages(cfg, stages, progress)
     return cfg.output_dir
-
-
-def _scoring_warnings(cfg: CurateConfig) -> list[str]:
-    from .wiring import scorer_blocks
-
-    return scorer_blocks(cfg)[2]
 
 
 def _print_warnings(lines: list[str]) -> None:
