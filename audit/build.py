@@ -13,14 +13,14 @@ from stablecpt.audit.lineage import MOVED, VERIFIED, locate, trace
 from stablecpt.audit.mixture import load_target
 from stablecpt.audit.readers import Audited, CurationRun, EvalResult, ShardVersion, TrainingRun
 from stablecpt.audit.report import NOT_CHECKED, Chart, Check, Report, Section, Table, check
-from stablecpt.audit.tables import LOG_SCALE, VersionTables, version_tables
+from stablecpt.audit.tables import Scores, VersionTables, version_tables
 from stablecpt.audit.training import resolve_version, run_info, training_tables
 
 from stablecpt.formats.version import Level
 
 
 def score_section(scores: pl.DataFrame, histograms: dict[str, pl.DataFrame], selection: pl.DataFrame | None,
-                  prefix: str) -> Section:
+                  prefix: str, specs: Scores) -> Section:
     tables = [Table("score distribution", "Per domain and source: documents, how many carry the score, and its "
                     "quantiles. KenLM perplexity: lower is more domain-like; fastText: P(domain).", scores)]
     if selection is not None:
@@ -30,7 +30,7 @@ def score_section(scores: pl.DataFrame, histograms: dict[str, pl.DataFrame], sel
     empty = pl.DataFrame(schema={"score": pl.String})
     chart_list = [Chart(f"{prefix}_{score}.png", f"{score} distribution with the selection edge marked",
                         charts.score_histogram(hist, selection if selection is not None else empty, score,
-                                               LOG_SCALE[score]))
+                                               specs[score].log_scale))
                   for score, hist in histograms.items()]
     return Section("Relevance scores", tables, chart_list)
 
@@ -83,7 +83,7 @@ def curation_sections(t: CurationTables, prefix: str = "curation") -> list[Secti
                   charts.stacked_bars(t.dropped.with_columns(pl.col("drop_reason").fill_null("(no reason)")),
                                       "drop_reason", "source", "documents", "dropped documents by reason",
                                       "documents", horizontal=True))]),
-        score_section(t.scores, t.histograms, None, prefix),
+        score_section(t.scores, t.histograms, None, prefix, t.score_specs),
     ]
 
 
@@ -110,7 +110,8 @@ def audit_version(version: ShardVersion, target: str | Path | None, search: list
     target_mixture, target_source = load_target(version.manifest, target)
     tables = version_tables(version, target_mixture, target_source, pool=run.documents() if run else None)
     sections = version_sections(tables)
-    sections.insert(3, score_section(tables.scores, tables.histograms, tables.selection, "version"))
+    sections.insert(3, score_section(tables.scores, tables.histograms, tables.selection, "version",
+                                              tables.score_specs))
     findings = list(tables.findings) + ([linked.detail] if linked.status == "finding" else [])
     checks = [*tables.checks, linked]
     if run is not None:

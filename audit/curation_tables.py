@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import polars as pl
 from stablecpt.audit.readers import CurationRun
 from stablecpt.audit.report import Check, check
-from stablecpt.audit.tables import collect_all, score_histograms, score_summary_query
+from stablecpt.audit.tables import Scores, collect_all, score_columns, score_histograms, score_summary_query
 
 DEDUP_SUFFIX = "duplicate"  # drop reasons "exact_duplicate", "minhash_duplicate", ...
 CONTAMINATED = "contaminated"
@@ -25,6 +25,7 @@ class CurationTables:
     contamination: pl.DataFrame
     scores: pl.DataFrame
     histograms: dict[str, pl.DataFrame] = field(default_factory=dict)
+    score_specs: Scores = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
 
@@ -61,6 +62,7 @@ def accounting_findings(run: CurationRun, accounting: pl.DataFrame, kept_documen
 
 def curation_tables(run: CurationRun) -> CurationTables:
     attrs, docs = run.attributes(), run.documents()
+    specs = score_columns(run.manifest.scorers)
     kept = pl.col("kept")
     reason = pl.col("drop_reason")
     accounting_q = (attrs.group_by("source")
@@ -90,7 +92,7 @@ def curation_tables(run: CurationRun) -> CurationTables:
     kept_docs_q = docs.group_by("source").agg(n=pl.len())
     unexplained_q = attrs.filter(~kept & reason.is_null()).group_by("source").agg(n=pl.len()).sort("source")
     accounting, composition, dropped, dedup, contamination, scores, kept_docs, unexplained = collect_all(
-        [accounting_q, composition_q, dropped_q, dedup_q, contamination_q, score_summary_query(docs),
+        [accounting_q, composition_q, dropped_q, dedup_q, contamination_q, score_summary_query(docs, specs),
          kept_docs_q, unexplained_q])
     listing = run.listing_problems()
     accounts = accounting_findings(run, accounting, kept_docs, unexplained)
@@ -99,4 +101,6 @@ def curation_tables(run: CurationRun) -> CurationTables:
               check("curation counts", accounts, "manifest.json counts against the attribute table and documents/")]
     return CurationTables(accounting=accounting, composition=composition, dropped=dropped, dedup=dedup,
                           contamination=contamination, scores=scores,
-                          histograms=score_histograms({"kept": docs}), findings=listing + accounts, checks=checks)
+                          histograms=score_histograms({"kept": docs}, specs), findings=listing + accounts,
+                          checks=checks,
+                          score_specs=specs)

@@ -20,8 +20,8 @@ import polars as pl
 from stablecpt.core.errors import UserError
 from stablecpt.core.files import read_json_object
 from stablecpt.formats.base import FORMAT_VERSION, validate_record
+from stablecpt.formats.curation import ATTRIBUTES_DIR, CurationManifest, curation_listing_problems
 from stablecpt.formats.curation import KIND as CURATION_KIND
-from stablecpt.formats.curation import CurationManifest, curation_listing_problems
 from stablecpt.formats.evaluation import KIND as RESULT_KIND
 from stablecpt.formats.evaluation import EvalResult as ResultRecord
 from stablecpt.formats.folder import MANIFEST
@@ -33,9 +33,8 @@ from stablecpt.formats.version import ShardVersion as LoadedVersion
 
 ATTRIBUTE_COLUMNS = ("id", "source", "domain", "category", "n_chars", "n_words", "kept", "drop_reason",
                      "dedup_cluster", "contamination_ngrams")
-CURATED_DOCUMENT_COLUMNS = ("id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")
+CURATED_DOCUMENT_COLUMNS = ("id", "source", "domain", "category")
 COLUMN_TYPES = [(c, lambda t: t.is_integer(), "an integer") for c in ("n_chars", "n_words", "contamination_ngrams")]
-COLUMN_TYPES += [(c, lambda t: t.is_numeric(), "a number") for c in ("kenlm_perplexity", "fasttext_score")]
 COLUMN_TYPES += [("kept", lambda t: t == pl.Boolean, "a boolean")]
 
 
@@ -110,7 +109,14 @@ class CurationRun:
         return sorted((self.path / folder).glob("*.parquet"))
 
     def documents(self) -> pl.LazyFrame:
-        return scan(self._parts("documents"), CURATED_DOCUMENT_COLUMNS, str(self.path / "documents"))
+        """The kept documents with every scorer's attribute columns (attributes/<scorer>/, joined by id)."""
+        docs = scan(self._parts("documents"), CURATED_DOCUMENT_COLUMNS, str(self.path / "documents"))
+        for name, use in self.manifest.scorers.items():
+            if use.columns:
+                folder = self.path / ATTRIBUTES_DIR / name
+                attrs = scan(sorted(folder.glob("*.parquet")), ("id", *use.columns), str(folder))
+                docs = docs.join(attrs.select("id", *use.columns), on="id", how="left")
+        return docs
 
     def attributes(self) -> pl.LazyFrame:
         return scan(self._parts("attributes"), ATTRIBUTE_COLUMNS, str(self.path / "attributes"))

@@ -15,10 +15,22 @@ from stablecpt.audit.readers import ShardVersion
 from stablecpt.audit.report import NOT_CHECKED, Check, check
 
 from stablecpt.core.errors import UserError
+from stablecpt.formats.curation import AttributeColumn
 from stablecpt.formats.shards import ShardManifest, TargetMixture
 
-SCORES = ("kenlm_perplexity", "fasttext_score")
-LOG_SCALE = {"kenlm_perplexity": True, "fasttext_score": False}
+Scores = dict[str, AttributeColumn]  # the ranking attribute columns, as the run's scorers declared them
+
+
+def score_columns(scorers: dict) -> Scores:
+    """The ranking columns of a curation manifest's `scorers` (or a shard manifest's `lineage.scorers`, as dicts)."""
+    out: Scores = {}
+    for use in scorers.values():
+        columns = use.columns if hasattr(use, "columns") else (use or {}).get("columns", {})
+        for name, spec in columns.items():
+            spec = spec if isinstance(spec, AttributeColumn) else AttributeColumn.model_validate(spec)
+            if spec.direction is not None:
+                out[name] = spec
+    return out
 
 
 @dataclass
@@ -33,6 +45,7 @@ class VersionTables:
     histograms: dict[str, pl.DataFrame] = field(default_factory=dict)
     findings: list[str] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
+    score_specs: Scores = field(default_factory=dict)
 
 
 def collect_all(queries: list[pl.LazyFrame]) -> list[pl.DataFrame]:
@@ -77,28 +90,33 @@ def repetition_queries(plan: pl.LazyFrame, docs: pl.LazyFrame) -> tuple[pl.LazyF
     return histogram, summary
 
 
-def score_summary_query(docs: pl.LazyFrame) -> pl.LazyFrame:
+def score_summary_query(docs: pl.LazyFrame, scores: Scores) -> pl.LazyFrame:
     parts = []
-    for score in SCORES:
+    for score in scores:
         value = pl.col(score)
         parts.append(docs.group_by("domain", "source").agg(
             score=pl.lit(score), documents=pl.len(), scored=value.count(), min=value.min(),
             p10=value.quantile(0.1, "nearest"), median=value.quantile(0.5, "nearest"),
             p90=value.quantile(0.9, "nearest"), max=value.max()))
+    if not parts:
+        return pl.LazyFrame(schema={"domain": pl.String, "source": pl.String, "score": pl.String})
     return pl.concat(parts).sort("score", "domain", "source")
 
 
-def selection_boundary(docs: pl.LazyFrame, manifest: ShardManifest) -> pl.LazyFrame:
+def selection_boundary(docs: pl.LazyFrame, manifest: ShardManifest, scores: Scores) -> pl.LazyFrame:
     """The score at the edge of what was selected, per domain: the worst score a selected document has.
 
-    KenLM: lower perplexity is more domain-like, so the boundary is the largest selected perplexity;
-    fastText: the smallest selected probability. The manifest's `selection.threshold` (the worst score the build
+    Worst in the direction the scorer declared: the largest value where lower is better (KenLM perplexity), the
+    smallest where higher is (fastText P(domain)). The manifest's `selection.threshold` (the worst score the build
     selected) is shown beside it for the score used; a stored document beyond it is a finding.
     """
     recorded = manifest.selection
-    frame = docs.group_by("domain").agg(kenlm_perplexity=pl.col("kenlm_perplexity").max(),
-                                        fasttext_score=pl.col("fasttext_score").min())
-    long = frame.unpivot(on=list(SCORES), index="domain", variable_name="score", value_name="selected_boundary")
+    if not scores:
+        return pl.LazyFrame(schema={"domain": pl.String, "score": pl.String, "selected_boundary": pl.Float64,
+                                    "used_for_selection": pl.Boolean, "recorded_threshold": pl.Float64})
+    frame = docs.group_by("domain").agg(
+        (pl.col(c).max() if spec.direction == "lower" else pl.col(c).min()).alias(c) for c, spec in scores.items())
+    long = frame.unpivot(on=list(scores), index="domain", variable_name="score", value_name="selected_boundary")
     used = (pl.col("score") == pl.lit(recorded.score, pl.String)) & (pl.col("domain") == recorded.domain)
     used = used.fill_null(False)
     return (long.filter(pl.col("selected_boundary").is_not_null())
@@ -107,28 +125,29 @@ def selection_boundary(docs: pl.LazyFrame, manifest: ShardManifest) -> pl.LazyFr
             .sort("score", "domain"))
 
 
-def selection_check(selection: pl.DataFrame, manifest: ShardManifest) -> tuple[Check, list[str]]:
+def selection_check(selection: pl.DataFrame, manifest: ShardManifest, scores: Scores) -> tuple[Check, list[str]]:
     """No selected document of the selection's domain lies beyond the threshold the build recorded."""
     recorded = manifest.selection
-    if recorded.score not in SCORES:
+    if recorded.score not in scores:
         return Check("selection threshold", NOT_CHECKED, f"selection by {recorded.score}: no score threshold"), []
     if recorded.threshold is None:
         return Check("selection threshold", NOT_CHECKED, "manifest.json selection.threshold not recorded"), []
     row = selection.filter(pl.col("used_for_selection"))
     worst = row["selected_boundary"][0] if row.height else None
-    beyond = worst is not None and (worst > recorded.threshold if recorded.score == "kenlm_perplexity"
-                                    else worst < recorded.threshold)
+    lower = (recorded.direction or scores[recorded.score].direction) == "lower"
+    beyond = worst is not None and (worst > recorded.threshold if lower else worst < recorded.threshold)
     problems = [f"selection: a stored '{recorded.domain}' document has {recorded.score} {worst}, beyond the "
                 f"recorded threshold {recorded.threshold}"] if beyond else []
     return check("selection threshold", problems, f"every stored '{recorded.domain}' document within "
                  f"{recorded.score} {recorded.threshold} (manifest.json selection.threshold)"), problems
 
 
-def score_histograms(groups: dict[str, pl.LazyFrame], bins: int = 40) -> dict[str, pl.DataFrame]:
-    """Per score: (group, lo, hi, count) with the same bin edges for every group (log10 bins for perplexity)."""
+def score_histograms(groups: dict[str, pl.LazyFrame], scores: Scores, bins: int = 40) -> dict[str, pl.DataFrame]:
+    """Per score: (group, lo, hi, count) with the same bin edges for every group (log10 bins where the scorer
+    declares a log scale, as for perplexity)."""
     out = {}
-    for score in SCORES:
-        log = LOG_SCALE[score]
+    for score, spec in scores.items():
+        log = spec.log_scale
         values = {name: (lf.filter(pl.col(score).is_not_null() & (pl.col(score) > 0 if log else True))
                          .select(pl.col("domain"), (pl.col(score).log10() if log else pl.col(score)).alias("x")))
                   for name, lf in groups.items()}
@@ -158,13 +177,14 @@ def version_tables(version: ShardVersion, target: TargetMixture, target_source: 
                    pool: pl.LazyFrame | None = None) -> VersionTables:
     """All shard version tables. `pool`: the curation run's kept documents, to show what selection chose from."""
     docs, plan = version.documents(), version.plan()
+    specs = score_columns(version.manifest.lineage.scorers)
     composition_q = composition_query(plan, docs)
     stored_q = (docs.group_by("source", "domain", "category")
                 .agg(documents=pl.len(), tokens=pl.col("token_length").sum()).sort("source"))
     histogram_q, summary_q = repetition_queries(plan, docs)
     composition, stored, repetition, summary, scores, selection = collect_all(
-        [composition_q, stored_q, histogram_q, summary_q, score_summary_query(docs),
-         selection_boundary(docs, version.manifest)])
+        [composition_q, stored_q, histogram_q, summary_q, score_summary_query(docs, specs),
+         selection_boundary(docs, version.manifest, specs)])
     groups = {"selected": docs}
     if pool is not None:
         domains = stored["domain"].unique().to_list()
@@ -172,10 +192,11 @@ def version_tables(version: ShardVersion, target: TargetMixture, target_source: 
     verified = version.verification
     findings = list(verified.problems)
     checks = [check(f"shard version ({verified.level})", verified.problems, "; ".join(verified.checked))]
-    selection_result, selection_problems = selection_check(selection, version.manifest)
+    selection_result, selection_problems = selection_check(selection, version.manifest, specs)
     findings += selection_problems
     checks += [selection_result, Check("target mixture", "ok", f"by {target.by}, from {target_source}")]
     return VersionTables(composition=composition, stored=stored,
                          mixture=realised_vs_target(composition, target),
                          repetition=repetition, repetition_summary=summary, scores=scores, selection=selection,
-                         histograms=score_histograms(groups), findings=findings, checks=checks)
+                         histograms=score_histograms(groups, specs), findings=findings, checks=checks,
+                         score_specs=specs)

@@ -145,7 +145,7 @@ def main() -> None:
                                                         "unk_token": unk_tokens[name]}, {})
         scorer = KenLMScorer(model_dir)
         training[name]["load_seconds"] = round(timed(lambda s=scorer: s.model), 2)
-        scores = [(medical(d), scorer.score_text(d.text)[0]) for d in heldout]
+        scores = [(medical(d), scorer.perplexity(d.text)[0]) for d in heldout]
         training[name]["heldout_auc"] = round(auc([-p for m, p in scores if m and p], [-p for m, p in scores
                                                                                     if not m and p]), 4)
         scorers[name] = scorer
@@ -174,7 +174,7 @@ def main() -> None:
     ft_model = ft.model
     raw = timed(lambda: [ft_model.predict(d.text.replace("\n", " "), k=-1) for d in docs])
     block = timed(lambda: list(ft.run(iter(docs))))
-    ft_scores = [(medical(d), ft.score_text(d.text)) for d in heldout]
+    ft_scores = [(medical(d), ft.probability(d.text)) for d in heldout]
     result["fasttext"] = {"train_seconds": round(ft_train, 1), "examples_per_class": info.training["positive_examples"],
                           "heldout_auc": round(auc([p for m, p in ft_scores if m and p is not None],
                                                    [p for m, p in ft_scores if not m and p is not None]), 4),

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from benchmarks.machine import cpu_model  # noqa: E402
 
 SOURCES = ("hpo", "icd10cm", "wiki", "lee", "pystdlib")
@@ -33,17 +33,14 @@ REPEATS = 3
 def write_pool(path: Path, replicas: int) -> Path:
     """A curation run (contract C1) of the embedded corpora, `replicas` copies with distinct ids.
     Scores are stand-ins (a hash of the id): this measures throughput, not relevance."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from curation_run_factory import write_curation_run
     from stablecpt.curation.sources import SourceSpec, make_reader
 
-    (path / "documents").mkdir(parents=True)
-    file_index = 0
+    rows = []
     for name in SOURCES:
         spec = SourceSpec(name=name, uri=f"embedded:{name}")
         docs = list(make_reader(spec).run())
         for k in range(replicas):
-            rows = []
             for d in docs:
                 doc_id = d.id if k == 0 else f"{d.id}#r{k}"
                 score = int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=4).digest(), "big") / 2**32
@@ -51,11 +48,8 @@ def write_pool(path: Path, replicas: int) -> Path:
                 rows.append({"id": doc_id, "text": d.text, "source": name, "domain": spec.domain,
                              "category": spec.category, "kenlm_perplexity": 10 + 1000 * score if medical else None,
                              "fasttext_score": score if medical else None})
-            pq.write_table(pa.Table.from_pylist(rows), path / "documents" / f"{file_index:05d}.parquet",
-                           row_group_size=1000)
-            file_index += 1
-    (path / "manifest.json").write_text(json.dumps({"kind": "curation_run", "fingerprint": "bench", "inputs": {}}))
-    return path
+    # documents/, attributes/ (each scorer's folder) and manifest.json as curation writes them
+    return write_curation_run(path, rows, n_files=len(SOURCES) * replicas, row_group_size=1000)
 
 
 def bench_tokenize(run_dir: Path, work: Path) -> dict:

@@ -36,6 +36,16 @@ def register(stages: argparse._SubParsersAction) -> None:
     progress.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for `curate run`")
     progress.set_defaults(handler=_progress)
 
+    score = actions.add_parser("score", help="(re)write attributes/<scorer>/ of a finished curation run",
+                               description="Run the config's enabled scorers (or --scorer NAME) over a finished run's "
+                               "kept documents and publish their columns as attributes/<scorer>/, without "
+                               "re-filtering or re-deduplicating; the manifest is rewritten over the new files.")
+    score.add_argument("--config", required=True, help="the curation config of the run")
+    score.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as for `curate run`")
+    score.add_argument("--scorer", action="append", metavar="NAME", help="only this scorer (repeatable)")
+    score.add_argument("--progress", choices=["auto", "bar", "lines", "off"], default="auto")
+    score.set_defaults(handler=_score)
+
     train = actions.add_parser("train-scorer", help="train the KenLM and/or fastText domain-relevance scorers",
                                description="Train domain-relevance scorers on reference (and background) "
                                "sources, skipping held-out ids; each is saved with its own fingerprint.")
@@ -141,6 +151,37 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _score(args: argparse.Namespace) -> int:
+    from stablecpt.curation.progress import library_bars_off_unless_terminal
+
+    library_bars_off_unless_terminal()
+    from stablecpt.curation.config import CurateConfig
+    from stablecpt.curation.pipeline import score_run
+
+    from stablecpt.core.config import read_yaml, validate
+
+    cfg = validate(apply_overrides(read_yaml(args.config), args.set), CurateConfig, args.config)
+    names = score_run(cfg, args.scorer, progress=args.progress)
+    _print_overlaps(cfg.output_dir, names)
+    print(f"rescored {', '.join(names)}: {', '.join(f'{cfg.output_dir}/attributes/{n}' for n in names)}")
+    return 0
+
+
+def _print_overlaps(run_dir, names=None) -> None:
+    """The one-line warning of each scorer that scored documents it was trained on (from the manifest)."""
+    import sys
+
+    from stablecpt.curation.attributes import overlap_warning
+
+    from stablecpt.formats.curation import read_curation_manifest
+
+    for name, use in read_curation_manifest(run_dir).scorers.items():
+        if use.reference_overlap is not None and (names is None or name in names):
+            line = overlap_warning(name, use.reference_overlap, use.directory)
+            if line:
+                print(f"stablecpt: warning: {line}", file=sys.stderr)
+
+
 def _print_summary(run_dir, cfg) -> None:
     import sys
 
@@ -155,6 +196,7 @@ def _print_summary(run_dir, cfg) -> None:
               f"{run_dir / 'excluded'} (reason bad_file:*)")
     for line in warning_lines(summary):
         print(f"stablecpt: {line}", file=sys.stderr)
+    _print_overlaps(run_dir)
 
 
 def _preview(cfg, n: int) -> int:

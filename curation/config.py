@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
-from stablecpt.curation.scoring.config import DecontamConfig, FastTextConfig, KenLMConfig
+from stablecpt.curation.scoring.config import DecontamConfig, ScorerSpec
 from stablecpt.curation.sources.spec import SourceSpec
 
 from stablecpt.core.config import StrictModel
@@ -153,11 +153,39 @@ class HeldoutConfig(StrictModel):
 
 
 class ScoringConfig(StrictModel):
-    """Relevance scorers trained by `stablecpt curate train-scorer` (their folders hold scorer.json)."""
+    """The scorers a run applies, by name: each writes attributes/<name>/ (docs/scorers.md). A scorer may also be
+    given at this level (`kenlm: {model_dir: ...}` is `scorers: {kenlm: {model_dir: ...}}`). Scoring can be
+    (re)run on a finished run: `stablecpt curate score`."""
 
     enabled: bool = False
-    kenlm: KenLMConfig | None = None
-    fasttext: FastTextConfig | None = None
+    scorers: dict[str, ScorerSpec] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scorers_at_top(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        top = {k: v for k, v in data.items() if k not in cls.model_fields}
+        if not top:
+            return data
+        both = sorted(set(top) & set(data.get("scorers") or {}))
+        if both:
+            raise ValueError(f"scorer '{both[0]}' is given both at scoring.{both[0]} and scoring.scorers.{both[0]}")
+        return {**{k: v for k, v in data.items() if k in cls.model_fields},
+                "scorers": {**(data.get("scorers") or {}), **top}}
+
+    @field_validator("scorers")
+    @classmethod
+    def _names(cls, value: dict[str, ScorerSpec]) -> dict[str, ScorerSpec]:
+        import re
+
+        bad = [name for name in value if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name)]
+        if bad:
+            raise ValueError(f"scorer name '{bad[0]}' must be letters, digits, '_', '.', '-' (it names a folder)")
+        return value
+
+    def active(self) -> dict[str, ScorerSpec]:
+        return {name: spec for name, spec in self.scorers.items() if spec.enabled} if self.enabled else {}
 
 
 class ExecutorConfig(StrictModel):
@@ -211,8 +239,8 @@ class CurateConfig(StrictModel):
             unknown = sorted(set(getattr(self.filters, name).exempt_sources) - known)
             if unknown:
                 raise ValueError(f"filters.{name}.exempt_sources names unknown source(s): {', '.join(unknown)}")
-        if self.scoring.enabled and not (self.scoring.kenlm or self.scoring.fasttext):
-            raise ValueError("scoring is enabled but neither scoring.kenlm nor scoring.fasttext is set")
+        if self.scoring.enabled and not self.scoring.active():
+            raise ValueError("scoring is enabled but names no enabled scorer (scoring.scorers)")
         if self.decontamination.enabled and not self.decontamination.eval_items:
             raise ValueError("decontamination is enabled but decontamination.eval_items is empty")
         return self

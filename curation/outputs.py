@@ -128,10 +128,11 @@ class Finalise(PipelineStep):
     name = "🧾 Accounting + manifest"
 
     def __init__(self, output_dir: str, counts_dir: str, sources: list[str], config: dict, inputs: dict,
-                 scorers: dict):
+                 scorers: dict, staging: str | None = None):
         super().__init__()
         self.output_dir, self.counts_dir = output_dir, counts_dir
         self.sources, self.config, self.inputs, self.scorers = list(sources), config, inputs, scorers
+        self.staging = staging
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         output_dir = Path(self.output_dir)
@@ -139,8 +140,47 @@ class Finalise(PipelineStep):
             pass
         counts = account(output_dir, Path(self.counts_dir), self.sources)
         write_empty_tables(output_dir)
-        write_manifest(output_dir, self.config, self.inputs, counts, self.scorers)
+        scorers = published(output_dir, Path(self.staging), self.scorers) if self.scorers else {}
+        write_manifest(output_dir, self.config, self.inputs, counts, scorers)
         kept = sum(c["kept"] for c in counts.values())
         logger.info(f"manifest written: {output_dir / MANIFEST} ({kept} documents kept)")
         return
         yield  # a generator like every step
+
+
+def published(output_dir: Path, staging: Path, scorers: dict) -> dict:
+    """Publish the staged attribute folders; each scorer's use with its reference overlap (warned in one line)."""
+    from stablecpt.curation.attributes import overlap_warning, publish_attributes
+
+    overlaps = publish_attributes(output_dir, staging, list(scorers))
+    uses = {}
+    for name, use in scorers.items():
+        uses[name] = use.model_copy(update={"reference_overlap": overlaps[name]})
+        line = overlap_warning(name, overlaps[name], use.directory)
+        if line:
+            logger.warning(line)
+    return uses
+
+
+class Rescored(PipelineStep):
+    """`stablecpt curate score`'s last stage (one task): publish the new attribute folders, then rewrite
+    manifest.json over the run's files with the new scorers' records (others kept) and the new `scoring` config."""
+
+    type = "🧾 - MANIFEST"
+    name = "🧾 Attributes + manifest"
+
+    def __init__(self, output_dir: str, config: dict, scorers: dict, staging: str):
+        super().__init__()
+        self.output_dir, self.config, self.scorers, self.staging = output_dir, config, scorers, staging
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        from stablecpt.formats.curation import read_curation_manifest
+
+        output_dir = Path(self.output_dir)
+        old = read_curation_manifest(output_dir)
+        scorers = {**old.scorers, **published(output_dir, Path(self.staging), self.scorers)}
+        config = {**old.config, "scoring": self.config["scoring"]}
+        write_manifest(output_dir, config, old.inputs, {k: v.model_dump() for k, v in old.counts.items()}, scorers)
+        logger.info(f"manifest rewritten: {output_dir / MANIFEST} (attributes of {', '.join(self.scorers)})")
+        return
+        yield

@@ -8,10 +8,12 @@ finished tasks):
                   -> dropped documents written; survivors saved -> dedup keys -> MinHash signatures
   minhash_buckets datatrove MinHash stage 2 (one task per bucket)
   dedup_keep      datatrove MinHash stage 3 (clusters) -> the keep rule over all tasks (one task)
-  final           survivors -> dedup decisions -> decontamination -> held-out split -> scorers
+  final           survivors -> dedup decisions -> decontamination -> held-out split
                   -> documents, heldout, excluded, attributes
-  manifest        summary.json (kept share per source and domain, top drop reasons, warnings) -> accounting
-                  check -> manifest.json (one task, last)
+  score           (when scoring is enabled) documents -> each scorer -> its columns, staged under .work/
+                  (curation/attributes.py); `stablecpt curate score` reruns this stage alone on a finished run
+  manifest        summary.json (kept share per source and domain, top drop reasons, warnings) -> staged
+                  attributes published as attributes/<scorer>/ -> accounting check -> manifest.json (one task, last)
 
 The launching process holds the run folder's lock (stablecpt.core.locks) for the whole run, and the local
 executor's worker processes die with it, so a killed run leaves nothing running that a rerun could meet.
@@ -85,7 +87,8 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
                            cfg.reading.max_logged_bad_records,
                            duplicates_dir=f"{work}/ids/duplicates" if id_stages else None)
     filters = filter_blocks(cfg.filters, cfg.engine)
-    scorers, scorer_infos = scorer_blocks(cfg.scoring)
+    scorers, scorer_infos, warnings = scorer_blocks(cfg)
+    _print_warnings(warnings)
     decontam = decontamination_block(cfg.decontamination)
 
     first = [reader, *([Normalise(cfg.normalise.unicode_form)] if cfg.normalise.enabled else []), *filters,
@@ -111,13 +114,26 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
     if decontam is not None:
         final.append(Verdict("decontamination", decontam, prefix=False))
     final += [HeldoutSplit(cfg.heldout.fraction_by_domain, cfg.heldout.fraction_by_source),
-              *scorers, DecisionRecorder(out, "final", final=True)]
+              DecisionRecorder(out, "final", final=True)]
     stages.append(Stage("final", final, tasks))
+    staging = f"{work}/score"
+    if scorers:
+        stages.append(score_stage(out, scorers, staging, tasks))
     inputs = inputs if inputs is not None else {s.name: input_fingerprint(s) for s in cfg.sources}
     stages.append(Stage("manifest", [RunSummary(out, cfg), Finalise(out, f"{work}/counts",
                                                                     [s.name for s in cfg.sources], config_json,
-                                                                    inputs, scorer_infos)], 1))
+                                                                    inputs, scorer_infos, staging)], 1))
     return stages
+
+
+def score_stage(out: str, scorers: dict, staging: str, tasks: int) -> Stage:
+    """documents/ -> every scorer -> its attribute files, staged (published by the manifest stage)."""
+    from .attributes import AttributeWriter, KeptDocumentsReader
+
+    blocks = [KeptDocumentsReader(f"{out}/documents")]
+    for name, block in scorers.items():
+        blocks += [block, AttributeWriter(name, block, f"{staging}/{name}")]
+    return Stage("score", blocks, tasks)
 
 
 def _id_stages(cfg: CurateConfig, work: str) -> list[Stage]:
@@ -271,7 +287,7 @@ def _claim_output_dir(cfg: CurateConfig, config_json: dict, inputs: dict[str, st
     stamp = work / "config.json"
     if stamp.is_file():
         claimed = json.loads(stamp.read_text())
-        if claimed.get("config") != config_json:
+        if not same_run_config(claimed.get("config"), config_json):
             raise UserError(f"{cfg.output_dir}: holds a run of a different config; choose another output_dir "
                             f"or rerun with --restart to discard it")
         changed = sorted(name for name, fp in inputs.items() if claimed.get("inputs", {}).get(name) != fp)
@@ -283,6 +299,14 @@ def _claim_output_dir(cfg: CurateConfig, config_json: dict, inputs: dict[str, st
         raise UserError(f"{cfg.output_dir}: exists and is not a curation run folder; choose another output_dir")
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_json(stamp, {"config": config_json, "inputs": inputs}, sort_keys=True)
+
+
+def same_run_config(claimed: dict | None, config_json: dict) -> bool:
+    """The run's config, scoring aside: scores are attributes, rewritten by `stablecpt curate score`."""
+    def rest(config):
+        return {k: v for k, v in (config or {}).items() if k != "scoring"}
+
+    return rest(claimed) == rest(config_json)
 
 
 def config_as_json(cfg: CurateConfig) -> dict:
@@ -309,12 +333,60 @@ def run_curation(cfg: CurateConfig, restart: bool = False, progress: str = "auto
             _discard(cfg.output_dir)
         if (cfg.output_dir / MANIFEST).is_file():
             _claim_output_dir(cfg, config_json, inputs)
+            from stablecpt.formats.curation import read_curation_manifest
+
+            if read_curation_manifest(cfg.output_dir).config.get("scoring") != config_json["scoring"]:
+                _print_warnings(["the run is finished and its `scoring` differs from this config's: "
+                                 "`stablecpt curate score` (re)writes its attributes without re-filtering"])
             return cfg.output_dir
         stages = build_stages(cfg, config_json, inputs)  # validates everything before the folder is claimed
         _claim_output_dir(cfg, config_json, inputs)
         _remove_leftovers(cfg.output_dir)
         _run_stages(cfg, stages, progress)
     return cfg.output_dir
+
+
+def _print_warnings(lines: list[str]) -> None:
+    import sys
+
+    for line in lines:
+        print(f"stablecpt: warning: {line}", file=sys.stderr, flush=True)
+
+
+def score_run(cfg: CurateConfig, names: list[str] | None = None, progress: str = "auto") -> list[str]:
+    """`stablecpt curate score`: (re)write attributes/<scorer>/ of a finished run for the config's enabled scorers
+    (or `names`), without re-filtering or re-deduplicating, under the run's lock; the manifest is rewritten over
+    the new files (its config's `scoring` and `scorers` updated, everything else kept). Returns the names scored."""
+    import time
+
+    from .outputs import Rescored
+
+    config_json = config_as_json(cfg)
+    with output_lock(cfg.output_dir, "this curation run folder"):
+        if not (cfg.output_dir / MANIFEST).is_file():
+            raise UserError(f"{cfg.output_dir}: not a finished curation run (no {MANIFEST}); run `stablecpt curate "
+                            "run` first")
+        stamp = cfg.output_dir / WORK_DIR / "config.json"
+        claimed = json.loads(stamp.read_text()) if stamp.is_file() else {}
+        if not same_run_config(claimed.get("config"), config_json):
+            raise UserError(f"{cfg.output_dir}: holds a run of a config that differs beyond `scoring`; `curate score` "
+                            "only rescores (use `curate run` with a new output_dir)")
+        from .wiring import scorer_blocks
+
+        blocks, uses, warnings = scorer_blocks(cfg, names)
+        if not blocks:
+            raise UserError("scoring: no enabled scorer to run (scoring.enabled and scoring.scorers)")
+        _print_warnings(warnings)
+        _remove_leftovers(cfg.output_dir)
+        job = cfg.output_dir / WORK_DIR / "rescore" / f"{int(time.time())}-{os.getpid()}"
+        staging = str(job / "attributes")
+        stages = [score_stage(str(cfg.output_dir), blocks, staging, cfg.executor.tasks),
+                  Stage("manifest", [Rescored(str(cfg.output_dir), config_json, uses, staging)], 1)]
+        _run_stages(cfg, stages, progress, logs=job / "logs")
+        if cfg.executor.kind != "slurm":
+            atomic_write_json(stamp, {**claimed, "config": config_json}, sort_keys=True)
+            shutil.rmtree(job, ignore_errors=True)
+    return list(blocks)
 
 
 def _discard(output_dir: Path) -> None:
@@ -352,11 +424,11 @@ def _expected_documents(cfg: CurateConfig, stage: str, work: Path) -> int | None
     return sum(pq.ParquetFile(p).metadata.num_rows for p in files)
 
 
-def _run_stages(cfg: CurateConfig, stages: list[Stage], progress: str = "auto") -> None:
+def _run_stages(cfg: CurateConfig, stages: list[Stage], progress: str = "auto", logs: Path | None = None) -> None:
     from .progress import StageDisplay, console_stream, datatrove_console_to, resolve_mode, with_counter
 
     work = cfg.output_dir / WORK_DIR
-    logs = work / "logs"
+    logs = logs or work / "logs"
     cluster = cfg.executor.kind != "local"
     if cfg.executor.kind == "ray":
         import ray

@@ -66,12 +66,14 @@ def plan_steps(cfg: DemoConfig) -> tuple[list[Step], dict[str, Path]]:
     if version.parent != Path(shards.output_root) / shards.name:
         raise UserError(f"{cfg.train}: key 'shards' ({version}) is not a version of {cfg.shards} "
                         f"({Path(shards.output_root) / shards.name}/v<k>)")
+    _check_reference_split(cfg, scorers, curate)
     run_dir = Path(train.output_dir)
     cli = [sys.executable, "-m", "stablecpt"]
     steps = [
         Step("export the offline task pack's items (for decontamination)",
              [*cli, "eval", "--export-items", str(cfg.eval_items)], any(cfg.eval_items.glob("*.jsonl"))),
-        Step("train the KenLM and fastText relevance scorers",
+        Step(f"train the KenLM and fastText relevance scorers on the reference part ({scorers.reference_percent:g}% "
+             "of the documents, by id hash)",
              [*cli, "curate", "train-scorer", "--config", str(cfg.scorers)],
              all((Path(s.output_dir) / "scorer.json").is_file() for s in scorers.scorers)),
         Step("curate: filter, dedup, hold out, score, decontaminate",
@@ -97,6 +99,18 @@ def plan_steps(cfg: DemoConfig) -> tuple[list[Step], dict[str, Path]]:
               "final model": run_dir / "final", "evaluation": evaluate.output_dir,
               "stability-gap plots": run_dir / "gap", "audit reports": cfg.output_dir / "audit"}
     return steps, places
+
+
+def _check_reference_split(cfg: DemoConfig, scorers, curate) -> None:
+    """The demo's scorers train on a hash-split reference part and curation ranks only the other part: a scorer
+    ranking its own training data scores it far better than unseen text (issue 13.5, docs/scorers.md)."""
+    if scorers.reference_percent is None:
+        raise UserError(f"{cfg.scorers}: key 'reference_percent' is not set: the demo trains its scorers on a "
+                        "reference part only, so curation can rank the other part")
+    ranking = [name for name, spec in curate.scoring.active().items() if spec.score_reference]
+    if ranking:
+        raise UserError(f"{cfg.curate}: key 'scoring.scorers.{ranking[0]}.score_reference' is true: the demo ranks "
+                        "only documents its scorers were not trained on (set it to false)")
 
 
 def run_demo(args: argparse.Namespace) -> int:

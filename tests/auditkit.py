@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from attributekit import scorer_uses, write_attribute_folders
 from shardkit import TokenizerInfo, write_frame_version
 from stablecpt.curation.blocks.recording import SCHEMAS
 from stablecpt.curation.outputs import write_manifest
@@ -96,7 +97,8 @@ def write_curation_run(folder: Path, attributes: list[dict[str, Any]], config: d
             if not a["kept"]:
                 dropped[a["drop_reason"]] = dropped.get(a["drop_reason"], 0) + 1
         counts[source] = {"input": len(part), "kept": sum(a["kept"] for a in part), "dropped": dropped}
-    return write_manifest(folder, config, inputs, counts, {})
+    write_attribute_folders(folder, kept)
+    return write_manifest(folder, config, inputs, counts, scorer_uses())
 
 
 def data_order(version: Path, seq_len: int, sequences_per_step: int = 1, order: str = "sequential",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from attributekit import scorer_uses, write_attribute_folders
 from stablecpt.curation.outputs import write_manifest
 
 MEDICAL_WORDS = ("patient diagnosis insulin metformin seizure abdominal pain fever renal hepatic cardiac tumour "
@@ -17,8 +18,7 @@ GENERAL_WORDS = ("river state city election music football history century langu
 CODE_LINES = ["def f(x):", "    return x + 1", "import os", "for i in range(10):", "    print(i)", "class A:"]
 
 DOC_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()),
-                        ("domain", pa.string()), ("category", pa.string()), ("kenlm_perplexity", pa.float64()),
-                        ("fasttext_score", pa.float64())])
+                        ("domain", pa.string()), ("category", pa.string())])
 
 
 def make_documents(n_medical: int = 60, general: dict[str, int] | None = None, seed: int = 0,
@@ -55,21 +55,21 @@ def write_curation_run(path: Path, docs: list[dict], n_files: int = 2, shuffle_s
         (path / sub).mkdir(parents=True, exist_ok=True)
     for k in range(n_files):
         part = docs[k::n_files]
-        table = pa.Table.from_pylist(part, schema=DOC_SCHEMA)
+        table = pa.Table.from_pylist([{c: d[c] for c in DOC_SCHEMA.names} for d in part], schema=DOC_SCHEMA)
         pq.write_table(table, path / "documents" / f"{k:05d}.parquet", row_group_size=row_group_size)
         attributes = pa.Table.from_pylist(
             [{"id": d["id"], "source": d["source"], "domain": d["domain"], "category": d["category"],
               "n_chars": len(d["text"]), "n_words": len(d["text"].split()), "kept": True, "drop_reason": None,
-              "dedup_cluster": None, "kenlm_perplexity": d["kenlm_perplexity"],
-              "fasttext_score": d["fasttext_score"], "contamination_ngrams": 0} for d in part])
+              "dedup_cluster": None, "contamination_ngrams": 0} for d in part])
         pq.write_table(attributes, path / "attributes" / f"{k:05d}.parquet")
     empty = pa.table({"id": pa.array([], pa.string()), "source": pa.array([], pa.string()),
                       "reason": pa.array([], pa.string()), "text": pa.array([], pa.string())})
     pq.write_table(empty, path / "excluded" / "00000.parquet")
-    pq.write_table(pa.Table.from_pylist([], schema=DOC_SCHEMA.remove(6).remove(5)), path / "heldout" / "00000.parquet")
+    pq.write_table(pa.Table.from_pylist([], schema=DOC_SCHEMA), path / "heldout" / "00000.parquet")
+    write_attribute_folders(path, docs, n_files)
     sources = sorted({d["source"] for d in docs})
     write_manifest(path, config={"synthetic": True}, inputs={s: f"input-{s}" for s in sources},
                    counts={s: {"input": sum(d["source"] == s for d in docs),
                                "kept": sum(d["source"] == s for d in docs), "dropped": {}} for s in sources},
-                   scorers={"kenlm": {"model_file": "kenlm.bin"}, "fasttext": {"model_file": "fasttext.bin"}})
+                   scorers=scorer_uses())
     return path

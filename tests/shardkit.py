@@ -16,6 +16,8 @@ import numpy as np
 
 from stablecpt.formats.folder import FileEntry, fingerprint
 from stablecpt.formats.shards import (
+    ATTRIBUTE_TYPE,
+    DOCUMENT_COLUMNS,
     INSTRUCTION_COLUMNS,
     TOKEN_DTYPES,
     PartSummary,
@@ -144,13 +146,16 @@ def write_frame_version(out: Path, frame: Any, epochs: list, runs=None, parts: l
         runs = ((np.append(np.full(n - 1, i % 500 + 1), tok.separator_id), None) for i, n in enumerate(lengths))
     shards, offsets = write_token_files(tmp, runs, tok, docs_per_file or max(1, len(lengths)), loss_tokens is not None,
                                         token_writer)
-    columns = {c: frame[c] for c in ("id", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")}
+    # every other column of the frame is a scorer's attribute column, as the shards build adds the run's
+    attributes = [c for c in (frame.columns if hasattr(frame, "columns") else list(frame))
+                  if c not in DOCUMENT_COLUMNS and c != "token_length"]
+    columns = {c: frame[c] for c in ("id", "source", "domain", "category", *attributes)}
     columns |= {"doc_index": np.arange(len(lengths), dtype=np.int64), "shard": shards, "token_offset": offsets,
                 "token_length": lengths}
-    extra = None
+    extra = {c: ATTRIBUTE_TYPE for c in attributes}
     if loss_tokens is not None:
         columns |= {"quality_score": [None] * len(lengths), "loss_tokens": loss_tokens}
-        extra = INSTRUCTION_COLUMNS
+        extra |= INSTRUCTION_COLUMNS
     table = documents_table(columns, extra)
     write_documents(tmp, table)
     if parts is None:
@@ -173,8 +178,16 @@ def write_frame_version(out: Path, frame: Any, epochs: list, runs=None, parts: l
         "target_mixture": target or TargetMixture(by="part", proportions={
             p: s.tokens / total for p, s in shares.items()} if total else {"domain": 1.0}),
         "selection": selection or {"domain": "medical"}, "config": config or {"writer": "tests/shardkit.py"},
-        "lineage": lineage or {},
+        "lineage": {"scorers": _scorer_lineage(), **(lineage or {})} if attributes else lineage or {},
     })
+
+
+def _scorer_lineage() -> dict:
+    """lineage.scorers of the shipped scorers (imports curation: only versions with score columns need it; the
+    GPU check builds its version with curation unimportable)."""
+    from attributekit import scorer_lineage
+
+    return scorer_lineage()
 
 
 def write_version(root: Path, docs: list[Doc], epochs: list[list[int]], name: str = "test", version: int = 1,
@@ -183,8 +196,9 @@ def write_version(root: Path, docs: list[Doc], epochs: list[list[int]], name: st
     tok = tokenizer or TokenizerInfo()
     frame = {"id": [d.id or f"{d.source}/{i}" for i, d in enumerate(docs)],
              "source": [d.source for d in docs], "domain": [d.domain for d in docs],
-             "category": [d.category for d in docs], "kenlm_perplexity": [d.kenlm for d in docs],
-             "fasttext_score": [d.fasttext for d in docs], "token_length": [len(d.tokens) + 1 for d in docs]}
+             "category": [d.category for d in docs], "token_length": [len(d.tokens) + 1 for d in docs]}
+    if any(d.kenlm is not None or d.fasttext is not None for d in docs):  # scored: the shipped scorers' columns
+        frame |= {"kenlm_perplexity": [d.kenlm for d in docs], "fasttext_score": [d.fasttext for d in docs]}
     has_loss = any(d.loss_mask is not None for d in docs)
     masks = [[*(d.loss_mask or [1] * len(d.tokens)), 1] for d in docs]
     runs = (([*d.tokens, tok.separator_id], mask if has_loss else None) for d, mask in zip(docs, masks, strict=True))

@@ -39,12 +39,10 @@ def test_every_input_is_kept_or_dropped_with_a_reason(run):
 
 def test_tables_follow_contract_c1(run):
     documents = pl.scan_parquet(run / "documents" / "*.parquet").collect()
-    assert documents.columns == ["id", "text", "source", "domain", "category", "kenlm_perplexity", "fasttext_score"]
-    assert documents.schema["kenlm_perplexity"] == pl.Float64
+    assert documents.columns == ["id", "text", "source", "domain", "category"]  # scores: attributes/<scorer>/
     attributes = table(run, "attributes")
     for column in ["id", "source", "domain", "category", "n_chars", "n_words", "kept", "drop_reason",
-                   "dedup_cluster", "kenlm_perplexity", "fasttext_score", "contamination_ngrams",
-                   "verdict_gopher_repetition"]:
+                   "dedup_cluster", "contamination_ngrams", "verdict_gopher_repetition"]:
         assert column in attributes.columns
     assert table(run, "excluded").columns == ["id", "source", "reason", "detail", "text"]
     assert table(run, "heldout").columns == ["id", "text", "source", "domain", "category"]

@@ -50,6 +50,12 @@ def test_real_scores_and_contamination_land_in_the_tables(tmp_path):
 
     documents = table(run, "documents")
     assert documents["id"].to_list() == ["s/clean", "s/other"]
+    # each scorer's columns are in attributes/<scorer>/, one row per kept document
+    for name in ("kenlm", "fasttext"):
+        scores = pl.read_parquet(sorted((run / "attributes" / name).glob("*.parquet")))
+        assert sorted(scores["id"].to_list()) == ["s/clean", "s/other"]
+        documents = documents.join(scores, on="id")
+    assert "kenlm_perplexity" not in pl.read_parquet_schema(next((run / "documents").glob("*.parquet")))
     clean, other = documents.rows_by_key("id", named=True)["s/clean"][0], \
         documents.rows_by_key("id", named=True)["s/other"][0]
     assert clean["kenlm_perplexity"] < other["kenlm_perplexity"]  # the medical text is more domain-like
@@ -62,3 +68,5 @@ def test_real_scores_and_contamination_land_in_the_tables(tmp_path):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["scorers"]["kenlm"]["scorer"]["fingerprint"] == kenlm.fingerprint
     assert manifest["scorers"]["fasttext"]["scorer"]["fingerprint"] == fasttext.fingerprint
+    assert manifest["scorers"]["kenlm"]["columns"]["kenlm_perplexity"]["direction"] == "lower"
+    assert manifest["scorers"]["fasttext"]["columns"]["fasttext_score"]["direction"] == "higher"

@@ -27,7 +27,7 @@ def test_the_slurm_curation_config_validates():
     from stablecpt.curation.scoring.config import TrainScorersConfig
 
     scorers = load_config(PAPER / "scorers.yaml", TrainScorersConfig)
-    assert {str(cfg.scoring.kenlm.model_dir), str(cfg.scoring.fasttext.model_dir)} == {
+    assert {str(cfg.scoring.scorers["kenlm"].model_dir), str(cfg.scoring.scorers["fasttext"].model_dir)} == {
         s.output_dir for s in scorers.scorers}
 
 

@@ -22,7 +22,9 @@ def test_heldout_rule_is_a_pure_function_of_the_id():
     assert 0.08 < share < 0.12
     assert [is_heldout(i, 10) for i in ids] == [is_heldout(i, 10) for i in reversed(ids)][::-1]
     assert heldout_bucket("hpo/HP:0001250") == int.from_bytes(
-        __import__("hashlib").sha1(b"hpo/HP:0001250").digest()[:8], "big") % 100
+        __import__("hashlib").sha1(b"HP:0001250").digest()[:8], "big") % 100
+    # keyed on the corpus's own id: naming the source differently in another YAML does not move the split
+    assert [is_heldout(i, 10) for i in ids] == [is_heldout(i.replace("hpo/", "phenotypes/"), 10) for i in ids]
     assert not any(is_heldout(i, 0) for i in ids[:100]) and all(is_heldout(i, 100) for i in ids[:100])
     with pytest.raises(ValueError):
         is_heldout("x", 101)
@@ -88,7 +90,13 @@ scorers:
     kenlm, fasttext = load_scorer_info(tmp_path / "kenlm"), load_scorer_info(tmp_path / "ft")
     assert kenlm.fingerprint[:16] in out and fasttext.fingerprint[:16] in out
     skipped = sum(is_heldout(f"med/m{i}", 20) for i in range(200))
-    assert kenlm.training["reference_sources"]["med"] == {"documents": 200 - skipped, "heldout_skipped": skipped}
+    assert kenlm.training["reference_sources"]["med"] == {"documents": 200 - skipped, "heldout_skipped": skipped,
+                                                          "outside_reference": 0}
+    # scorer.json records the documents each scorer was trained on (count and fingerprint; the keys beside it)
+    gen_skipped = sum(is_heldout(f"gen/g{i}", 20) for i in range(200))
+    assert kenlm.record.reference.documents == 200 - skipped
+    assert fasttext.record.reference.documents == 400 - skipped - gen_skipped
+    assert (tmp_path / "kenlm" / kenlm.record.reference.ids_file).is_file()
     assert fasttext.training["background_sources"]["gen"]["heldout_skipped"] == sum(
         is_heldout(f"gen/g{i}", 20) for i in range(200))
     assert kenlm.training["heldout_percent"] == 20
@@ -97,8 +105,8 @@ scorers:
     held_med = [r["text"] for r in medical if is_heldout(f"med/{r['id']}", 20)]
     held_gen = [r["text"] for r in general if is_heldout(f"gen/{r['id']}", 20)]
     ken, ft = KenLMScorer(tmp_path / "kenlm"), FastTextScorer(tmp_path / "ft")
-    expected = {"kenlm": auc([-ken.score_text(t)[0] for t in held_med], [-ken.score_text(t)[0] for t in held_gen]),
-                "fasttext": auc([ft.score_text(t) for t in held_med], [ft.score_text(t) for t in held_gen])}
+    expected = {"kenlm": auc([-ken.perplexity(t)[0] for t in held_med], [-ken.perplexity(t)[0] for t in held_gen]),
+                "fasttext": auc([ft.probability(t) for t in held_med], [ft.probability(t) for t in held_gen])}
     printed = dict(zip(["kenlm", "fasttext"], re.findall(r"held-out AUC (\d\.\d{4}) \(reference above background, "
                                                           r"on (\d+) vs (\d+) held-out", out), strict=True))
     for kind, (value, positives, negatives) in printed.items():
@@ -145,16 +153,19 @@ def test_ascii_fast_path_gives_what_datatrove_simplify_text_gives():
         assert normalize_line(line) == _DIGIT.sub("0", simplify_text(line, config=_CONFIG))
 
 
-def test_scoring_configs_build_blocks_and_need_a_model_when_enabled(tmp_path):
+def test_scorer_specs_build_shipped_blocks_and_a_trained_scorer_needs_its_folder(tmp_path):
     from stablecpt.curation.scoring import KenLMScorer
-    from stablecpt.curation.scoring.config import FastTextConfig, KenLMConfig
+    from stablecpt.curation.scoring.config import ScorerSpec
 
     train_kenlm(texts(MEDICAL, heldout=False)[:50], tmp_path / "k", order=2)
     config = tmp_path / "c.yaml"
     config.write_text(f"model_dir: {tmp_path / 'k'}\n")
-    assert isinstance(load_config(config, KenLMConfig).build(), KenLMScorer)
+    block = load_config(config, ScorerSpec).build("kenlm")
+    assert isinstance(block, KenLMScorer) and block.info.kind == "kenlm"
+    assert block.columns["kenlm_perplexity"].direction == "lower"
     config.write_text("enabled: false\n")
-    assert not load_config(config, FastTextConfig).enabled
-    config.write_text("enabled: true\n")
-    with pytest.raises(UserError, match="c.yaml: .*model_dir is required when the fasttext scorer is enabled"):
-        load_config(config, FastTextConfig)
+    assert not load_config(config, ScorerSpec).enabled
+    with pytest.raises(UserError, match="scoring.scorers.fasttext: needs model_dir"):
+        ScorerSpec().build("fasttext")
+    with pytest.raises(UserError, match="scorer 'nosuch.module:X': module nosuch.module cannot be imported"):
+        ScorerSpec(scorer="nosuch.module:X").build("x")

@@ -12,8 +12,8 @@ from stablecpt.curation.scoring.fasttext import line_chunks
 
 def test_heldout_medical_scores_above_general_text():
     scorer = FastTextScorer(fasttext_scorer_dir())
-    medical = [scorer.score_text(t) for t in texts(MEDICAL, heldout=True)]
-    general = [scorer.score_text(t) for t in texts(GENERAL, heldout=True)]
+    medical = [scorer.probability(t) for t in texts(MEDICAL, heldout=True)]
+    general = [scorer.probability(t) for t in texts(GENERAL, heldout=True)]
     assert all(0.0 <= p <= 1.0 for p in medical + general)
     assert auc(medical, general) > 0.95
     assert sum(p > 0.5 for p in medical) / len(medical) > 0.9 and sum(p < 0.5 for p in general) / len(general) > 0.9

@@ -12,8 +12,8 @@ from stablecpt.curation.scoring import KenLMScorer, load_scorer_info, normalized
 
 def test_heldout_medical_ranks_above_general_text():
     scorer = KenLMScorer(kenlm_scorer_dir())
-    medical = [scorer.score_text(t)[0] for t in texts(MEDICAL, heldout=True)]
-    general = [scorer.score_text(t)[0] for t in texts(GENERAL, heldout=True)]
+    medical = [scorer.perplexity(t)[0] for t in texts(MEDICAL, heldout=True)]
+    general = [scorer.perplexity(t)[0] for t in texts(GENERAL, heldout=True)]
     assert len(medical) > 300 and len(general) > 40
     assert auc([-p for p in medical], [-p for p in general]) > 0.95
     assert statistics.median(medical) * 5 < statistics.median(general)
@@ -30,7 +30,7 @@ def test_perplexity_is_per_word_over_normalised_lines_with_oov_split():
     assert oov == ["zorblaxian", "wibbleosis"] and info.params["unk_types"] > 1000
     log10 = sum(model.score(line, bos=True, eos=True) for line in lines)
     log10 -= len(oov) * math.log10(info.params["unk_types"])
-    perplexity, oov_rate = scorer.score_text(text)
+    perplexity, oov_rate = scorer.perplexity(text)
     assert math.isclose(perplexity, 10 ** (-log10 / (len(words) + len(lines))), rel_tol=1e-9)
     assert oov_rate == 2 / len(words)
 
@@ -41,10 +41,10 @@ def test_oov_words_get_finite_learned_probability_not_kenlm_minus_100():
     gibberish = "qwxzv plorkish snarfblat grommetine"
     (_, _, is_oov), *_ = model.full_scores(gibberish)
     assert is_oov and all(score > -10 for score, _, _ in model.full_scores(gibberish))  # <unk> is in the model
-    perplexity, oov_rate = scorer.score_text(gibberish)
+    perplexity, oov_rate = scorer.perplexity(gibberish)
     assert oov_rate == 1.0 and math.isfinite(perplexity) and perplexity < 1e8
-    clean, _ = scorer.score_text("Abnormality of the kidney.")
-    one_unknown, rate = scorer.score_text("Abnormality of the qwxzvish kidney.")
+    clean, _ = scorer.perplexity("Abnormality of the kidney.")
+    one_unknown, rate = scorer.perplexity("Abnormality of the qwxzvish kidney.")
     assert rate == 0.2 and clean < one_unknown < perplexity  # an unknown word costs, but does not dominate
 
 
@@ -60,9 +60,9 @@ def test_block_scores_every_document_and_drops_none():
 
 def test_block_pickles_after_loading_for_executors():
     scorer = KenLMScorer(kenlm_scorer_dir())
-    first = scorer.score_text("Abnormality of the kidney.")
+    first = scorer.perplexity("Abnormality of the kidney.")
     clone = pickle.loads(pickle.dumps(scorer))
-    assert clone._model is None and clone.score_text("Abnormality of the kidney.") == first
+    assert clone._model is None and clone.perplexity("Abnormality of the kidney.") == first
 
 
 FAKE_LMPLZ = """#!{python}
@@ -93,8 +93,8 @@ def test_lmplz_trainer_marks_rare_words_with_its_own_token_and_scores_like_kaldi
     assert via_lmplz.params["trainer"] == "lmplz"
     assert via_lmplz.params["unk_types"] == via_kaldingram.params["unk_types"]
     text = "Abnormality of the qwxzvish kidney.\nZorblaxian wibbleosis"
-    lmplz_ppl, lmplz_oov = KenLMScorer(tmp_path / "l").score_text(text)
-    kaldingram_ppl, kaldingram_oov = KenLMScorer(tmp_path / "k").score_text(text)
+    lmplz_ppl, lmplz_oov = KenLMScorer(tmp_path / "l").perplexity(text)
+    kaldingram_ppl, kaldingram_oov = KenLMScorer(tmp_path / "k").perplexity(text)
     assert lmplz_oov == kaldingram_oov == 3 / 7
     assert math.isclose(lmplz_ppl, kaldingram_ppl, rel_tol=1e-4)  # same counts, class token renamed
 

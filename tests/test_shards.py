@@ -12,6 +12,7 @@ import pytest
 from curation_run_factory import make_documents, write_curation_run
 from stablecpt.curation.shards.build import build_version
 from stablecpt.curation.shards.config import ShardsConfig
+from stablecpt.curation.shards.run import open_run
 from stablecpt.curation.shards.verify import verify_version
 
 from stablecpt.cli import main
@@ -49,7 +50,7 @@ def test_domain_subset_is_exactly_the_lowest_perplexity_tokens(tmp_path, run_dir
     path, manifest = build_version(spec(tmp_path, run_dir, tiny_model_dir), log=quiet)
     _, docs, epochs = read_version(path)
     assert docs["token_length"].sum() == 600 == manifest.selection.tokens
-    source = pl.read_parquet(run_dir / "documents" / "*.parquet")
+    source = open_run(run_dir).table
     scored = source.filter(pl.col("kenlm_perplexity").is_not_null())
     chosen = set(docs["id"])
     worst_chosen = scored.filter(pl.col("id").is_in(chosen))["kenlm_perplexity"].max()
@@ -61,7 +62,8 @@ def test_domain_subset_is_exactly_the_lowest_perplexity_tokens(tmp_path, run_dir
     assert epochs[0]["doc_index"].to_list() != epochs[1]["doc_index"].to_list() or len(docs) < 3
     # token runs decode to the curated text; the boundary document is cut and still ends with the separator
     dtype = np.dtype(manifest.token_dtype)
-    texts = dict(zip(source["id"], source["text"], strict=True))
+    text = pl.read_parquet(run_dir / "documents" / "*.parquet")
+    texts = dict(zip(text["id"], text["text"], strict=True))
     boundary = manifest.selection.boundary_document
     for row in docs.iter_rows(named=True):
         tokens = np.fromfile(path / row["shard"], dtype=dtype)[row["token_offset"]:][: row["token_length"]]
@@ -176,7 +178,7 @@ def test_replay_takes_its_fraction_from_random_general_tokens(tmp_path, run_dir,
 
 
 def test_rankings_by_fasttext_and_random(tmp_path, run_dir, tiny_model_dir):
-    source = pl.read_parquet(run_dir / "documents" / "*.parquet").filter(pl.col("domain") == "medical")
+    source = open_run(run_dir).table.filter(pl.col("domain") == "medical")
     by_ft, _ = build_version(spec(tmp_path / "ft", run_dir, tiny_model_dir, selection={
         "score": "fasttext_score", "tokens": 600}), log=quiet)
     chosen = set(pl.read_parquet(by_ft / "documents.parquet")["id"])

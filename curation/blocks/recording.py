@@ -3,7 +3,8 @@
 `DecisionRecorder(stage="filter")` writes the documents dropped so far (excluded + attribute rows)
 and passes the live ones on to the next stage; `DecisionRecorder(stage="final")` writes everything
 that reached the end. Together each input document gets exactly one attribute row.
-Column meanings are in docs/curation.md (contract C1).
+Column meanings are in docs/curation.md (contract C1). Scores are not here: each scorer's columns are in
+attributes/<scorer>/ (curation/attributes.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from . import marks
 
 DOCUMENT_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("domain", pa.string()),
-    ("category", pa.string()), ("kenlm_perplexity", pa.float64()), ("fasttext_score", pa.float64()),
+    ("category", pa.string()),
 ])
 HELDOUT_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("domain", pa.string()),
@@ -31,7 +32,7 @@ EXCLUDED_SCHEMA = pa.schema([
 ATTRIBUTE_SCHEMA = pa.schema([
     ("id", pa.string()), ("source", pa.string()), ("domain", pa.string()), ("category", pa.string()),
     ("n_chars", pa.int64()), ("n_words", pa.int64()), ("kept", pa.bool_()), ("drop_reason", pa.string()),
-    ("dedup_cluster", pa.string()), ("kenlm_perplexity", pa.float64()), ("fasttext_score", pa.float64()),
+    ("dedup_cluster", pa.string()),
     ("contamination_ngrams", pa.int64()), ("language", pa.string()), ("language_score", pa.float64()),
     *[(marks.verdict_key(name), pa.string()) for name in FILTER_ORDER],
 ])
@@ -54,8 +55,7 @@ def _is_bad_record(doc: Document) -> bool:
 def document_row(self, doc: Document) -> dict:
     m = doc.metadata
     return {"id": doc.id, "text": doc.text, "source": m.get("source"), "domain": m.get("domain"),
-            "category": m.get("category"), "kenlm_perplexity": _float(m.get("kenlm_perplexity")),
-            "fasttext_score": _float(m.get("fasttext_score"))}
+            "category": m.get("category")}
 
 
 def heldout_row(self, doc: Document) -> dict:
@@ -77,8 +77,7 @@ def attribute_row(self, doc: Document) -> dict:
     row = {"id": doc.id, "source": m.get("source"), "domain": m.get("domain"), "category": m.get("category"),
            "n_chars": 0 if bad else len(doc.text), "n_words": 0 if bad else len(doc.text.split()),
            "kept": marks.is_live(doc), "drop_reason": m.get(marks.DROP_REASON),
-           "dedup_cluster": m.get(marks.DEDUP_CLUSTER), "kenlm_perplexity": _float(m.get("kenlm_perplexity")),
-           "fasttext_score": _float(m.get("fasttext_score")),
+           "dedup_cluster": m.get(marks.DEDUP_CLUSTER),
            "contamination_ngrams": _int(m.get("contamination_ngrams")), "language": m.get("language"),
            "language_score": _float(m.get("language_score"))}
     for name in FILTER_ORDER:

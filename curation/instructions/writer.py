@@ -44,7 +44,6 @@ def write_instruction_version(target: Path, tmp: Path, tokenizer: TargetTokenize
         "doc_index": np.arange(len(used), dtype=np.int64),
         "id": [candidates[r].id for r in used], "source": [candidates[r].source for r in used],
         "domain": [candidates[r].domain for r in used], "category": [CATEGORY] * len(used),
-        "kenlm_perplexity": [None] * len(used), "fasttext_score": [None] * len(used),
         "shard": shards, "token_offset": offsets, "token_length": lengths,
         "quality_score": [candidates[r].score for r in used],
         "loss_tokens": np.array([int(runs[r].mask.sum()) for r in used], dtype=np.int64),

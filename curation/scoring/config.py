@@ -1,8 +1,8 @@
 """Typed configs for the scorers and decontamination, embedded by the curation pipeline's config.
 
 Scoring (in a pipeline config):            Training (`stablecpt curate train-scorer --config X.yaml`):
-  kenlm: {model_dir: outputs/scorers/kenlm}     heldout_percent: 10
-  fasttext: {model_dir: ...}                    reference: [<SourceSpec>, ...]    # positive / domain text
+  scorers:                                      heldout_percent: 10
+    kenlm: {model_dir: outputs/scorers/kenlm}   reference: [<SourceSpec>, ...]    # positive / domain text
   decontamination:                              background: [<SourceSpec>, ...]   # negative (fasttext)
     eval_items: [eval/items/*.jsonl]            scorers:
     n: 13                                         - {kind: kenlm, output_dir: ..., order: 5, min_count: 2}
@@ -12,7 +12,7 @@ Each config builds its own datatrove block with `.build()`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 from stablecpt.curation.sources.spec import SourceSpec
@@ -20,40 +20,29 @@ from stablecpt.curation.sources.spec import SourceSpec
 from stablecpt.core.config import StrictModel
 
 
-class KenLMConfig(StrictModel):
-    """Score every document by per-word perplexity under a trained KenLM scorer (a train-scorer output folder)."""
+class ScorerSpec(StrictModel):
+    """One scorer of a curation run. `scorer`: a shipped name (kenlm, fasttext, lm_perplexity) or a `module:Class`
+    path to a curation.scoring.base.Scorer subclass; default: the scorer's own name in `scoring.scorers`.
+    `model_dir`: a train-scorer output folder (or a model file or folder the class takes); `params`: its other
+    constructor arguments. Its columns go to attributes/<name>/ (curation/attributes.py)."""
 
+    scorer: str | None = None
     enabled: bool = True
     model_dir: str | None = None
+    params: dict[str, Any] = {}
+    # false: documents the scorer was trained on (scorer.json `reference`) get no score, so selection ranks only
+    # documents the scorer never saw (they are counted as unscored); true: scored, and the overlap is warned about
+    score_reference: bool = True
 
-    @model_validator(mode="after")
-    def _needs_model(self) -> KenLMConfig:
-        if self.enabled and not self.model_dir:
-            raise ValueError("model_dir is required when the kenlm scorer is enabled (a train-scorer output folder)")
-        return self
+    def plugin(self, name: str) -> str:
+        return self.scorer or name
 
-    def build(self):
-        from .kenlm import KenLMScorer
+    def build(self, name: str):
+        from .base import build_scorer
 
-        return KenLMScorer(self.model_dir)
-
-
-class FastTextConfig(StrictModel):
-    """Score every document by P(domain) under a trained fastText scorer (a train-scorer output folder)."""
-
-    enabled: bool = True
-    model_dir: str | None = None
-
-    @model_validator(mode="after")
-    def _needs_model(self) -> FastTextConfig:
-        if self.enabled and not self.model_dir:
-            raise ValueError("model_dir is required when the fasttext scorer is enabled (a train-scorer output folder)")
-        return self
-
-    def build(self):
-        from .fasttext import FastTextScorer
-
-        return FastTextScorer(self.model_dir)
+        block = build_scorer(self.plugin(name), self.model_dir, self.params, f"scoring.scorers.{name}")
+        block.score_reference = self.score_reference
+        return block
 
 
 class DecontamConfig(StrictModel):
@@ -122,12 +111,18 @@ class TrainScorersConfig(StrictModel):
     """Reference (domain) and background sources, the held-out share to skip, and the scorers to train."""
 
     heldout_percent: float = Field(10, ge=0, lt=100)
+    # The share (percent of all documents, by the same id hash) trained on, just above the held-out share; the
+    # rest is left for curation to rank, unseen by the scorer (docs/scorers.md). None: every non-held-out one.
+    reference_percent: float | None = Field(None, gt=0, le=100)
     reference: list[SourceSpec] = Field(min_length=1)
     background: list[SourceSpec] = []
     scorers: list[ScorerTrainSpec] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _background_for_fasttext(self) -> TrainScorersConfig:
+        if self.reference_percent is not None and self.heldout_percent + self.reference_percent > 100:
+            raise ValueError(f"heldout_percent + reference_percent is {self.heldout_percent + self.reference_percent}"
+                             ", more than 100")
         if any(s.kind == "fasttext" for s in self.scorers) and not self.background:
             raise ValueError("a fasttext scorer needs background sources (its negative examples)")
         return self

@@ -13,7 +13,8 @@ the smaller one. Examples are written in sha1-of-text order: a deterministic shu
 give the same training file (and, with one thread, the same model: see fasttext_child).
 
 Text given to fastText, in training and scoring alike: whitespace runs (newlines included) -> one space.
-P(domain) is the probability fastText gives the `__label__domain` label for the whole document.
+P(domain) is the probability fastText gives the `__label__domain` label for the whole document: the scorer
+(`FastTextScorer`, shipped as `fasttext`) writes it as `fasttext_score`, higher is better.
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
-
 from stablecpt.core.errors import UserError
+from stablecpt.formats.curation import AttributeColumn
 
+from .base import Scorer
 from .fasttext_child import train_supervised_in_child
 from .info import ScorerInfo, prepare_output_dir, scorer_model, write_scorer_info
 
@@ -70,7 +70,7 @@ def train_fasttext(positive_texts: Iterable[str], negative_texts: Iterable[str],
                    word_ngrams: int = 2, epoch: int = 5, lr: float = 0.1, dim: int = 100, min_count: int = 1,
                    bucket: int = 2_000_000,
                    chunk_words: int = 32, min_chunk_words: int = 5, balance: bool = True, seed: int = 0,
-                   threads: int = 1, training_extra: dict[str, Any] | None = None) -> ScorerInfo:
+                   threads: int = 1, training_extra: dict[str, Any] | None = None, reference_keys=None) -> ScorerInfo:
     """Train P(domain) on positive (reference) vs negative (background) texts; write model.bin + scorer.json."""
     out_dir = prepare_output_dir(out_dir)
     positive, positive_docs = _chunks(positive_texts, chunk_words, min_chunk_words)
@@ -101,25 +101,26 @@ def train_fasttext(positive_texts: Iterable[str], negative_texts: Iterable[str],
                 "positive_chunks": len(positive), "negative_chunks": len(negative),
                 "positive_examples": len(examples[POSITIVE]), "negative_examples": len(examples[NEGATIVE]),
                 "fingerprint": digest.hexdigest()}
-    return write_scorer_info(out_dir, KIND, MODEL_FILE, params, training | (training_extra or {}))
+    return write_scorer_info(out_dir, KIND, MODEL_FILE, params, training | (training_extra or {}),
+                             reference_keys)
 
 
-class FastTextScorer(PipelineStep):
+class FastTextScorer(Scorer):
     """Sets doc.metadata["fasttext_score"] = P(domain) for the whole document; never drops a document.
 
-    `model_path` is a trained scorer folder (scorer.json is checked) or a fastText .bin whose labels include
+    `model_dir` is a trained scorer folder (scorer.json is checked) or a fastText .bin whose labels include
     `positive_label`. A document with no text gets None (not scored), counted as `no_words`.
     """
 
     name = "🎯 fastText domain score"
-    type = "📊 - SCORER"
     _requires_dependencies = [("fasttext", "fasttext-numpy2-wheel")]
+    columns = {"fasttext_score": AttributeColumn(direction="higher")}
 
-    def __init__(self, model_path: str | Path, score_key: str = "fasttext_score", positive_label: str = POSITIVE):
-        super().__init__()
-        self.info, self.model_file = scorer_model(model_path, KIND)
+    def __init__(self, model_dir: str | Path, positive_label: str = POSITIVE):
+        super().__init__(str(model_dir))
+        self.info, self.model_file = scorer_model(model_dir, KIND)
         self.fingerprint = self.info.fingerprint if self.info else None
-        self.score_key, self.positive_label = score_key, positive_label
+        self.positive_label = positive_label
         self._model = None
 
     def __getstate__(self):
@@ -137,7 +138,7 @@ class FastTextScorer(PipelineStep):
             self._model = model
         return self._model
 
-    def score_text(self, text: str) -> float | None:
+    def probability(self, text: str) -> float | None:
         text = fasttext_text(text)
         if not text:
             return None
@@ -145,10 +146,5 @@ class FastTextScorer(PipelineStep):
         probability = float(dict(zip(labels, probabilities, strict=True)).get(self.positive_label, 0.0))
         return min(1.0, max(0.0, probability))  # fastText's softmax can return 1.00001
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for doc in data:
-            with self.track_time():
-                score = self.score_text(doc.text)
-                doc.metadata[self.score_key] = score
-                self.stat_update("scored" if score is not None else "no_words")
-            yield doc
+    def score_text(self, text: str) -> dict[str, float | None]:
+        return {"fasttext_score": self.probability(text)}

@@ -3,7 +3,8 @@
 The held-out documents (curation.scoring.split: the ids training skips) of the reference sources are the
 positives, those of the background sources the negatives; the figure is the ROC AUC (scikit-learn's
 `roc_auc_score`): the chance that a random held-out reference document scores as more domain-like than a
-random held-out background one (KenLM: lower perplexity; fastText: higher P(domain)). 0.5 is chance.
+random held-out background one (in the scorer's declared direction: KenLM lower perplexity, fastText higher
+P(domain)). 0.5 is chance.
 
 The held-out documents are collected while training reads its sources (no extra read), at most `limit` per side:
 those with the smallest blake2b(id), a fixed sample whatever the reading order. A side that training did not
@@ -83,19 +84,17 @@ class HeldoutAUC:
 
 
 def _scores(kind: str, directory: str, texts: list[str]) -> list[float | None]:
-    if kind == "kenlm":
-        from stablecpt.curation.progress import datatrove_console_to
+    """Each text's ranking score, signed so that higher is more domain-like (the scorer's declared direction)."""
+    from stablecpt.curation.progress import datatrove_console_to
 
-        from .kenlm import KenLMScorer
+    from .base import build_scorer
 
-        scorer = KenLMScorer(directory)
-        with datatrove_console_to(Path(os.devnull)):  # KenLM draws a loading bar on file descriptor 2
-            scorer.model  # noqa: B018 (loads it)
-        return [None if (p := scorer.score_text(t)[0]) is None else -p for t in texts]  # lower perplexity: domain
-    from .fasttext import FastTextScorer
-
-    scorer = FastTextScorer(directory)
-    return [scorer.score_text(t) for t in texts]
+    scorer = build_scorer(kind, directory, {}, f"scorer {kind}")
+    column, spec = next(iter(scorer.columns.items()))
+    sign = -1.0 if spec.direction == "lower" else 1.0
+    with datatrove_console_to(Path(os.devnull)):  # KenLM draws a loading bar on file descriptor 2
+        rows = scorer.score_texts(texts)
+    return [None if (v := row.get(column)) is None else sign * v for row in rows]
 
 
 def heldout_auc(kind: str, directory: str, reference: list[SourceSpec], background: list[SourceSpec],

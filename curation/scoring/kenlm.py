@@ -10,6 +10,8 @@ shared evenly among its members. Without that split, text made mostly of unknown
 domains) looks *likely*, because "<unk> <unk>" is a frequent pattern. The share of OOV words is reported
 as its own attribute, `kenlm_oov_rate`.
 
+The scorer (`KenLMScorer`, shipped as `kenlm`) writes both; `kenlm_perplexity` ranks, lower is better.
+
 Perplexity is per document: 10 ** (-sum of log10 p over every line's words and end-of-line / (words + lines)),
 lines scored as separate sentences with <s> ... </s> (CCNet's unit and counting). Lower = more domain-like.
 """
@@ -28,11 +30,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from datatrove.data import DocumentsPipeline
-from datatrove.pipeline.base import PipelineStep
-
 from stablecpt.core.errors import UserError
+from stablecpt.formats.curation import AttributeColumn
 
+from .base import Scorer
 from .info import ScorerInfo, prepare_output_dir, scorer_model, write_scorer_info
 from .normalize import normalized_lines
 
@@ -101,7 +102,7 @@ def write_training_corpus(texts: Iterable[str], corpus: Path, min_count: int, un
 
 def train_kenlm(texts: Iterable[str], out_dir: str | Path, order: int = 5, min_count: int = 2,
                 trainer: str = "kaldingram", lmplz_path: str | None = None, lmplz_memory: str = "20%",
-                training_extra: dict[str, Any] | None = None) -> ScorerInfo:
+                training_extra: dict[str, Any] | None = None, reference_keys=None) -> ScorerInfo:
     """Train on `texts` (reference documents) and write out_dir/model.arpa + scorer.json.
 
     trainer: "kaldingram" (pip-installed, the default) or "lmplz" (built by `make lmplz`; see lmplz.py).
@@ -132,27 +133,27 @@ def train_kenlm(texts: Iterable[str], out_dir: str | Path, order: int = 5, min_c
               "oov": "unk_from_rare_words_split_evenly", "unk_token": unk_token, "unk_types": stats.unk_types,
               "trainer": trainer}
     training = {k: v for k, v in asdict(stats).items() if k != "unk_types"}
-    return write_scorer_info(out_dir, KIND, MODEL_FILE, params, training | (training_extra or {}))
+    return write_scorer_info(out_dir, KIND, MODEL_FILE, params, training | (training_extra or {}),
+                             reference_keys)
 
 
-class KenLMScorer(PipelineStep):
+class KenLMScorer(Scorer):
     """Sets doc.metadata["kenlm_perplexity"] and ["kenlm_oov_rate"]; never drops a document.
 
-    `model_path` is a trained scorer folder (scorer.json is checked; its `unk_types` is used) or an ARPA/KenLM
+    `model_dir` is a trained scorer folder (scorer.json is checked; its `unk_types` is used) or an ARPA/KenLM
     binary file, scored with `unk_types` as given (1: KenLM's own OOV handling, unchanged).
     A document with no words after normalisation gets None for both (not scored), counted as `no_words`.
     """
 
     name = "📉 KenLM perplexity"
-    type = "📊 - SCORER"
     _requires_dependencies = [("kenlm", "kenlm-ex")]
+    columns = {"kenlm_perplexity": AttributeColumn(direction="lower", log_scale=True),
+               "kenlm_oov_rate": AttributeColumn()}
 
-    def __init__(self, model_path: str | Path, perplexity_key: str = "kenlm_perplexity",
-                 oov_rate_key: str = "kenlm_oov_rate", unk_types: int = 1):
-        super().__init__()
-        self.info, self.model_file = scorer_model(model_path, KIND)
+    def __init__(self, model_dir: str | Path, unk_types: int = 1):
+        super().__init__(str(model_dir))
+        self.info, self.model_file = scorer_model(model_dir, KIND)
         self.fingerprint = self.info.fingerprint if self.info else None
-        self.perplexity_key, self.oov_rate_key = perplexity_key, oov_rate_key
         self.unk_types = int(self.info.params.get("unk_types", 1)) if self.info else unk_types
         # "<unk>" KenLM maps OOV words itself; another class token (lmplz's corpus) is substituted here
         self.unk_token = self.info.params.get("unk_token", UNK) if self.info else UNK
@@ -171,7 +172,7 @@ class KenLMScorer(PipelineStep):
             self._model = kenlm.Model(self.model_file)
         return self._model
 
-    def score_text(self, text: str) -> tuple[float | None, float | None]:
+    def perplexity(self, text: str) -> tuple[float | None, float | None]:
         """(per-word perplexity, OOV rate), or (None, None) when the text has no words."""
         model = self.model
         log10_prob, words, oov = 0.0, 0, 0
@@ -191,11 +192,6 @@ class KenLMScorer(PipelineStep):
         log10_prob -= oov * self.oov_log10_penalty
         return 10.0 ** (-log10_prob / (words + lines)), oov / words
 
-    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        for doc in data:
-            with self.track_time():
-                perplexity, oov_rate = self.score_text(doc.text)
-                doc.metadata[self.perplexity_key] = perplexity
-                doc.metadata[self.oov_rate_key] = oov_rate
-                self.stat_update("scored" if perplexity is not None else "no_words")
-            yield doc
+    def score_text(self, text: str) -> dict[str, float | None]:
+        perplexity, oov_rate = self.perplexity(text)
+        return {"kenlm_perplexity": perplexity, "kenlm_oov_rate": oov_rate}

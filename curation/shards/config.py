@@ -59,7 +59,7 @@ class WithinConfig(StrictModel):
     KenLM perplexity), not within the whole pool: `within: {score: kenlm_perplexity, tokens: 50B}`.
     """
 
-    score: Literal["kenlm_perplexity", "fasttext_score"]
+    score: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")  # a ranking attribute of the run's scorers (or random)
     tokens: TokenCount
 
 
@@ -69,7 +69,9 @@ class SelectionConfig(StrictModel):
     domain: str = "medical"
     categories: list[str] | None = None  # restrict the domain pool to these categories
     within: WithinConfig | None = None  # rank only the documents of the pool's top within.tokens by within.score
-    score: Literal["kenlm_perplexity", "fasttext_score", "random"] = "kenlm_perplexity"
+    # an attribute column of the run's scorers (kenlm_perplexity, fasttext_score, lm_perplexity, a plugin's), ranked
+    # in the direction its scorer declares, or "random"; checked against the run when the version is built
+    score: str = Field("kenlm_perplexity", pattern=r"^[A-Za-z0-9_.\-]+$")
     tokens: TokenCount | None = None  # S; None takes the whole pool
 
     @field_validator("categories")

@@ -1,4 +1,6 @@
-"""Reading a curation run (contract C1) without loading its text: one small row per kept document."""
+"""Reading a curation run (contract C1) without loading its text: one small row per kept document, with every
+attribute column of the run's scorers (attributes/<scorer>/, joined on id; a document a scorer has no row for
+gets null)."""
 
 from __future__ import annotations
 
@@ -9,9 +11,16 @@ import numpy as np
 import polars as pl
 
 from stablecpt.core.errors import UserError
-from stablecpt.formats.curation import CurationManifest, curation_listing_problems, read_curation_manifest
+from stablecpt.formats.curation import (
+    ATTRIBUTES_DIR,
+    AttributeColumn,
+    CurationManifest,
+    attribute_columns,
+    curation_listing_problems,
+    read_curation_manifest,
+)
 
-DOCUMENT_COLUMNS = ("id", "text", "source", "domain", "category", "kenlm_perplexity", "fasttext_score")
+DOCUMENT_COLUMNS = ("id", "text", "source", "domain", "category")
 
 
 @dataclass
@@ -20,10 +29,10 @@ class CurationRun:
     manifest: CurationManifest
     files: list[Path]  # documents/*.parquet, sorted by name
     table: pl.DataFrame  # sorted by id; row number = canonical document position. Columns below.
-    # id, source, domain, category, kenlm_perplexity, fasttext_score, n_bytes (UTF-8 bytes of text), file (index)
+    # id, source, domain, category, n_bytes (UTF-8 bytes of text), file (index), then each attribute column
 
     ids: list[str]  # table["id"], once
-
+    attributes: dict[str, AttributeColumn]  # the attribute columns of `table`, as the scorers declared them
 
     def rows(self, mask: pl.Expr) -> np.ndarray:
         return self.table.with_row_index("row").filter(mask)["row"].to_numpy().astype(np.int64)
@@ -48,7 +57,22 @@ def open_run(path: str | Path) -> CurationRun:
     dupes = table.filter(pl.col("id").is_duplicated())
     if len(dupes):
         raise UserError(f"{path / 'documents'}: document id '{dupes['id'][0]}' occurs {len(dupes)} times")
-    return CurationRun(path=path, manifest=manifest, files=files, table=table, ids=table["id"].to_list())
+    for name, use in manifest.scorers.items():
+        table = join_attributes(table, path / ATTRIBUTES_DIR / name, list(use.columns))
+    return CurationRun(path=path, manifest=manifest, files=files, table=table, ids=table["id"].to_list(),
+                       attributes=attribute_columns(manifest.scorers))
+
+
+def join_attributes(table: pl.DataFrame, folder: Path, columns: list[str]) -> pl.DataFrame:
+    """`table` with one scorer's columns (attributes/<name>/*.parquet), by id, keeping its row order."""
+    if not columns:
+        return table
+    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+    if not files:
+        raise UserError(f"{folder}: no attribute files, though manifest.json lists the scorer (rerun "
+                        "`stablecpt curate score`)")
+    attrs = pl.read_parquet(files, columns=["id", *columns]).with_columns(pl.col(c).cast(pl.Float64) for c in columns)
+    return table.join(attrs, on="id", how="left", maintain_order="left")
 
 
 def _scan(file: Path, index: int) -> pl.DataFrame:
@@ -60,8 +84,7 @@ def _scan(file: Path, index: int) -> pl.DataFrame:
     # The text column is only measured, in streaming mode: the pool's text is never held in memory.
     return (pl.scan_parquet(file)
             .select(pl.col("id").cast(pl.String), pl.col("source").cast(pl.String), pl.col("domain").cast(pl.String),
-                    pl.col("category").cast(pl.String), pl.col("kenlm_perplexity").cast(pl.Float64),
-                    pl.col("fasttext_score").cast(pl.Float64),
+                    pl.col("category").cast(pl.String),
                     pl.col("text").str.len_bytes().cast(pl.Int64).fill_null(0).alias("n_bytes"),
                     pl.lit(index, dtype=pl.Int32).alias("file"))
             .collect(engine="streaming"))

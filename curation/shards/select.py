@@ -1,7 +1,8 @@
 """The domain subset (the paper's "HQ-5b"): the domain pool ranked by a score, cut at exactly S tokens.
 
-Ranking: kenlm_perplexity ascending (lower = more domain-like), fasttext_score descending, or `random`
-(a hash of the document id and seed: the paper's random-subset control). Ties break by document id.
+Ranking: by any attribute column of the run's scorers (`selection.score`, e.g. kenlm_perplexity), best first in the
+direction its scorer declares (recorded in the run's manifest: lower or higher is better), or `random` (a hash of
+the document id and seed: the paper's random-subset control). Ties break by document id.
 Documents lacking the chosen score cannot be ranked: they are left out and counted in the manifest.
 The document that crosses S is cut so that the subset holds exactly S tokens (its run still ends with
 the separator); the manifest names it.
@@ -33,24 +34,46 @@ class Subset:
     stats: dict = field(default_factory=dict)
 
 
-def _rank(pool: np.ndarray, score: str, cfg: ShardsConfig, run: CurationRun, where: str) -> tuple[np.ndarray, int]:
-    """(pool rows in rank order, documents left out for lacking the score)."""
+def score_direction(score: str, run: CurationRun, where: str, key: str = "selection.score") -> str | None:
+    """Which way `score` is better, as its scorer declared it in the run (None for `random`)."""
     if score == "random":
-        return hash_order(pool, run.ids, cfg.seed, "select", 0), 0
-    scores = run.table[score].to_numpy()[pool]
-    scored = pool[~np.isnan(scores)]
-    if len(scored) == 0:
+        return None
+    spec = run.attributes.get(score)
+    if spec is None or spec.direction is None:
+        ranking = sorted(c for c, s in run.attributes.items() if s.direction is not None)
+        what = "is not a ranking attribute" if spec is not None else "is no attribute"
+        raise UserError(f"{where}: key '{key}': '{score}' {what} of this run (its scorers rank by: "
+                        f"{', '.join(ranking) or 'none; was it scored?'}; or random)")
+    return spec.direction
+
+
+def rank_by_attribute(pool: np.ndarray, scores: np.ndarray, direction: str) -> tuple[np.ndarray, int]:
+    """(rows of the pool with a score, best first, ties by row = by id; how many had no score)."""
+    values = scores[pool]
+    has = ~np.isnan(values)
+    scored = pool[has]
+    key = values[has] * (1.0 if direction == "lower" else -1.0)
+    return scored[np.lexsort((scored, key))], len(pool) - len(scored)
+
+
+def _rank(pool: np.ndarray, score: str, cfg: ShardsConfig, run: CurationRun, where: str,
+          key: str = "selection.score") -> tuple[np.ndarray, int, str | None]:
+    """(pool rows in rank order, documents left out for lacking the score, the score's direction)."""
+    direction = score_direction(score, run, where, key)
+    if direction is None:
+        return hash_order(pool, run.ids, cfg.seed, "select", 0), 0, None
+    order, unscored = rank_by_attribute(pool, run.table[score].to_numpy(), direction)
+    if len(order) == 0:
         raise UserError(f"{where}: empty selection: none of the {len(pool):,} '{cfg.selection.domain}' documents "
                         f"has a {score} (was the curation run scored?)")
-    key = scores[~np.isnan(scores)] * (1 if score == "kenlm_perplexity" else -1)
-    return scored[np.lexsort((scored, key))], len(pool) - len(scored)  # rows are id-sorted: ties break by id
+    return order, unscored, direction
 
 
 def _pre_cut(cfg: ShardsConfig, run: CurationRun, store: TokenStore, pool: np.ndarray, where: str) -> tuple[
         np.ndarray, dict]:
     """The documents of the pool's top `within.tokens` tokens by `within.score`, in row order."""
     within = cfg.selection.within
-    order, unscored = _rank(pool, within.score, cfg, run, where)
+    order, unscored, _ = _rank(pool, within.score, cfg, run, where, "selection.within.score")
     rows, tokens, exhausted = store.take_prefix(order, within.tokens)
     if exhausted:
         raise UserError(f"{where}: selection.within.tokens {within.tokens:,} is larger than the pool ({tokens:,} "
@@ -76,10 +99,10 @@ def select_domain_subset(cfg: ShardsConfig, run: CurationRun, store: TokenStore)
     pool_documents, within = len(pool), None
     if sel.within is not None:
         pool, within = _pre_cut(cfg, run, store, pool, where)
-    order, unscored = _rank(pool, sel.score, cfg, run, where)
+    order, unscored, direction = _rank(pool, sel.score, cfg, run, where)
     budget = sel.tokens if sel.tokens is not None else np.iinfo(np.int64).max
     rows, tokens, exhausted = store.take_prefix(order, budget)
-    stats = {"domain": sel.domain, "categories": sel.categories, "score": sel.score,
+    stats = {"domain": sel.domain, "categories": sel.categories, "score": sel.score, "direction": direction,
              "pool_documents": pool_documents, "unscored_documents": unscored, "tokens_target": sel.tokens,
              "boundary_document": None, "pool_short": False}
     if within is not None:

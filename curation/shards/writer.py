@@ -17,6 +17,7 @@ import numpy as np
 from stablecpt.core.errors import UserError
 from stablecpt.formats.base import dump_record
 from stablecpt.formats.shards import (
+    ATTRIBUTE_TYPE,
     VERSION_DIR,
     ShardManifest,
     TargetMixture,
@@ -102,10 +103,10 @@ def write_version(target: Path, tmp: Path, run: CurationRun, store: TokenStore, 
     shards, offsets = write_tokens(tmp / "tokens", used, store, tokenizer, max_tokens_per_file)
     lengths = store.lengths[used]
     table = run.table[used]
-    docs = documents_table({**{c: table[c] for c in ("id", "source", "domain", "category", "kenlm_perplexity",
-                                                      "fasttext_score")},
+    attributes = {c: ATTRIBUTE_TYPE for c in run.attributes}
+    docs = documents_table({**{c: table[c] for c in ("id", "source", "domain", "category", *attributes)},
                             "doc_index": np.arange(len(used), dtype=np.int64), "shard": shards,
-                            "token_offset": offsets, "token_length": lengths})
+                            "token_offset": offsets, "token_length": lengths}, extra=attributes)
     write_documents(tmp, docs)
     doc_index = {int(row): i for i, row in enumerate(used)}
     orders, epochs = [], []

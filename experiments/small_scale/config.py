@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, model_validator
 from stablecpt.curation.shards.config import TokenCount
@@ -50,7 +49,7 @@ class ArmSpec(StrictModel):
     """One continual pre-training strategy at the shared budget: `epochs` passes over a subset of budget/epochs."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    score: Literal["random", "kenlm_perplexity", "fasttext_score"]
+    score: str  # an attribute column of the curation run's scorers (its declared direction ranks it), or "random"
     epochs: int = Field(1, ge=1)
     mixture: dict[str, float] | None = None  # per-category rates; the web share becomes medical tokens
     # shards tokenize.max_document_tokens: whole-document draws of long code/Wikipedia files land near a small

@@ -21,13 +21,24 @@ def stable_hash(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
 
 
+def document_key(doc_id: str) -> str:
+    """The id in the source (`<source name>/<id in source>` without the YAML's source name): what the held-out
+    split and scorers' reference records are keyed on, so renaming a source moves nothing."""
+    return doc_id.split("/", 1)[1] if "/" in doc_id else doc_id
+
+
+def key_hash(doc_id: str) -> int:
+    """The first 8 bytes of sha1(document_key(doc_id)) (UTF-8), big-endian: an unsigned 64-bit integer."""
+    return int.from_bytes(hashlib.sha1(document_key(doc_id).encode("utf-8")).digest()[:8], "big")
+
+
 def heldout_bucket(doc_id: str) -> int:
-    """0..99, uniform over ids: the first 8 bytes of sha1(doc_id) (UTF-8), big-endian, modulo 100.
+    """0..99, uniform over ids: key_hash(doc_id) modulo 100.
 
     The held-out rule every stage shares: a document is held out at `percent` when its bucket is below it
     (curation.scoring.split.is_heldout; evaluation's perplexity sets keep the same share).
     """
-    return int.from_bytes(hashlib.sha1(doc_id.encode("utf-8")).digest()[:8], "big") % 100
+    return key_hash(doc_id) % 100
 
 
 def sample_key(seed: int | str, key: str) -> bytes:

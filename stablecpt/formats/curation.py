@@ -23,12 +23,33 @@ class SourceCounts(Record):
     dropped: dict[str, int]  # by drop reason
 
 
-class ScorerUse(Record):
-    """A scorer a run applied: its model file and, for a trained scorer folder, that folder's scorer.json."""
+ATTRIBUTES_DIR = "attributes"  # attributes/<scorer name>/*.parquet: id + the scorer's columns + in_reference
 
-    model_file: str
+
+class AttributeColumn(Record):
+    """One column a scorer writes: which way is better (None: not a ranking, e.g. an OOV rate)."""
+
+    direction: Literal["lower", "higher"] | None = None
+    log_scale: bool = False  # for charts
+
+
+class ReferenceOverlap(Record):
+    """How many of the documents a scorer scored (gave a value in its first column) it was trained on."""
+
+    scored: int = Field(ge=0)
+    in_reference: int = Field(ge=0)
+
+
+class ScorerUse(Record):
+    """A scorer a run applied: its class, the columns it wrote (in attributes/<name>/), its model file and, for a
+    trained scorer folder, that folder's scorer.json."""
+
+    plugin: str = ""  # the scorer class as `module:Class` ("" in runs written before scorers were plugins)
+    columns: dict[str, AttributeColumn] = {}
+    model_file: str | None = None
     directory: str | None = None
     scorer: ScorerRecord | None = None
+    reference_overlap: ReferenceOverlap | None = None
 
 
 class CurationManifest(Record):
@@ -42,6 +63,11 @@ class CurationManifest(Record):
     scorers: dict[str, ScorerUse]
     created_at: str
     stablecpt_version: str
+
+
+def attribute_columns(scorers: dict[str, ScorerUse]) -> dict[str, AttributeColumn]:
+    """Every attribute column of a run's scorers, by name (the names selection and the audit use)."""
+    return {column: spec for use in scorers.values() for column, spec in use.columns.items()}
 
 
 def in_work_dir(rel: str) -> bool:

@@ -44,8 +44,11 @@ SCAN_CHUNK = 1 << 24  # bytes per read when hashing and scanning a token file: 1
 # Arrow types; a string column may also be stored as large_string (what polars writes), see `same_type`.
 DOCUMENT_COLUMNS: dict[str, pa.DataType] = {
     "doc_index": pa.int64(), "id": pa.string(), "source": pa.string(), "domain": pa.string(),
-    "category": pa.string(), "kenlm_perplexity": pa.float64(), "fasttext_score": pa.float64(),
+    "category": pa.string(),
     "shard": pa.string(), "token_offset": pa.int64(), "token_length": pa.int64()}
+# Beside these, a version built from a curation run carries one float64 column per attribute of the run's scorers
+# (kenlm_perplexity, fasttext_score, ...), named as the scorers declare them (lineage.scorers[*].columns).
+ATTRIBUTE_TYPE = pa.float64()
 INSTRUCTION_COLUMNS: dict[str, pa.DataType] = {"quality_score": pa.float64(), "loss_tokens": pa.int64()}
 EPOCH_PLAN_COLUMNS: dict[str, pa.DataType] = {"position": pa.int64(), "doc_index": pa.int64(), "part": pa.string()}
 
@@ -135,7 +138,8 @@ class Selection(Record):
 
     model_config = ConfigDict(extra="allow", frozen=True)
     domain: str
-    score: str | None = None  # a document column (kenlm_perplexity, fasttext_score), "random", or None
+    score: str | None = None  # an attribute column (kenlm_perplexity, fasttext_score, ...), "random", or None
+    direction: Literal["lower", "higher"] | None = None  # which way `score` is better, as its scorer declares
     threshold: float | None = None  # the worst score among the selected documents, on `score`
 
 
