@@ -3,8 +3,9 @@
 The run's position is its end when it finished (run.json `finished`), else its last complete checkpoint (its
 trainer_state.json `loader_state`): `sequences_consumed` global sequences in run.json's `data` order. Epochs are
 read one after another; position p of epoch e reads the sequence the order gives (stablecpt.formats.order), and a
-sequence consumes the seq_len tokens it predicts (its window's labels). So the tokens consumed per source are a pure function of the version
-and that position, computed by stablecpt.formats.stream.epoch_consumption, the definition the loader follows.
+sequence consumes the seq_len tokens it predicts (its window's labels). So the tokens consumed per source are a
+pure function of the version and that position, computed by stablecpt.formats.stream.epoch_consumption, the
+definition the loader follows.
 The plan is the same computation at the run's total steps. What training counted itself (`tokens_by_source` in
 the position's record and in metrics.jsonl, `tokens_seen`) is compared with it, never used in its place.
 Fields: docs/audit.md.

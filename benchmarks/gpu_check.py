@@ -219,7 +219,8 @@ def hf_worker(model_dir: str, version: str, seq: int, micro: int, steps: int, dr
     mfu = model_flops_utilization(n_params, rate, device_peak_flops(None), 1)
     memory = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
     return {"tokens_per_second": round(rate, 1), "mfu": None if mfu is None else round(mfu, 4),
-            "peak_memory_gib": None if memory is None else round(memory, 2), "timed_steps": len(times[WARMUP_STEPS - 1:])}
+            "peak_memory_gib": None if memory is None else round(memory, 2),
+            "timed_steps": len(times[WARMUP_STEPS - 1:])}
 
 
 def run_hf(model_dir: Path, version: Path, seq: int, micro: int, steps: int, dry: bool, env: dict) -> dict:
