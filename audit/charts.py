@@ -38,6 +38,7 @@ def stacked_bars(frame: pl.DataFrame, x: str, stack: str, value: str, title: str
             ax.bar(labels, heights, bottom=base, label=str(key))
             base = [b + h for b, h in zip(base, heights, strict=True)]
         ax.set_title(title)
+        ax.set_xlabel(x)
         ax.set_ylabel(ylabel)
         outside_legend(ax, title=stack)
     return draw

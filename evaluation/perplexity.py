@@ -27,12 +27,12 @@ Kind = Literal["auto", "text", "jsonl", "parquet", "curation_run", "shard_versio
 
 
 class PerplexitySource(StrictModel):
-    name: str
-    path: str
-    kind: Kind = "auto"
+    name: str  # the metric is ppl/<name>
+    path: str  # taskpack:<set>, a text/JSONL/Parquet file, a curation run or a shard version
+    kind: Kind = "auto"  # auto: from the path
     domain: str | None = None  # keep only rows of this domain (Parquet, curation runs, shard versions)
-    text_key: str = "text"
-    max_documents: int | None = Field(None, ge=1)
+    text_key: str = "text"  # the JSONL/Parquet column holding the text
+    max_documents: int | None = Field(None, ge=1)  # read at most this many documents (the first ones)
 
 
 def _kind(source: PerplexitySource) -> str:
