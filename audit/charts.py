@@ -24,19 +24,27 @@ def ordered(values: list[Any]) -> list[Any]:
     return sorted(values, key=str)
 
 
+def _stack(ax: Any, frame: pl.DataFrame, x: str, stack: str, value: str, xs: list[Any], at: list[Any],
+           horizontal: bool = False) -> None:
+    """One bar per x value (drawn at `at`), stacked by `stack` in its sorted order."""
+    base = [0.0] * len(xs)
+    for key in sorted(frame[stack].unique().to_list(), key=str):
+        part = dict(frame.filter(pl.col(stack) == key).select(x, value).iter_rows())
+        sizes = [float(part.get(v, 0) or 0) for v in xs]
+        if horizontal:
+            ax.barh(at, sizes, left=base, label=str(key))
+        else:
+            ax.bar(at, sizes, bottom=base, label=str(key))
+        base = [b + s for b, s in zip(base, sizes, strict=True)]
+
+
 def stacked_bars(frame: pl.DataFrame, x: str, stack: str, value: str, title: str, ylabel: str) -> Draw:
     def draw(figure: Any) -> None:
         if frame.height == 0:
             return
         ax = figure.add_subplot()
         xs = ordered(frame[x].unique().to_list())
-        labels = [str(v) for v in xs]
-        base = [0.0] * len(xs)
-        for key in sorted(frame[stack].unique().to_list(), key=str):
-            part = dict(frame.filter(pl.col(stack) == key).select(x, value).iter_rows())
-            heights = [float(part.get(v, 0) or 0) for v in xs]
-            ax.bar(labels, heights, bottom=base, label=str(key))
-            base = [b + h for b, h in zip(base, heights, strict=True)]
+        _stack(ax, frame, x, stack, value, xs, [str(v) for v in xs])
         ax.set_title(title)
         ax.set_xlabel(x)
         ax.set_ylabel(ylabel)
@@ -62,12 +70,7 @@ def ranked_bars(frame: pl.DataFrame, label: str, stack: str, value: str, title: 
         figure.set_size_inches(width, max(3.0, 1.4 + ROW_INCHES * len(rows)))
         ax = figure.add_subplot()
         positions = list(range(len(rows)))[::-1]  # the first row at the top
-        base = [0.0] * len(rows)
-        for key in sorted(data[stack].unique().to_list(), key=str):
-            part = dict(data.filter(pl.col(stack) == key).select(label, value).iter_rows())
-            widths = [float(part.get(r, 0) or 0) for r in rows]
-            ax.barh(positions, widths, left=base, label=str(key))
-            base = [b + w for b, w in zip(base, widths, strict=True)]
+        _stack(ax, data, label, stack, value, rows, positions, horizontal=True)
         ax.set_yticks(positions, rows, fontsize="small")
         ax.set_title(title if not rest else f"{title} (top {len(shown)} of {totals.height})")
         ax.set_xlabel(xlabel)
