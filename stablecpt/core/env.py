@@ -33,5 +33,6 @@ def library_bars_off_unless_terminal() -> None:
         return
     for name in BAR_SWITCHES:
         os.environ.setdefault(name, "1")
-    if "datasets" in sys.modules:  # imported already: its switch was read
-        sys.modules["datasets"].disable_progress_bars()
+    datasets = sys.modules.get("datasets")  # None where it is blocked (the GPU check's dry run)
+    if datasets is not None:  # imported already: its switch was read
+        datasets.disable_progress_bars()
