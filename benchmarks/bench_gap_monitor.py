@@ -1,14 +1,22 @@
-"""What the stability-gap monitor costs: its share of training wall time at the default cadence, and
-evaluation throughput with cached task objects against rebuilding them for every eval point.
+"""What the stability-gap monitor costs and what it can see, from measured parts, on SmolLM2-135M.
 
-A real training loop (AdamW, packed HPO text, the embedded SmolLM2 tokenizer) on a small random Llama
-(or `--model embedded:smollm2-135m-instruct`), driving the monitor through the Callback hooks with its
-default cadence (log-spaced points) and 4 probe tasks x 25 items + 2 x 2048 perplexity tokens unless given.
-Because the number of points is fixed and log-spaced, the share falls as runs get longer: the output
-also gives the run length (tokens) at which the share reaches 5% for this model and machine.
+Measured side by side in one process (one torch thread by default, the machine's load average recorded):
+- the training step time (AdamW, 2 x 256 tokens of held-in HPO text, lr 3e-4), so training tokens/s;
+- full and light probe points of the demo's monitor (configs/demo/train.yaml's callback kwargs), timed between
+  the training steps (so both see the same load), after a first point that builds the task objects and
+  perplexity samples (once per run);
+- the per-item paired change between the model before and after those steps (hpo_definition_term, the
+  light probe's task): its cluster-bootstrap standard error, the standard deviation it implies, the flip
+  rate, and so the smallest drop the light probe's item count detects (one-sided 95%);
+- packed, batched multiple-choice scoring against lm-eval's HFLM on the same items;
+- the bytes a point's per-item scores take on disk.
+Then the arithmetic: the monitor's share of training time for a run of --run-tokens (200k by default) and
+for the demo's own 18,432 tokens, at the demo's cadence, against the dry run's FLOP estimate. No 200k-token
+training run is needed: the share is (full points x full seconds + light points x light seconds) / (run
+tokens / training tokens per second).
 
-    python benchmarks/bench_gap_monitor.py [--steps 64] [--model embedded:smollm2-135m-instruct]
-Prints one JSON line.
+    python benchmarks/bench_gap_monitor.py [--threads 1] [--run-tokens 200000] [--sd-items 240]
+Prints one JSON line. Needs ~1.5 GB of memory.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -27,119 +36,181 @@ from benchmarks.machine import cpu_model  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+MODEL = "embedded:smollm2-135m-instruct"
+DEMO_TRAIN = Path(__file__).resolve().parents[1] / "configs" / "demo" / "train.yaml"
 
 
-def small_llama(tokenizer):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+def demo_monitor_kwargs() -> dict:
+    import yaml
 
-    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=384, num_hidden_layers=6,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                      tie_word_embeddings=True)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(cfg)
+    config = yaml.safe_load(DEMO_TRAIN.read_text())
+    return next(cb["kwargs"] for cb in config["callbacks"] if cb["path"].endswith("StabilityGapMonitor"))
+
+
+def training_text(tokenizer, tokens: int) -> list[int]:
+    """HPO documents the task pack does not hold out, joined with the separator, as training packs them."""
+    from stablecpt.evaluation.taskpack import heldout_documents
+
+    from stablecpt.corpora.hpo import hpo_records
+
+    held = {d for ids in heldout_documents().values() for d in ids}
+    ids: list[int] = []
+    for record in hpo_records():
+        if f"hpo/{record['id']}" in held:
+            continue
+        ids += tokenizer(record["text"], add_special_tokens=False)["input_ids"] + [0]
+        if len(ids) > tokens:
+            break
+    return ids[:tokens]
+
+
+def timed(fn):
+    started = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - started, value
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default=None, help="a model name (default: a small random Llama, 6 blocks)")
-    parser.add_argument("--steps", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seq", type=int, default=256)
-    # the default cadence (points, first_tokens) with a lighter probe, so the benchmark ends in ~15 min on 2 cores
-    parser.add_argument("--monitor", default='{"limit": 25, "perplexity_tokens": 2048}',
-                        help="monitor kwargs as JSON ('{}': all defaults, 4 tasks x 100 items)")
-    parser.add_argument("--cache-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--run-tokens", type=int, default=200_000)
+    parser.add_argument("--steps", type=int, default=8, help="training steps of 2 x 256 tokens between the two "
+                        "scorings of the paired-change measurement")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--sd-items", type=int, default=240)
+    parser.add_argument("--compare-items", type=int, default=48)
     args = parser.parse_args()
 
+    import numpy as np
     import torch
     from stablecpt.evaluation.gap import StabilityGapMonitor
-    from stablecpt.evaluation.harness import TaskCache, make_lm, run_tasks
+    from stablecpt.evaluation.harness import TaskCache, quiet_lm_eval, run_tasks
+    from stablecpt.evaluation.items import ItemStore
+    from stablecpt.evaluation.packed_choices import PackedChoiceLM
+    from stablecpt.evaluation.paired import PairedSeries, paired_gap, smallest_detectable
     from stablecpt.training.callbacks import TrainState
 
     from stablecpt.core.models import load_model, load_tokenizer
-    from stablecpt.corpora.hpo import hpo_records
 
-    tokenizer = load_tokenizer("embedded:smollm2-135m-instruct" if args.model is None else args.model)
-    model = small_llama(tokenizer) if args.model is None else load_model(args.model)
-    params = sum(p.numel() for p in model.parameters())
-    per_step = args.batch * args.seq
-    total = args.steps * per_step
-    ids: list[int] = []
-    for record in hpo_records():
-        ids += tokenizer(record["text"], add_special_tokens=False)["input_ids"] + [0]
-        if len(ids) > total + per_step:
-            break
-
-    monitor = StabilityGapMonitor(**json.loads(args.monitor))
-    points = monitor.eval_points(total)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.01)
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    tokenizer = load_tokenizer(MODEL)
+    model = load_model(MODEL).eval()
+    kwargs = demo_monitor_kwargs()
     out = Path(tempfile.mkdtemp(prefix="bench-gap-"))
-    state = TrainState(model=model, tokenizer=tokenizer, accelerator=None, tokens_seen=0, step=0, epoch=0,
-                       total_tokens=total, output_dir=out)
-    train_seconds = monitor_seconds = 0.0
-    started = time.perf_counter()
-    monitor.on_train_start(state)
-    monitor_seconds += time.perf_counter() - started
-    pending = list(points)
-    model.train()
-    for step in range(args.steps + 1):
-        state.tokens_seen, state.step = step * per_step, step
-        while pending and pending[0] <= state.tokens_seen:
-            pending.pop(0)
-            t = time.perf_counter()
-            monitor.on_eval_point(state)
-            monitor_seconds += time.perf_counter() - t
-        if step == args.steps:
-            break
-        t = time.perf_counter()
-        x = torch.tensor(ids[step * per_step:(step + 1) * per_step]).view(args.batch, args.seq)
-        model(input_ids=x, labels=x).loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        train_seconds += time.perf_counter() - t
-    t = time.perf_counter()
-    monitor.on_train_end(state)
-    monitor_seconds += time.perf_counter() - t
-    point_seconds = [p["eval_seconds"] for p in monitor.points]
-    steady = sorted(point_seconds[1:])[len(point_seconds[1:]) // 2] if len(point_seconds) > 1 else point_seconds[0]
-    train_tps = total / train_seconds
-    n_points = len(monitor.eval_points(10**12))
-    # share <= 5%  <=>  train_time >= 19 * monitor_time  <=>  tokens >= 19 * n_points * steady * train_tps
-    tokens_for_5pct = 19 * n_points * steady * train_tps
 
-    # task objects cached (one TaskCache for all calls) vs rebuilt for every call. Building is a fixed cost per
-    # call, timed on its own because the model's share of an eval point varies with the machine's load.
-    model.eval()
-    lm = make_lm(model, tokenizer, batch_size=monitor.config.batch_size)
-    names, limit = monitor.config.tasks, monitor.config.limit
-    cache = TaskCache()
-    cache.get(names)
-    build, evaluate = [], []
-    for _ in range(args.cache_repeats):
-        t = time.perf_counter()
-        TaskCache().get(names)
-        build.append(time.perf_counter() - t)
-        t = time.perf_counter()
+    # --- probe points of the demo's monitor, as a run of --run-tokens schedules them ----------------------
+    monitor = StabilityGapMonitor(**{**kwargs, "plots": False})
+    state = TrainState(model=model, tokenizer=tokenizer, accelerator=None, tokens_seen=0, step=0, epoch=0,
+                       total_tokens=args.run_tokens, output_dir=out)
+    monitor.on_train_start(state)
+    first_point, _ = timed(lambda: monitor.on_eval_point(state))  # builds tasks and perplexity samples
+
+    def probe_seconds(tier: str) -> float:
+        model.eval()
         with torch.no_grad():
-            run_tasks(lm, cache.get(names), limit=limit)
-        evaluate.append(time.perf_counter() - t)
-    timings = {"cached": sum(evaluate) / len(evaluate), "rebuilt": (sum(evaluate) + sum(build)) / len(evaluate)}
-    items = len(names) * limit
+            seconds, _ = timed(lambda: (monitor._evaluate(state, *monitor._probe(tier)),
+                                        monitor._reference.summary(model)))
+        model.train()
+        return seconds
+
+    # --- paired change on the light probe's task: before, then after --steps of training; the probe points
+    # are timed between the training steps, so both see the same load ------------------------------------
+    task = next(iter(monitor._probe("light" if kwargs.get("light") else "full")[0]))
+    tasks = TaskCache().get([task])
+    lm = PackedChoiceLM(pretrained=model, tokenizer=tokenizer, batch_size=16)
+    before: dict = {}
+    with torch.no_grad():
+        sd_score_s, _ = timed(lambda: run_tasks(lm, tasks, limit=args.sd_items, items=before))
+    per_step, seq = 2, 256
+    text = training_text(tokenizer, args.steps * per_step * seq)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    model.train()
+    step_seconds, point_seconds = [], {"full": [], "light": []}
+    for step in range(args.steps):
+        x = torch.tensor(text[step * per_step * seq:(step + 1) * per_step * seq]).view(per_step, seq)
+        seconds, _ = timed(lambda x=x: (model(input_ids=x, labels=x).loss.backward(),
+                                        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0), optimizer.step(),
+                                        optimizer.zero_grad(set_to_none=True)))
+        step_seconds.append(seconds)
+        if step % 2 == 1:
+            tier = "light" if (step // 2) % 2 == 0 and kwargs.get("light") else "full"
+            point_seconds[tier].append(probe_seconds(tier))
+    model.eval()
+    full_s = statistics.median(point_seconds["full"])
+    light_s = statistics.median(point_seconds["light"]) if point_seconds["light"] else 0.0
+    weights_s, _ = timed(lambda: monitor._reference.summary(model))
+    after: dict = {}
+    with torch.no_grad():
+        run_tasks(lm, tasks, limit=args.sd_items, items=after)
+    train_tps = per_step * seq / statistics.median(step_seconds[1:] or step_seconds)
+    a, b = before[task], after[task]
+    paired = {}
+    for metric in ("acc_norm", "soft_acc"):
+        series = PairedSeries.from_points({0: (a.ids, a.cluster, a.metrics()[metric]),
+                                           1: (b.ids, b.cluster, b.metrics()[metric])})
+        result = paired_gap(series, [1], bootstrap=2000)
+        se = result["drop"]["standard_error"]
+        paired[metric] = {"start": round(result["start"]["value"], 4), "change": round(result["final"]["change"], 4),
+                          "paired_se": round(se, 5), "paired_sd": round(se * len(a.ids) ** 0.5, 4)}
+    flips = float(np.mean(a.metrics()["acc_norm"] != b.metrics()["acc_norm"]))
+
+    # --- packed against HFLM, same items, same model --------------------------------------------------
+    from lm_eval.models.huggingface import HFLM
+
+    with quiet_lm_eval():
+        hflm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=16)
+    with torch.no_grad():
+        packed_s, packed = timed(lambda: run_tasks(lm, tasks, limit=args.compare_items))
+        hflm_s, plain = timed(lambda: run_tasks(hflm, tasks, limit=args.compare_items))
+
+    # --- storage ------------------------------------------------------------------------------------
+    ItemStore(out / "store").write_point(0, after)
+    point_bytes = (out / "store" / f"{0:015d}.npz").stat().st_size
+
+    # --- arithmetic ---------------------------------------------------------------------------------
+    def share(run_tokens: int, tokens_per_step: int) -> dict:
+        planned = StabilityGapMonitor(**kwargs)
+        measured = planned.measured_points(run_tokens, tokens_per_step)
+        n_full = sum(1 for _, tier, _ in measured if tier == "full")
+        monitor_s = n_full * full_s + (len(measured) - n_full) * light_s
+        train_s = run_tokens / train_tps
+        window = [tier for at, tier, sched in measured if at > 0 and sched <= planned.window_end(run_tokens)]
+        estimate = planned.describe_plan(run_tokens, MODEL, None, tokens_per_step)["monitor_share_estimate"]
+        return {"run_tokens": run_tokens, "tokens_per_step": tokens_per_step, "full_points": n_full,
+                "light_points": len(measured) - n_full, "window_points": len(window), "window_tiers": window,
+                "monitor_seconds": round(monitor_s, 1), "train_seconds": round(train_s, 1),
+                "monitor_share_of_training_time": round(monitor_s / train_s, 4),
+                "dry_run_estimate": estimate.split(" of ")[0]}
+
+    long_run = share(args.run_tokens, per_step * seq)
+    demo_run = share(18_432, 1024)
+    detectable = {}
+    for tier in dict.fromkeys(long_run["window_tiers"]):  # a drop at a window point of this tier rests on n items
+        n = monitor._probe(tier)[0][task]
+        detectable[f"{tier}_point_n{n}"] = {
+            m: round(smallest_detectable(paired[m]["paired_sd"], n, long_run["window_points"]), 4) for m in paired}
     print(json.dumps({
-        "bench": "gap_monitor", "model": args.model or "random-llama-6x128", "params_m": round(params / 1e6, 1),
-        "run_tokens": total, "eval_points": len(monitor.points), "train_seconds": round(train_seconds, 1),
-        "monitor_seconds": round(monitor_seconds, 1),
-        "monitor_share": round(monitor_seconds / (monitor_seconds + train_seconds), 4),
-        "seconds_per_point_median": round(steady, 2), "train_tokens_per_second": round(train_tps, 1),
-        "run_tokens_for_5pct_share": int(tokens_for_5pct),
-        "probe_items_per_point": items, "monitor_kwargs": json.loads(args.monitor),
-        "eval_items_per_second_cached": round(items / timings["cached"], 1),
-        "eval_items_per_second_rebuilt": round(items / timings["rebuilt"], 1),
-        "cache_speedup": round(timings["rebuilt"] / timings["cached"], 2),
-        "task_build_seconds": round(sum(build) / len(build), 2), "probe_eval_seconds": round(timings["cached"], 2),
-        "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "bench": "gap_monitor", "model": MODEL, "monitor_kwargs": kwargs, "torch_threads": args.threads,
+        "train": {"tokens_per_second": round(train_tps, 1), "step_seconds_median": round(
+            statistics.median(step_seconds[1:] or step_seconds), 2), "lr": args.lr, "steps": args.steps},
+        "point_seconds": {"first_full_with_setup": round(first_point, 1), "full": round(full_s, 1),
+                          "light": round(light_s, 1), "weight_update": round(weights_s, 2),
+                          "all": {k: [round(v, 1) for v in vs] for k, vs in point_seconds.items()}},
+        "share": {"run": long_run, "demo": demo_run},
+        "paired_change": {"task": task, "items": len(a.ids), "clusters": len(set(a.cluster.tolist())),
+                          "after_tokens": args.steps * per_step * seq, "acc_norm_flip_rate": round(flips, 4),
+                          **paired, "scoring_seconds_per_item": round(sd_score_s / len(a.ids), 3)},
+        "smallest_detectable_drop": {"window_points": long_run["window_points"], "one_sided": 0.95,
+                                     **detectable},
+        "packed_vs_hflm": {"items": args.compare_items, "packed_seconds": round(packed_s, 1),
+                           "hflm_seconds": round(hflm_s, 1), "speedup": round(hflm_s / packed_s, 2),
+                           "same_metrics": all(abs(packed[task][m] - plain[task][m]) < 1e-9
+                                               for m in ("acc", "acc_norm"))},
+        "storage": {"items": len(b.ids), "point_file_bytes": point_bytes,
+                    "bytes_per_point_per_1000_items": int(point_bytes * 1000 / len(b.ids))},
+        "cpu": cpu_model(), "cores": os.cpu_count(), "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
     }))
 
 

@@ -54,6 +54,8 @@ def baseline_loader(ref: str):
                                 text=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
+    # the version reader moved from training/shards.py to stablecpt.formats.version (same interface)
+    source = source.replace("from stablecpt.training.shards import", "from stablecpt.formats.version import")
     path = Path(tempfile.mkdtemp()) / "baseline_loader.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("baseline_loader", path)
@@ -78,7 +80,8 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--baseline-ref", default="main", help="git revision whose loader to compare with")
+    parser.add_argument("--baseline-ref", default="4cea0b8",
+                        help="git revision whose loader to compare with (default: the last before shuffled windows)")
     args = parser.parse_args()
     import torch
     from datatrove.utils.dataset import DatatroveFolderDataset

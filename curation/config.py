@@ -177,6 +177,11 @@ class SummaryConfig(StrictModel):
 
 class CurateConfig(StrictModel):
     output_dir: Path  # the run folder: documents, attributes, manifest, logs
+    # How the filter stage computes datatrove's decisions (docs/curation.md, "Fast path"):
+    # "fast": one step runs every filter over words split once per document and shared with MinHash
+    #         (curation/fast: spaCy memoised per chunk, datatrove's rules over word ids);
+    # "datatrove": each filter and MinHash stage 1 is datatrove's own block (the reference). Same decisions.
+    engine: Literal["fast", "datatrove"] = "fast"
     sources: list[SourceSpec] = Field(min_length=1)  # the input corpora
     reading: ReadingConfig = ReadingConfig()  # limits on the records read
     normalise: NormaliseConfig = NormaliseConfig()  # Unicode normalisation

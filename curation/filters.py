@@ -1,4 +1,5 @@
-"""The datatrove filters the config names, built with the YAML `params` as constructor arguments."""
+"""The datatrove filters the config names, built with the YAML `params` as constructor arguments, and the
+filter-stage blocks that run them on either engine (`engine: fast | datatrove`, curation/config.py)."""
 
 from __future__ import annotations
 
@@ -120,3 +121,30 @@ def build_filter(name: str, params: dict) -> BaseFilter:
 def enabled_filters(filters: FiltersConfig) -> list[tuple[str, BaseFilter]]:
     return [(name, build_filter(name, dict(getattr(filters, name).params)))
             for name in FILTER_ORDER if getattr(filters, name).enabled]
+
+
+def _exemptions(step) -> dict:
+    return {"exempt_sources": step.exempt_sources, "exempt_domains": step.exempt_domains,
+            "exempt_categories": step.exempt_categories}
+
+
+def filter_blocks(filters: FiltersConfig, engine: str) -> list:
+    """The filter stage's verdict steps: one `Verdict` per datatrove filter ("datatrove"), or one
+    `FusedVerdicts` over all of them sharing each document's words ("fast"). Same decisions either way."""
+    from .blocks.verdicts import FusedVerdicts, Verdict
+
+    steps = [(name, block, _exemptions(getattr(filters, name))) for name, block in enabled_filters(filters)]
+    if engine == "datatrove":
+        return [Verdict(name, block, **exemptions) for name, block, exemptions in steps]
+    return [FusedVerdicts(steps)] if steps else []
+
+
+def signature_block(folder: str, config, engine: str):
+    """MinHash stage 1: datatrove's block, or on the fast path the same block reading the shared words."""
+    if engine == "datatrove":
+        from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+
+        return MinhashDedupSignature(folder, config=config)
+    from .blocks.signatures import SharedWordsMinhashSignature
+
+    return SharedWordsMinhashSignature(folder, config=config)

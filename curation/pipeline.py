@@ -52,7 +52,7 @@ def _minhash_config(cfg: CurateConfig):
 
 
 def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | None = None) -> list[Stage]:
-    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupSignature
+    from datatrove.pipeline.dedup.minhash import MinhashDedupBuckets, MinhashDedupCluster
 
     from .blocks.dedup import (
         DedupDecisionApplier,
@@ -66,7 +66,7 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
     from .blocks.reading import SourcesReader
     from .blocks.recording import DecisionRecorder
     from .blocks.verdicts import Verdict
-    from .filters import enabled_filters
+    from .filters import filter_blocks, signature_block
     from .inputs import input_fingerprint
     from .outputs import Finalise
     from .summary import RunSummary
@@ -84,8 +84,7 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
     reader = SourcesReader(list(cfg.sources), cfg.reading.max_document_bytes, f"{work}/counts",
                            cfg.reading.max_logged_bad_records,
                            duplicates_dir=f"{work}/ids/duplicates" if id_stages else None)
-    filters = [Verdict(name, block, **_exemptions(getattr(cfg.filters, name)))
-               for name, block in enabled_filters(cfg.filters)]
+    filters = filter_blocks(cfg.filters, cfg.engine)
     scorers, scorer_infos = scorer_blocks(cfg.scoring)
     decontam = decontamination_block(cfg.decontamination)
 
@@ -94,7 +93,7 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
     if dedup:
         first.append(DedupKeyRecorder(f"{work}/dedup/keys", cfg.source_rank()))
     if minhash:
-        first.append(MinhashDedupSignature(f"{work}/minhash/signatures", config=mh_config))
+        first.append(signature_block(f"{work}/minhash/signatures", mh_config, cfg.engine))
     stages = [*id_stages, Stage("filter", first, tasks)]
     if minhash:
         stages.append(Stage("minhash_buckets", [MinhashDedupBuckets(
@@ -135,11 +134,6 @@ def _id_stages(cfg: CurateConfig, work: str) -> list[Stage]:
     reader = SourcesReader(checked, cfg.reading.max_document_bytes, None)
     return [Stage("ids", [IdRecorder(reader, f"{work}/ids/records")], cfg.executor.tasks),
             Stage("duplicate_ids", [DuplicateIds(f"{work}/ids/records", f"{work}/ids/duplicates")], 1)]
-
-
-def _exemptions(step) -> dict:
-    return {"exempt_sources": step.exempt_sources, "exempt_domains": step.exempt_domains,
-            "exempt_categories": step.exempt_categories}
 
 
 _watching: int | None = None  # the launcher this process already watches

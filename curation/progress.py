@@ -283,11 +283,21 @@ def _send_fd2(stream: TextIO) -> int | None:
         return None
 
 
+def console_logger() -> None:
+    """loguru's default sink as datatrove sets it up, but writing to whatever sys.stderr is when each message is
+    written: a caller that swaps sys.stderr for a while (a test's capture, a redirect) never leaves the sink
+    writing to a closed stream (loguru then prints its own traceback on every message)."""
+    from datatrove.utils.logging import DATATROVE_COLORIZE_LOGS
+
+    logger.remove()
+    logger.add(lambda message: sys.stderr.write(message), colorize=DATATROVE_COLORIZE_LOGS)
+
+
 @contextlib.contextmanager
 def datatrove_console_to(path: Path) -> Iterator[None]:
     """While the block runs, what datatrove (its loguru sinks), other libraries and C code would print on stderr
     goes to `path` (appended) instead. loguru's default sink is re-pointed with datatrove's own
-    `setup_default_logger` on the way in and out."""
+    `setup_default_logger` on the way in, and `console_logger` on the way out."""
     from datatrove.utils.logging import setup_default_logger
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +308,7 @@ def datatrove_console_to(path: Path) -> Iterator[None]:
             setup_default_logger()
             yield
     finally:
-        setup_default_logger()  # sys.stderr is the caller's again
+        console_logger()  # sys.stderr is the caller's again
         if saved is not None:
             os.dup2(saved, 2)
             os.close(saved)
@@ -350,13 +360,12 @@ def run_progress_lines(output_dir: Path) -> list[str]:
 def datatrove_warnings_only() -> Iterator[None]:
     """In-process commands (`curate run --preview`, `curate train-scorer`): datatrove's info lines ("Reading
     input file ...") off the console, its warnings (bad records) kept."""
-    from datatrove.utils.logging import setup_default_logger
 
     logger.remove()
-    logger.add(sys.stderr, level="WARNING", format="{level}: {message}")
+    logger.add(lambda message: sys.stderr.write(message), level="WARNING", format="{level}: {message}")
     try:
         yield
     finally:
-        setup_default_logger()
+        console_logger()
 
 

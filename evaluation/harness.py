@@ -163,13 +163,14 @@ class TaskCache:
         return {name: self._tasks[name] for name in names if name in self._tasks}
 
 
-def make_lm(model, tokenizer, batch_size: int = 16, max_length: int | None = None):
+def make_lm(model, tokenizer, batch_size: int = 16, max_length: int | None = None, pack_tokens: int | None = None):
     """An lm-eval HFLM around a live model (no copy, no reload), scoring each multiple-choice item's
-    context once (evaluation/packed_choices.py)."""
+    context once and several items per forward (evaluation/packed_choices.py)."""
     from stablecpt.evaluation.packed_choices import PackedChoiceLM
 
     with quiet_lm_eval():
-        return PackedChoiceLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length)
+        return PackedChoiceLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=max_length,
+                              pack_tokens=pack_tokens)
 
 
 def task_metrics(raw: dict, name: str, n_samples: dict | None) -> dict[str, Any]:
@@ -185,10 +186,14 @@ def task_metrics(raw: dict, name: str, n_samples: dict | None) -> dict[str, Any]
     return out
 
 
-def run_tasks(lm, tasks: dict[str, Any], limit: int | float | None = None) -> dict[str, dict[str, Any]]:
+def run_tasks(lm, tasks: dict[str, Any], limit: int | float | None = None, items: dict | None = None
+              ) -> dict[str, dict[str, Any]]:
     """Evaluate already-built Task objects; {task: {acc, acc_stderr, acc_norm, acc_norm_stderr, n}}.
 
-    Returns {} on ranks other than 0 when `lm` is sharded across ranks (lm-eval gathers to rank 0).
+    With `items` (a dict), multiple-choice tasks also get their per-item scores there ({task: ScoredItems},
+    evaluation/items.py) and `soft_acc` / `soft_acc_stderr` (the mean probability of the gold choice) in
+    their results. Returns {} on ranks other than 0 when `lm` is sharded across ranks (lm-eval gathers to
+    rank 0).
     """
     from lm_eval.evaluator import evaluate
 
@@ -205,8 +210,26 @@ def run_tasks(lm, tasks: dict[str, Any], limit: int | float | None = None) -> di
             continue
         with quiet_lm_eval():
             res = evaluate(lm, {"tasks": dict(group), "groups": {}, "group_map": {}}, limit=limit,
-                           log_samples=False, bootstrap_iters=1000, apply_chat_template=apply_chat_template)
+                           log_samples=items is not None, bootstrap_iters=1000,
+                           apply_chat_template=apply_chat_template)
         if res is None:
             continue
         out |= {name: task_metrics(res["results"][name], name, res.get("n-samples", {}).get(name)) for name in group}
+        if items is not None:
+            _collect_items(group, res.get("samples") or {}, out, items)
     return {name: out[name] for name in tasks if name in out}
+
+
+def _collect_items(tasks: dict[str, Any], samples: dict, results: dict, items: dict) -> None:
+    import math
+
+    from stablecpt.evaluation.items import from_samples
+
+    for name, task in tasks.items():
+        scored = from_samples(task, samples.get(name, []))
+        if scored is None:
+            continue
+        items[name] = scored
+        soft = scored.metrics()["soft_acc"]
+        results[name]["soft_acc"] = float(soft.mean())
+        results[name]["soft_acc_stderr"] = float(soft.std(ddof=1) / math.sqrt(len(soft))) if len(soft) > 1 else None

@@ -114,10 +114,13 @@ def evaluate_model(model, tokenizer, config: EvalConfig, task_cache, report=prin
         "perplexity": {},
     }
     for source in config.perplexity.sources:
-        body["perplexity"][source.name] = measure(model, tokenizer, source, config.perplexity.context,
-                                                  config.perplexity.max_tokens, config.batch_size)
-        report(f"  ppl {source.name}: {body['perplexity'][source.name]['perplexity']:.3f} "
-               f"({body['perplexity'][source.name]['tokens']} tokens)")
+        figures = measure(model, tokenizer, source, config.perplexity.context, config.perplexity.max_tokens,
+                          config.batch_size)
+        body["perplexity"][source.name] = figures
+        parts = ", ".join(f"{name} {f['perplexity']:.3f} ({f['tokens']} tokens, {f['documents']} docs)"
+                          for name, f in figures["by_source"].items())
+        report(f"  ppl {source.name}: {figures['perplexity']:.3f} ({figures['tokens']} tokens, "
+               f"{figures['documents']} documents; {parts})")
     return body
 
 
@@ -126,7 +129,7 @@ def run_eval(config: EvalConfig, report=print) -> Path:
 
     import torch
     from stablecpt.evaluation.harness import TaskCache
-    from stablecpt.evaluation.report import checkpoint_lineage, comparison_rows, markdown_table, write_json
+    from stablecpt.evaluation.report import checkpoint_lineage, comparison_markdown, comparison_rows, write_json
     from stablecpt.evaluation.suite import load_suite
 
     from stablecpt import __version__
@@ -161,9 +164,9 @@ def run_eval(config: EvalConfig, report=print) -> Path:
         all_results.append(result)
         del model
     header, rows = comparison_rows(all_results)
-    table = markdown_table(header, rows)
+    table = comparison_markdown(all_results)
     (config.output_dir / "comparison.md").write_text(table, encoding="utf-8")
-    write_json(config.output_dir / "comparison.json", {"header": header, "rows": rows})
+    write_json(config.output_dir / "comparison.json", {"metric": "acc_norm", "header": header, "rows": rows})
     report("\n" + table)
     return config.output_dir
 

@@ -92,3 +92,37 @@ def macro_averages(suite: Suite, task_results: dict[str, dict]) -> dict[str, dic
             out["average"]["complete"] = False
             out["average"]["incomplete_groups"] = nested_missing
     return out
+
+
+def lm_eval_groups(suite: Suite) -> dict[str, dict]:
+    """The suite as lm-eval group configs {group name: config}: `<suite>` runs every task; each of its
+    `groups` is `<suite>_<group>` and the `average` is `<suite>_average` (or `<suite>` itself when it
+    averages exactly the suite's tasks), aggregated as unweighted means of acc and acc_norm.
+
+    lm-eval (0.4.13) averages a group over its leaf tasks, and over those that report the metric: so the
+    flat averages equal the suite's, while an average over groups (medical's mean of MMLU-Med, PubMedQA,
+    MedMCQA, MedQA) becomes a mean over the leaf tasks, and acc_norm leaves out tasks that report only acc.
+    """
+    aggregate = [{"metric": m, "aggregation": "mean", "weight_by_size": False} for m in METRICS]
+    groups = {f"{suite.name}_{g}": {"group": f"{suite.name}_{g}", "task": list(members),
+                                    "aggregate_metric_list": aggregate, "metadata": {"version": 1.0}}
+              for g, members in suite.groups.items()}
+
+    def member(name: str) -> str:
+        return f"{suite.name}_{name}" if name in suite.groups else name
+
+    average = [member(m) for m in suite.average]
+    covered = {t for m in suite.average for t in (suite.groups.get(m) or [m])}
+    if suite.average and covered == set(suite.tasks):
+        groups[suite.name] = {"group": suite.name, "task": average, "aggregate_metric_list": aggregate,
+                              "metadata": {"version": 1.0}}
+        return groups
+    rest = [t for t in suite.tasks if t not in covered]
+    if suite.average:
+        groups[f"{suite.name}_average"] = {"group": f"{suite.name}_average", "task": average,
+                                           "aggregate_metric_list": aggregate, "metadata": {"version": 1.0}}
+        top = [f"{suite.name}_average", *rest]
+    else:
+        top = list(suite.tasks)
+    groups[suite.name] = {"group": suite.name, "task": top, "metadata": {"version": 1.0}}
+    return groups

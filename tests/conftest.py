@@ -16,6 +16,15 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+@pytest.fixture(autouse=True, scope="session")
+def _loguru_follows_stderr():
+    """datatrove binds loguru's sink to the sys.stderr of the moment it is imported; under pytest that may be a
+    test's capture, closed after it, and every later message would print loguru's traceback instead."""
+    from stablecpt.curation.progress import console_logger
+
+    console_logger()
+
+
 TOKENIZER_TEXTS = [
     "The patient was diagnosed with type 2 diabetes mellitus and started on metformin.",
     "Seizure: an intermittent abnormality of nervous system physiology.",

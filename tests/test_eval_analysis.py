@@ -28,19 +28,24 @@ def test_perplexity_is_lower_is_better():
 def test_no_drop_and_no_recovery_cases():
     rising = analyse_series([(0, 0.3), (5, 0.4), (9, 0.5)])
     assert rising["drop"] == 0.0 and rising["drop_tokens"] is None and rising["recovery_tokens"] is None
-    falling = analyse_series([(0, 0.5), (5, 0.4), (9, 0.45)], stderrs=[0.02, 0.02, 0.025])
+    falling = analyse_series([(0, 0.5), (5, 0.4), (9, 0.45)])
     assert falling["drop_tokens"] == 5 and falling["recovered"] is False and falling["recovery_tokens"] is None
-    assert falling["drop_z"] == pytest.approx(0.1 / 0.02)
+    assert falling["final_change"] == pytest.approx(-0.05) and falling["relative_change"] == pytest.approx(-0.1)
+    assert "drop_z" not in falling  # a largest shortfall over noisy points carries no test (paired.py does)
 
 
-def test_analyse_points_pairs_stderr_and_skips_weight_updates():
-    points = [{"tokens": 0, "t/acc": 0.5, "t/acc_stderr": 0.05, "ppl/medical": 30.0, "weight_update/ratio": 0.0},
-              {"tokens": 8, "t/acc": 0.4, "t/acc_stderr": 0.05, "ppl/medical": 25.0, "weight_update/ratio": 1.4},
-              {"tokens": 16, "t/acc": 0.6, "t/acc_stderr": 0.05, "ppl/medical": 20.0, "weight_update/ratio": 1.2}]
+def test_analyse_points_skips_counts_and_weight_updates_and_names_what_figures_rest_on():
+    points = [{"tokens": 0, "t/acc": 0.5, "t/acc_stderr": 0.05, "t/n": 40, "ppl/medical": 30.0,
+               "ppl/medical/tokens": 900, "ppl/medical/documents": 12, "weight_update/ratio": 0.0},
+              {"tokens": 8, "scheduled_tokens": 8, "t/acc": 0.4, "t/acc_stderr": 0.05, "t/n": 40, "ppl/medical": 25.0,
+               "ppl/medical/tokens": 900, "ppl/medical/documents": 12, "weight_update/ratio": 1.4},
+              {"tokens": 16, "t/acc": 0.6, "t/acc_stderr": 0.05, "t/n": 40, "ppl/medical": 20.0,
+               "ppl/medical/tokens": 900, "ppl/medical/documents": 12, "weight_update/ratio": 1.2}]
     out = analyse_points(points)
     assert set(out) == {"t/acc", "ppl/medical"}
-    assert out["t/acc"]["drop_z"] == pytest.approx(2.0) and out["t/acc"]["recovery_tokens"] == 16
+    assert out["t/acc"]["recovery_tokens"] == 16 and out["t/acc"]["final_items"] == 40
     assert out["ppl/medical"]["drop"] == 0.0 and out["ppl/medical"]["final_gain"] == pytest.approx(10.0)
+    assert out["ppl/medical"]["final_token_count"] == 900 and out["ppl/medical"]["final_documents"] == 12
 
 
 def test_medical_suite_macro_average_is_the_papers():

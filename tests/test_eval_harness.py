@@ -59,7 +59,10 @@ def test_eval_reports_unavailable_tasks_in_one_line_each_and_runs_the_rest(tiny_
     assert result["suites"]["general"]["average"]["complete"] is False
     assert result["suites"]["medical"]["mmlu_medical"]["missing"] == medical[:5]
     assert result["perplexity"]["medical"]["tokens"] > 0 and result["perplexity"]["medical"]["perplexity"] > 1
-    assert (tmp_path / "out" / "comparison.md").read_text().count("\n") == 3  # header, rule, one model
+    table = (tmp_path / "out" / "comparison.md").read_text().splitlines()
+    assert table[0].startswith("Cells: `acc_norm`") and table[1] == ""  # the table names its metric
+    assert len(table) == 5  # then header, rule, one model
+    assert json.loads((tmp_path / "out" / "comparison.json").read_text())["metric"] == "acc_norm"
 
 
 def test_eval_of_a_training_run_covers_each_checkpoint_with_lineage(run_dir, tmp_path, capsys):
@@ -82,9 +85,10 @@ def test_eval_of_a_training_run_covers_each_checkpoint_with_lineage(run_dir, tmp
     capsys.readouterr()
     assert main(["eval", "--compare", *map(str, results)]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].startswith("| model | tokens | offline_general avg | general_next_sentence |")
-    assert table[2].startswith("| run-a/final | 512 |")  # final/: the run's end, from run.json
-    assert table[3].startswith("| run-a/step_4 | 512 |")
+    assert table[0].startswith("Cells: `acc_norm`")
+    assert table[2].startswith("| model | tokens | offline_general avg | general_next_sentence |")
+    # rows in order of training tokens; final/ is the run's end (run.json `finished`), here step 4's 512 tokens
+    assert sorted(row.split(" | ")[:2] for row in table[4:6]) == [["| run-a/final", "512"], ["| run-a/step_4", "512"]]
 
 
 def test_eval_config_errors_are_one_line(tmp_path, capsys):

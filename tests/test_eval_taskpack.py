@@ -76,3 +76,31 @@ def test_build_taskpack_renders_yaml_pointing_at_its_data(tmp_path):
     for name in ("hpo_term_definition", "general_next_sentence"):
         for item in pack_items(name)[:50]:
             assert any(item.choices[item.answer] in texts[s] for s in item.source_ids), item.item_id
+
+
+def test_rendered_task_folder_gives_lm_eval_the_projects_numbers(tmp_path, tiny_model_dir, capsys):
+    """`stablecpt eval --render-tasks DIR`, then lm-eval on its own (its HF model class, its evaluator, the
+    suites as its groups) equals `stablecpt eval` on the same tiny model."""
+    from lm_eval import simple_evaluate
+    from lm_eval.tasks import TaskManager
+    from stablecpt.evaluation.run import EvalConfig, run_eval
+
+    from stablecpt.cli import main
+
+    folder = tmp_path / "tasks"
+    assert main(["eval", "--render-tasks", str(folder)]) == 0
+    assert f"--include_path {folder}" in capsys.readouterr().out
+    assert not any("@DATA@" in p.read_text() for p in folder.glob("*.yaml"))
+    theirs = simple_evaluate(model="hf", model_args=f"pretrained={tiny_model_dir}", batch_size=4, limit=8, device="cpu",
+                             tasks=["offline_medical", "offline_general"],
+                             task_manager=TaskManager(include_path=str(folder), include_defaults=False))["results"]
+    run_eval(EvalConfig(models=[str(tiny_model_dir)], suites=["offline_medical", "offline_general"], limit=8,
+                        batch_size=4, output_dir=tmp_path / "eval"), report=lambda line: None)
+    ours = json.loads(next((tmp_path / "eval" / "results").glob("*.json")).read_text())
+    for task in ("hpo_term_definition", "hpo_definition_term", "icd10cm_code_description", "mmlu_med_bio",
+                 "general_next_sentence"):
+        for metric in ("acc", "acc_norm"):
+            assert theirs[task][f"{metric},none"] == pytest.approx(ours["tasks"][task][metric], abs=1e-12), task
+    average = ours["suites"]["offline_medical"]["average"]
+    for metric in ("acc", "acc_norm"):
+        assert theirs["offline_medical_average"][f"{metric},none"] == pytest.approx(average[metric], abs=1e-12)

@@ -203,15 +203,20 @@ def test_wide_vocabularies_use_uint32(tmp_path):
     assert version.token_dtype == np.dtype("<u4") and version.document_tokens(0).tolist() == [70000, 5, 0]
 
 
-def test_document_tokens_for_evaluation(tmp_path):
-    from stablecpt.formats.version import read_document_tokens
+def test_documents_for_evaluation(tmp_path):
+    from stablecpt.formats.version import read_documents
 
-    docs = [Doc(tokens=[5, 6], domain="medical"), Doc(tokens=[7], domain="general"), Doc(tokens=[8, 9, 10])]
+    docs = [Doc(tokens=[5, 6], domain="medical", source="hpo"), Doc(tokens=[7], domain="general", source="lee"),
+            Doc(tokens=[8, 9, 10], source="icd")]
     path = write_version(tmp_path, docs, [[2, 0, 1]], docs_per_file=2)
-    assert [r.tolist() for r in read_document_tokens(path)] == [[5, 6, 0], [7, 0], [8, 9, 10, 0]]
-    assert [r.tolist() for r in read_document_tokens(path, domain="medical", max_documents=1)] == [[5, 6, 0]]
+    every = read_documents(path)
+    assert [every.tokens(i).tolist() for i in range(3)] == [[5, 6, 0], [7, 0], [8, 9, 10, 0]]
+    assert every.sources == ["hpo", "lee", "icd"] and len(set(every.ids)) == 3
+    medical = read_documents(path, domain="medical")
+    assert medical.rows.tolist() == [0, 2] and medical.sources == ["hpo", "icd"]
+    assert medical.ids == [every.ids[0], every.ids[2]] and medical.tokens(1).tolist() == [8, 9, 10, 0]
     with pytest.raises(UserError, match="more than the 100 the model reads"):
-        read_document_tokens(path, vocab_size=100)
+        read_documents(path, vocab_size=100)
 
 
 def test_the_numpy_token_writer_writes_datatroves_bytes(tmp_path):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from paperkit import launch_world_size
 from stablecpt.curation.shards.config import ShardsConfig
 from stablecpt.evaluation.gap import StabilityGapMonitor
 from stablecpt.training.callbacks import build_callback
@@ -32,8 +33,8 @@ def test_the_slurm_curation_config_validates():
 
 def test_every_recipe_of_the_paper_ships():
     names = {p.stem.removeprefix("train_") for p in TRAIN_CONFIGS}
-    for recipe in ("baseline_50b", "random5b_x5", "hq5b_x5", "mixture_fixed", "mixture_dynamic", "replay10",
-                   "rewarm_redecay", "freeze_top5", "freeze_bottom5"):
+    for recipe in ("baseline_50b", "random5b_x5", "hq5b_x5", "mixture_fixed", "mixture_dynamic", "strategies_20b",
+                   "replay10", "replay10_50b", "rewarm_redecay", "freeze_top5", "freeze_bottom5"):
         assert f"openllama3b_{recipe}" in names
     assert "llama3_8b_physician" in names
 
@@ -64,11 +65,12 @@ def test_llama3_recipe_uses_the_papers_context_and_epochs():
 def test_dry_run_prints_the_plan_without_data_or_weights(path, capsys):
     from stablecpt.cli import main
 
-    assert main(["train", "--config", str(path), "--dry-run", "--world-size", "64", "--params", "3.4e9"]) == 0
+    world = launch_world_size(path)  # the world size of the launch line in its comments
+    assert main(["train", "--config", str(path), "--dry-run", "--world-size", str(world), "--params", "3.4e9"]) == 0
     out = capsys.readouterr().out
     steps = int(next(line for line in out.splitlines() if line.split()[:1] == ["steps"]).split()[1].replace(",", ""))
     cfg = load_config(path, TrainConfig)
-    assert steps == cfg.token_budget // (cfg.seq_len * cfg.micro_batch_size * cfg.grad_accumulation * 64)
+    assert steps == cfg.token_budget // (cfg.seq_len * cfg.micro_batch_size * cfg.grad_accumulation * world)
     assert "gpu_hours" in out and "eval_points_tokens       0, 50,000,000" in out
 
 
@@ -103,3 +105,10 @@ def test_shards_dry_run_from_the_command_line(capsys):
     assert main(["shards", "build", "--config", str(PAPER / "shards_replay10.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "replay_per_epoch           500,000,000" in out and "tokens_all_epochs          20,000,000,000" in out
+
+
+def test_shards_dry_run_shows_the_random_control_s_pre_cut(capsys):
+    from stablecpt.cli import main
+
+    assert main(["shards", "build", "--config", str(PAPER / "shards_random5b_x5.yaml"), "--dry-run"]) == 0
+    assert "medical by random within the top 50,000,000,000 tokens by kenlm_perplexity" in capsys.readouterr().out

@@ -39,7 +39,8 @@ def training_plan(cfg: TrainConfig, world_size: int, params: int | None, mfu: fl
     tokens = steps * tokens_per_step
     warmups = sorted({warmup_steps(length, cfg.schedule.warmup_ratio)
                       for _, length in cycle_bounds(steps, cfg.schedule.cycles)})
-    points = sorted({p for cb in cfg.callbacks for p in build_callback(cb.path, cb.kwargs).eval_points(tokens)})
+    callbacks = [build_callback(cb.path, cb.kwargs) for cb in cfg.callbacks]
+    points = sorted({p for cb in callbacks for p in cb.eval_points(tokens)})
     plan: dict[str, Any] = {
         "model": cfg.model, "shards": str(cfg.shards), "world_size": world_size,
         "tokens_per_step": tokens_per_step, "steps": steps, "tokens": tokens,
@@ -54,6 +55,9 @@ def training_plan(cfg: TrainConfig, world_size: int, params: int | None, mfu: fl
         device_hours = 6 * params * tokens / (peak * mfu) / 3600
         plan |= {"gpu": gpu, "assumed_mfu": mfu, "gpu_hours": round(device_hours, 1),
                  "wall_hours": round(device_hours / world_size, 2)}
+    for cb in callbacks:  # a callback may say what it costs (the stability-gap monitor does)
+        if hasattr(cb, "describe_plan"):
+            plan |= cb.describe_plan(tokens, cfg.model, params, tokens_per_step)
     return plan
 
 

@@ -9,12 +9,9 @@ machine, worker count or file order.
 
 from __future__ import annotations
 
-import hashlib
+from stablecpt.core.hashing import heldout_bucket  # the rule's one home, shared with evaluation
 
-
-def heldout_bucket(doc_id: str) -> int:
-    """0..99, uniform over ids."""
-    return int.from_bytes(hashlib.sha1(doc_id.encode("utf-8")).digest()[:8], "big") % 100
+__all__ = ["heldout_bucket", "is_heldout"]
 
 
 def is_heldout(doc_id: str, percent: float) -> bool:

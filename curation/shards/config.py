@@ -52,11 +52,23 @@ def _check_categories(values: list[str], what: str) -> list[str]:
     return values
 
 
+class WithinConfig(StrictModel):
+    """A pre-cut of the domain pool: only the documents of its top `tokens` tokens by `score` are ranked.
+
+    The paper's "5b Random" samples within the 50B-token medical corpus (the top 50B of RefinedWeb by
+    KenLM perplexity), not within the whole pool: `within: {score: kenlm_perplexity, tokens: 50B}`.
+    """
+
+    score: Literal["kenlm_perplexity", "fasttext_score"]  # the attribute the pre-cut ranks the pool by
+    tokens: TokenCount  # the pre-cut keeps the pool's best documents up to this many tokens
+
+
 class SelectionConfig(StrictModel):
-    """The domain subset: the domain pool ranked by `score`, cut at exactly `tokens` tokens."""
+    """The domain subset: the domain pool (pre-cut by `within`) ranked by `score`, cut at exactly `tokens`."""
 
     domain: str = "medical"  # the curation run's domain whose documents are ranked and cut
     categories: list[str] | None = None  # restrict the domain pool to these categories
+    within: WithinConfig | None = None  # rank only the documents of the pool's top within.tokens by within.score
     # the attribute ranking the pool: lowest perplexity, highest P(domain), or a hash of the id (random)
     score: Literal["kenlm_perplexity", "fasttext_score", "random"] = "kenlm_perplexity"
     tokens: TokenCount | None = None  # S; None takes the whole pool
@@ -65,6 +77,13 @@ class SelectionConfig(StrictModel):
     @classmethod
     def _known(cls, value: list[str] | None) -> list[str] | None:
         return None if value is None else _check_categories(value, "selection.categories")
+
+    @model_validator(mode="after")
+    def _within_holds_s(self) -> SelectionConfig:
+        if self.within is not None and self.tokens is not None and self.tokens > self.within.tokens:
+            raise ValueError(f"selection.tokens {self.tokens:,} is larger than selection.within.tokens "
+                             f"{self.within.tokens:,}: the subset must fit in the pre-cut")
+        return self
 
 
 class MixtureConfig(StrictModel):

@@ -72,8 +72,11 @@ def planned_budgets(cfg: ShardsConfig) -> dict[str, object]:
                         "whole pool, which only the curation run knows")
     domain, general = part_targets(cfg, Subset(rows=np.empty(0, dtype=np.int64), tokens=subset_tokens or 0))
     per_epoch = domain + sum(general.values())
-    plan: dict[str, object] = {"epochs": cfg.epochs, "mode": cfg.mode, "selection": f"{cfg.selection.domain} by "
-                               f"{cfg.selection.score}", "subset_tokens (S)": subset_tokens or "whole pool",
+    within = cfg.selection.within
+    selection = f"{cfg.selection.domain} by {cfg.selection.score}" + (
+        f" within the top {within.tokens:,} tokens by {within.score}" if within is not None else "")
+    plan: dict[str, object] = {"epochs": cfg.epochs, "mode": cfg.mode, "selection": selection,
+                               "subset_tokens (S)": subset_tokens or "whole pool",
                                "tokens_per_epoch": per_epoch, "domain_per_epoch": domain}
     plan |= {f"{name}_per_epoch": tokens for name, tokens in general.items()}
     plan["tokens_all_epochs"] = per_epoch * cfg.epochs

@@ -5,6 +5,10 @@ Ranking: kenlm_perplexity ascending (lower = more domain-like), fasttext_score d
 Documents lacking the chosen score cannot be ranked: they are left out and counted in the manifest.
 The document that crosses S is cut so that the subset holds exactly S tokens (its run still ends with
 the separator); the manifest names it.
+
+`within` pre-cuts the pool before that ranking: only the documents of the pool's first `within.tokens`
+tokens by `within.score` (whole documents, the one crossing the cut included) are ranked. The paper's
+"5b Random" is a random 5B within the 50B medical corpus, itself the top 50B of the pool by KenLM.
 """
 
 from __future__ import annotations
@@ -29,6 +33,34 @@ class Subset:
     stats: dict = field(default_factory=dict)
 
 
+def _rank(pool: np.ndarray, score: str, cfg: ShardsConfig, run: CurationRun, where: str) -> tuple[np.ndarray, int]:
+    """(pool rows in rank order, documents left out for lacking the score)."""
+    if score == "random":
+        return hash_order(pool, run.ids, cfg.seed, "select", 0), 0
+    scores = run.table[score].to_numpy()[pool]
+    scored = pool[~np.isnan(scores)]
+    if len(scored) == 0:
+        raise UserError(f"{where}: empty selection: none of the {len(pool):,} '{cfg.selection.domain}' documents "
+                        f"has a {score} (was the curation run scored?)")
+    key = scores[~np.isnan(scores)] * (1 if score == "kenlm_perplexity" else -1)
+    return scored[np.lexsort((scored, key))], len(pool) - len(scored)  # rows are id-sorted: ties break by id
+
+
+def _pre_cut(cfg: ShardsConfig, run: CurationRun, store: TokenStore, pool: np.ndarray, where: str) -> tuple[
+        np.ndarray, dict]:
+    """The documents of the pool's top `within.tokens` tokens by `within.score`, in row order."""
+    within = cfg.selection.within
+    order, unscored = _rank(pool, within.score, cfg, run, where)
+    rows, tokens, exhausted = store.take_prefix(order, within.tokens)
+    if exhausted:
+        raise UserError(f"{where}: selection.within.tokens {within.tokens:,} is larger than the pool ({tokens:,} "
+                        f"tokens in {len(order):,} '{cfg.selection.domain}' documents with a {within.score}); "
+                        "lower it or drop `within`")
+    stats = {"score": within.score, "tokens_target": within.tokens, "documents": len(rows), "tokens": tokens,
+             "unscored_documents": unscored, "boundary_document": run.ids[int(rows[-1])]}
+    return np.sort(rows), stats
+
+
 def select_domain_subset(cfg: ShardsConfig, run: CurationRun, store: TokenStore) -> Subset:
     sel = cfg.selection
     where = f"selection (curation run {run.path})"
@@ -41,22 +73,17 @@ def select_domain_subset(cfg: ShardsConfig, run: CurationRun, store: TokenStore)
         cats = f" in categories {sel.categories}" if sel.categories else ""
         raise UserError(f"{where}: empty selection: no documents of domain '{sel.domain}'{cats} "
                         f"(domains in the run: {domains})")
-    if sel.score == "random":
-        order, unscored = hash_order(pool, run.ids, cfg.seed, "select", 0), 0
-    else:
-        scores = run.table[sel.score].to_numpy()[pool]
-        scored = pool[~np.isnan(scores)]
-        unscored = len(pool) - len(scored)
-        if len(scored) == 0:
-            raise UserError(f"{where}: empty selection: none of the {len(pool):,} '{sel.domain}' documents has "
-                            f"a {sel.score} (was the curation run scored?)")
-        key = scores[~np.isnan(scores)] * (1 if sel.score == "kenlm_perplexity" else -1)
-        order = scored[np.lexsort((scored, key))]  # rows are id-sorted, so row number breaks ties by id
+    pool_documents, within = len(pool), None
+    if sel.within is not None:
+        pool, within = _pre_cut(cfg, run, store, pool, where)
+    order, unscored = _rank(pool, sel.score, cfg, run, where)
     budget = sel.tokens if sel.tokens is not None else np.iinfo(np.int64).max
     rows, tokens, exhausted = store.take_prefix(order, budget)
     stats = {"domain": sel.domain, "categories": sel.categories, "score": sel.score,
-             "pool_documents": len(pool), "unscored_documents": unscored, "tokens_target": sel.tokens,
+             "pool_documents": pool_documents, "unscored_documents": unscored, "tokens_target": sel.tokens,
              "boundary_document": None, "pool_short": False}
+    if within is not None:
+        stats["within"] = within
     if sel.tokens is not None and exhausted:
         if sel.tokens > cfg.repetition_cap * tokens:
             raise UserError(f"{where}: selection.tokens {sel.tokens:,} is larger than the pool ({tokens:,} tokens "

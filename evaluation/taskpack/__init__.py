@@ -129,6 +129,20 @@ def pack_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
+def _render(folder: Path, data_folder: Path) -> None:
+    """Items, the task YAMLs (their `@DATA@` made the absolute path of `data_folder`'s items), held-out texts."""
+    export_items(folder)
+    for template in TEMPLATES.glob("*.yaml"):
+        text = template.read_text(encoding="utf-8")
+        items = CHAT_TASKS.get(template.stem, template.stem)  # a chat task reads its base task's items
+        (folder / template.name).write_text(text.replace("@DATA@", str(data_folder / f"{items}.jsonl")),
+                                            encoding="utf-8")
+    _write_heldout_texts(folder / "heldout")
+    sizes = {name: len(pack_items(name)) for name in PACK_TASKS}
+    (folder / "pack.json").write_text(json.dumps({"fingerprint": pack_fingerprint(), "sizes": sizes,
+                                                  "heldout_documents": heldout_documents()}, indent=1))
+
+
 def build_taskpack(root: Path | None = None) -> Path:
     """The pack as an lm-eval include folder (items + rendered YAMLs); built once per fingerprint."""
     from stablecpt.core.env import cache_dir
@@ -140,16 +154,7 @@ def build_taskpack(root: Path | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
     try:
-        export_items(tmp)
-        for template in TEMPLATES.glob("*.yaml"):
-            text = template.read_text(encoding="utf-8")
-            items = CHAT_TASKS.get(template.stem, template.stem)  # a chat task reads its base task's items
-            (tmp / template.name).write_text(text.replace("@DATA@", str(target / f"{items}.jsonl")),
-                                             encoding="utf-8")
-        _write_heldout_texts(tmp / "heldout")
-        sizes = {name: len(pack_items(name)) for name in PACK_TASKS}
-        (tmp / "pack.json").write_text(json.dumps({"fingerprint": target.name, "sizes": sizes,
-                                                   "heldout_documents": heldout_documents()}, indent=1))
+        _render(tmp, target)
         try:
             os.replace(tmp, target)
         except OSError:  # another process built it first: theirs is identical
@@ -159,3 +164,19 @@ def build_taskpack(root: Path | None = None) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def render_tasks(directory: Path) -> Path:
+    """A self-contained lm-eval include folder: the pack's tasks (absolute data paths into `directory`) and
+    every shipped suite as lm-eval groups (evaluation.suite.lm_eval_groups), so that
+    `lm_eval --tasks <suite or task> --include_path <directory>` runs them outside stablecpt."""
+    import yaml
+    from stablecpt.evaluation.suite import available_suites, lm_eval_groups, load_suite
+
+    directory = Path(directory).resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    _render(directory, directory)
+    for suite in available_suites():
+        for name, group in lm_eval_groups(load_suite(suite)).items():
+            atomic_write_text(directory / f"_group_{name}.yaml", yaml.safe_dump(group, sort_keys=False))
+    return directory

@@ -350,16 +350,28 @@ def open_version(path: str | Path, level: Level = "quick", vocab_size: int | Non
     return version
 
 
-def read_document_tokens(path: str | Path, domain: str | None = None, max_documents: int | None = None,
-                         vocab_size: int | None = None) -> list[np.ndarray]:
-    """Token runs (separator included) of a version's documents in doc_index order, optionally of one domain and
-    at most `max_documents`; the version is verified quick and against `vocab_size` first (evaluation reads
-    held-out shard versions through this)."""
+@dataclass
+class VersionDocuments:
+    """A version's documents in doc_index order, optionally of one domain: ids and sources now, tokens on demand
+    (evaluation samples held-out perplexity sets from shard versions through this)."""
+
+    version: ShardVersion
+    rows: np.ndarray  # doc_index of each listed document
+    ids: list[str]
+    sources: list[str]
+
+    def tokens(self, i: int) -> np.ndarray:
+        """Token run of the i-th listed document, separator included."""
+        return self.version.document_tokens(int(self.rows[i]))
+
+
+def read_documents(path: str | Path, domain: str | None = None, vocab_size: int | None = None) -> VersionDocuments:
+    """The version's documents (of `domain` when given), after verifying it quick and against `vocab_size`."""
     version = open_version(path, "quick", vocab_size)
+    table = pq.read_table(version.path / DOCUMENTS, columns=["id", "domain"])
     rows = np.arange(len(version.doc_length))
     if domain is not None:
-        domains = pq.read_table(version.path / DOCUMENTS, columns=["domain"]).column("domain")
-        rows = rows[pc.fill_null(pc.equal(domains, domain), False).to_numpy(zero_copy_only=False)]
-    if max_documents is not None:
-        rows = rows[:max_documents]
-    return [version.document_tokens(int(i)) for i in rows]
+        rows = rows[pc.fill_null(pc.equal(table.column("domain"), domain), False).to_numpy(zero_copy_only=False)]
+    ids = table.column("id").take(pa.array(rows)).to_pylist()
+    sources = [version.sources[i] for i in version.doc_source[rows].tolist()]
+    return VersionDocuments(version, rows, ids, sources)

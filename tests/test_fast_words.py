@@ -1,0 +1,83 @@
+"""The shared WordTable gives exactly datatrove's spaCy words, for the filters and for MinHash, on real text."""
+
+import random
+
+import pytest
+from curation_helpers import embedded_slice
+from datatrove.utils.text import simplify_text, split_into_words
+from datatrove.utils.word_tokenizers import load_word_tokenizer
+from stablecpt.curation.blocks.normalise import normalise_text
+from stablecpt.curation.fast.words import WordTable, chunk_spans
+
+
+@pytest.fixture(scope="module")
+def texts():
+    """Real documents: ontology definitions, ICD code lists, news, Python source (spaCy's hardest case here)."""
+    docs = embedded_slice("hpo", 60) + embedded_slice("icd10cm", 20) + embedded_slice("lee", 40) \
+        + embedded_slice("pystdlib", 12)
+    return [normalise_text(d["text"]) for d in docs]
+
+
+def reference_words(text):
+    return load_word_tokenizer("en").word_tokenize(text)
+
+
+def test_words_equal_datatrove_split_on_real_text_cold_and_warm(texts):
+    table = WordTable()
+    for _ in range(2):  # first pass fills the memo, second reads it
+        for text in texts:
+            assert table.words(text) == split_into_words(text, "en")
+    assert table.spacy_calls <= len(texts)  # one spaCy call per document at most, none when warm
+    assert table.seam_runs > 0  # the Python sources have chunks whose seams need the original text
+
+
+def test_minhash_words_equal_datatrove_split_of_the_simplified_text(texts):
+    table = WordTable()
+    for text in texts:
+        assert table.minhash_words(text) == reference_words(simplify_text(text))
+
+
+def test_special_cases_across_whitespace_are_respected():
+    # ":(((" is a spaCy emoticon; across the seam it keeps "):" from forming in "time(self):" (found in uuid.py)
+    cases = ["def time(self): (((x", "x): )", "a :) b", "it's (: he's", "'s 'em :-) :'(", "wait... what?!",
+             "l'\n's", "a\u2018 s", "x\t:(((", "U.S.A. e.g. etc. Mr. cannot gonna", "IS_ALPHA breaks spaCy"]
+    table = WordTable()
+    for text in cases:
+        assert table.words(text) == reference_words(text), text
+        assert table.minhash_words(text) == reference_words(simplify_text(text)), text
+
+
+def test_random_mixtures_of_special_case_fragments_match_spacy():
+    """Fuzz: texts built from the pieces spaCy's special cases are made of, joined by various whitespace."""
+    pieces = [":", ")", "(", "(((", "-", "'", "s", "'s", "it", "He", "o", ":o", "x", "D", "=", "3", "<", ">",
+              "a.m.", "10a.m", ".", "word", "can't", "‘", "’", "_", "^_^", "em", "*", "8"]
+    rng = random.Random(0)
+    table = WordTable()
+    for _ in range(400):
+        text = "".join(rng.choice(pieces) + rng.choice(["", "", " ", " ", "  ", "\n", "\t"]) for _ in range(12))
+        assert table.words(text) == reference_words(text), repr(text)
+        assert table.minhash_words(text) == reference_words(simplify_text(text)), repr(text)
+
+
+def test_ascii_letter_chunks_are_one_word_unless_special(texts):
+    nlp = load_word_tokenizer("en").tokenizer
+    special = set(nlp.tokenizer.rules)
+    words = {w for t in texts for w in t.split() if w.isascii() and w.isalpha() and w not in special}
+    words |= {"Cannot", "gonna", "Gimme", "lemme", "ima", "y", "Dont", "shes"} - special
+    assert len(words) > 1000
+    for word in words:
+        assert reference_words(word) == [word], word
+
+
+def test_memory_is_bounded_and_results_do_not_change_across_resets(texts):
+    table = WordTable(max_chunks=300)
+    for text in texts:
+        assert table.words(text) == split_into_words(text, "en")
+    assert table.resets > 0
+    assert len(table._chunks) + len(table._simplified) < 300 + max(len(t.split()) for t in texts) * 2
+
+
+def test_chunk_spans_are_the_str_split_chunks():
+    text = " a\u00a0b\u3000c\x1cd  e\n\nf\u200bg "
+    starts, ends = chunk_spans(text)
+    assert [text[s:e] for s, e in zip(starts, ends, strict=True)] == text.split()
