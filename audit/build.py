@@ -80,9 +80,9 @@ def curation_sections(t: CurationTables, prefix: str = "curation") -> list[Secti
             Table("contamination hits", "Documents dropped as contaminated (sharing an n-gram with evaluation "
                   "items), their n-gram hits, and kept documents with hits (should be 0).", t.contamination),
         ], [Chart(f"{prefix}_dropped.png", "dropped documents by reason",
-                  charts.stacked_bars(t.dropped.with_columns(pl.col("drop_reason").fill_null("(no reason)")),
-                                      "drop_reason", "source", "documents", "dropped documents by reason",
-                                      "documents", horizontal=True))]),
+                  charts.ranked_bars(t.dropped.with_columns(pl.col("drop_reason").fill_null("(no reason)")),
+                                     "drop_reason", "source", "documents", "dropped documents by reason",
+                                     "documents"))]),
         score_section(t.scores, t.histograms, None, prefix, t.score_specs),
     ]
 

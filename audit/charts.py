@@ -8,6 +8,13 @@ from typing import Any
 import polars as pl
 
 Draw = Callable[[Any], None]
+TOP_LABELS = 15  # rows of a ranked chart; the rest are summed into one "other" row
+ROW_INCHES = 0.3  # height per row of a horizontal bar chart, so ~30 labels never overlap
+
+
+def outside_legend(ax: Any, **kwargs: Any) -> None:
+    """The legend right of the axes, where it can never cover a bar (constrained layout makes room)."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0, **kwargs)
 
 
 def ordered(values: list[Any]) -> list[Any]:
@@ -17,26 +24,57 @@ def ordered(values: list[Any]) -> list[Any]:
     return sorted(values, key=str)
 
 
-def stacked_bars(frame: pl.DataFrame, x: str, stack: str, value: str, title: str, ylabel: str,
-                 horizontal: bool = False) -> Draw:
+def _stack(ax: Any, frame: pl.DataFrame, x: str, stack: str, value: str, xs: list[Any], at: list[Any],
+           horizontal: bool = False) -> None:
+    """One bar per x value (drawn at `at`), stacked by `stack` in its sorted order."""
+    base = [0.0] * len(xs)
+    for key in sorted(frame[stack].unique().to_list(), key=str):
+        part = dict(frame.filter(pl.col(stack) == key).select(x, value).iter_rows())
+        sizes = [float(part.get(v, 0) or 0) for v in xs]
+        if horizontal:
+            ax.barh(at, sizes, left=base, label=str(key))
+        else:
+            ax.bar(at, sizes, bottom=base, label=str(key))
+        base = [b + s for b, s in zip(base, sizes, strict=True)]
+
+
+def stacked_bars(frame: pl.DataFrame, x: str, stack: str, value: str, title: str, ylabel: str) -> Draw:
     def draw(figure: Any) -> None:
         if frame.height == 0:
             return
         ax = figure.add_subplot()
         xs = ordered(frame[x].unique().to_list())
-        labels = [str(v) for v in xs]
-        base = [0.0] * len(xs)
-        for key in sorted(frame[stack].unique().to_list(), key=str):
-            part = dict(frame.filter(pl.col(stack) == key).select(x, value).iter_rows())
-            heights = [float(part.get(v, 0) or 0) for v in xs]
-            if horizontal:
-                ax.barh(labels, heights, left=base, label=str(key))
-            else:
-                ax.bar(labels, heights, bottom=base, label=str(key))
-            base = [b + h for b, h in zip(base, heights, strict=True)]
+        _stack(ax, frame, x, stack, value, xs, [str(v) for v in xs])
         ax.set_title(title)
-        (ax.set_xlabel if horizontal else ax.set_ylabel)(ylabel)
-        ax.legend(fontsize="small", title=stack)
+        ax.set_xlabel(x)
+        ax.set_ylabel(ylabel)
+        outside_legend(ax, title=stack)
+    return draw
+
+
+def ranked_bars(frame: pl.DataFrame, label: str, stack: str, value: str, title: str, xlabel: str,
+                top: int = TOP_LABELS) -> Draw:
+    """Horizontal stacked bars, one row per `label`, largest total at the top: the `top` largest, the rest summed
+    into one "other (n more)" row at the bottom. For charts with many long labels (drop reasons)."""
+    def draw(figure: Any) -> None:
+        if frame.height == 0:
+            return
+        totals = frame.group_by(label).agg(pl.col(value).sum()).sort([value, label], descending=[True, False])
+        shown = totals[label].head(top).to_list()
+        rest = totals.height - len(shown)
+        other = f"other ({rest} more)"
+        rows = shown + ([other] if rest else [])
+        data = frame.with_columns(pl.when(pl.col(label).is_in(shown)).then(pl.col(label)).otherwise(pl.lit(other))
+                                  .alias(label)).group_by(label, stack).agg(pl.col(value).sum())
+        width, _ = figure.get_size_inches()
+        figure.set_size_inches(width, max(3.0, 1.4 + ROW_INCHES * len(rows)))
+        ax = figure.add_subplot()
+        positions = list(range(len(rows)))[::-1]  # the first row at the top
+        _stack(ax, data, label, stack, value, rows, positions, horizontal=True)
+        ax.set_yticks(positions, rows, fontsize="small")
+        ax.set_title(title if not rest else f"{title} (top {len(shown)} of {totals.height})")
+        ax.set_xlabel(xlabel)
+        outside_legend(ax, title=stack)
     return draw
 
 
@@ -56,7 +94,7 @@ def grouped_bars(frame: pl.DataFrame, x: str, group: str, value: str, title: str
         ax.set_xticks(range(len(xs)), [str(v) for v in xs])
         ax.set_ylabel(ylabel)
         ax.set_title(title)
-        ax.legend(fontsize="small")
+        outside_legend(ax)
     return draw
 
 
@@ -80,12 +118,13 @@ def mixture_bars(mixture: pl.DataFrame, title: str) -> Draw:
         ax.set_xticks(range(len(keys)), keys)
         ax.set_ylabel("share of the epoch's tokens")
         ax.set_title(title)
-        ax.legend(fontsize="small")
+        outside_legend(ax)
     return draw
 
 
 def score_histogram(hist: pl.DataFrame, boundaries: pl.DataFrame, score: str, log: bool) -> Draw:
-    """Per group and domain a step histogram; each domain's selection boundary as a dashed line."""
+    """Per group and domain a step histogram; the selection edge as a dashed line, only where documents were
+    selected by this score (the manifest's domain and score: other domains' worst scores are no edge)."""
     def draw(figure: Any) -> None:
         if hist.height == 0:
             return
@@ -94,7 +133,8 @@ def score_histogram(hist: pl.DataFrame, boundaries: pl.DataFrame, score: str, lo
             part = part.sort("lo")
             edges = part["lo"].to_list() + [part["hi"][-1]]
             ax.stairs(part["count"].to_list(), edges, label=f"{group}: {domain}")
-        rows = boundaries.filter(pl.col("score") == score) if boundaries.height else boundaries
+        rows = (boundaries.filter((pl.col("score") == score) & pl.col("used_for_selection"))
+                if boundaries.height and "used_for_selection" in boundaries.columns else boundaries.clear())
         for row in rows.iter_rows(named=True):
             value = row.get("recorded_threshold") or row["selected_boundary"]
             ax.axvline(value, linestyle="--", color="black", linewidth=1)
@@ -105,7 +145,7 @@ def score_histogram(hist: pl.DataFrame, boundaries: pl.DataFrame, score: str, lo
         ax.set_xlabel(score)
         ax.set_ylabel("documents")
         ax.set_title(f"{score} distribution")
-        ax.legend(fontsize="small")
+        outside_legend(ax)
     return draw
 
 
@@ -121,5 +161,5 @@ def planned_vs_consumed(consumption: pl.DataFrame) -> Draw:
         ax.set_xticks(list(xs), sources)
         ax.set_ylabel("tokens")
         ax.set_title("tokens per source: plan against consumed")
-        ax.legend(fontsize="small")
+        outside_legend(ax)
     return draw

@@ -14,7 +14,8 @@ def register(stages: argparse._SubParsersAction) -> None:
         "report.md, report.html, PNG charts and CSV tables.")
     audit.add_argument("path", nargs="?", help="shard version, curation run, training run or evaluation result")
     audit.add_argument("--compare", nargs=2, metavar=("A", "B"), help="diff two shard versions (or curation runs)")
-    audit.add_argument("--out", help="report folder (default: outputs/audit/<name>)")
+    audit.add_argument("--out", help="report folder (default: audit/<kind>_<name>_<fingerprint>/ beside what is "
+                       "audited, beside A for --compare)")
     audit.add_argument("--target", help="YAML target mixture {by: part|category|domain|source, proportions: {...}} "
                        "overriding the manifest's target_mixture")
     audit.add_argument("--shards", help="for a training run: where its shard version is now, if it moved")
@@ -28,10 +29,19 @@ def register(stages: argparse._SubParsersAction) -> None:
     audit.set_defaults(handler=run_audit)
 
 
-def default_out(name: str) -> Path:
+def default_out(name: str, audited: str | Path) -> Path:
+    """<folder holding what is audited>/audit/<name>: beside the data, wherever the command is run from."""
+    import os
+
     from stablecpt.audit.report import slug
 
-    return Path("outputs") / "audit" / slug(name)
+    from stablecpt.core.errors import UserError
+
+    audited = Path(audited)
+    parent = (audited.resolve() if audited.name in ("", ".", "..") else audited).parent
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"{parent}: cannot write the audit report beside {audited} (not writable); pass --out DIR")
+    return parent / "audit" / slug(name)
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -59,6 +69,7 @@ def run_audit(args: argparse.Namespace) -> int:
         report = audit(item, target=args.target, shards=args.shards, search=[Path(p) for p in args.search],
                        verify=verify)
         name = f"{item.kind}-{item.label}-{(item.fingerprint or '')[:8]}"
-    out = None if args.no_report else write_report(report, Path(args.out) if args.out else default_out(name))
+    audited = args.compare[0] if args.compare else args.path
+    out = None if args.no_report else write_report(report, Path(args.out) if args.out else default_out(name, audited))
     print(render_terminal(report, out))
     return 0

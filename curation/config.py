@@ -38,8 +38,8 @@ class ReadingConfig(StrictModel):
 
 
 class NormaliseConfig(StrictModel):
-    enabled: bool = True
-    unicode_form: Literal["NFC", "NFKC"] = "NFC"
+    enabled: bool = True  # Unicode-normalise every text before filtering
+    unicode_form: Literal["NFC", "NFKC"] = "NFC"  # NFKC also folds compatibility characters (ligatures, widths)
 
 
 def _loose_tuples(annotation):
@@ -87,11 +87,11 @@ def _checked_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
 class FilterStep(StrictModel):
     filter_name: ClassVar[str] = ""  # which datatrove filter `params` are for (set by each subclass)
 
-    enabled: bool = True
-    params: dict[str, Any] = {}
-    exempt_sources: list[str] = []
-    exempt_domains: list[str] = []
-    exempt_categories: list[str] = []
+    enabled: bool = True  # run this filter
+    params: dict[str, Any] = {}  # the datatrove filter's constructor arguments (section "Filter parameters")
+    exempt_sources: list[str] = []  # sources this filter passes untouched (verdict `exempt`)
+    exempt_domains: list[str] = []  # domains this filter passes untouched
+    exempt_categories: list[str] = []  # categories this filter passes untouched
 
     def exempts(self, source: str, domain: str, category: str) -> bool:
         return source in self.exempt_sources or domain in self.exempt_domains or category in self.exempt_categories
@@ -113,25 +113,26 @@ LanguageStep, GopherRepetitionStep, GopherQualityStep, C4Step, FineWebStep = map
 
 class FiltersConfig(StrictModel):
     # built unvalidated: checking its params would import datatrove whenever this module is imported
+    # datatrove's LanguageFilter (fastText lid.176): keep documents in `languages` scoring >= the threshold
     language: LanguageStep = LanguageStep.model_construct(params={"languages": ["en"], "language_threshold": 0.65})
-    gopher_repetition: GopherRepetitionStep = GopherRepetitionStep()
-    gopher_quality: GopherQualityStep = GopherQualityStep()
-    c4: C4Step = C4Step(enabled=False)
-    fineweb: FineWebStep = FineWebStep()
+    gopher_repetition: GopherRepetitionStep = GopherRepetitionStep()  # Gopher's repeated lines, paragraphs, n-grams
+    gopher_quality: GopherQualityStep = GopherQualityStep()  # Gopher's word counts, lengths, symbols, stop words
+    c4: C4Step = C4Step(enabled=False)  # C4's line and document rules (off by default)
+    fineweb: FineWebStep = FineWebStep()  # FineWeb's line punctuation, short lines, duplicated characters
 
 
 class MinhashSettings(StrictModel):
-    enabled: bool = True
-    n_grams: int = Field(5, ge=1)
-    num_buckets: int = Field(14, ge=1)
-    hashes_per_bucket: int = Field(8, ge=1)
-    precision: Literal[32, 64] = 64
-    seed: int = 1
+    enabled: bool = True  # near-duplicate removal with datatrove's MinHash stages
+    n_grams: int = Field(5, ge=1)  # word n-gram shingles hashed per document
+    num_buckets: int = Field(14, ge=1)  # LSH bands: two documents collide when any band matches
+    hashes_per_bucket: int = Field(8, ge=1)  # hashes per band (14 x 8: pairs above ~0.72 Jaccard likely collide)
+    precision: Literal[32, 64] = 64  # bits per hash
+    seed: int = 1  # of the hash functions
 
 
 class DedupConfig(StrictModel):
-    exact: bool = True
-    minhash: MinhashSettings = MinhashSettings()
+    exact: bool = True  # remove documents whose normalised text is identical to another's
+    minhash: MinhashSettings = MinhashSettings()  # near-duplicates
     # Of a set of duplicates, the copy whose (source rank in this list, id) sorts first is kept.
     # Sources not listed rank after the listed ones, in config order. Empty: config order.
     source_priority: list[str] = []
@@ -142,7 +143,7 @@ class HeldoutConfig(StrictModel):
     # held-out perplexity, chosen by curation.scoring.split.is_heldout (a hash of the document id):
     # independent of order and workers.
     fraction_by_domain: dict[str, float] = {}
-    fraction_by_source: dict[str, float] = {}
+    fraction_by_source: dict[str, float] = {}  # the same per source, overriding its domain's fraction
 
     @model_validator(mode="after")
     def _fractions(self) -> HeldoutConfig:
@@ -157,8 +158,8 @@ class ScoringConfig(StrictModel):
     given at this level (`kenlm: {model_dir: ...}` is `scorers: {kenlm: {model_dir: ...}}`). Scoring can be
     (re)run on a finished run: `stablecpt curate score`."""
 
-    enabled: bool = False
-    scorers: dict[str, ScorerSpec] = {}
+    enabled: bool = False  # score kept documents with the scorers below
+    scorers: dict[str, ScorerSpec] = {}  # name -> scorer; each name is the folder attributes/<name>/
 
     @model_validator(mode="before")
     @classmethod
@@ -189,7 +190,7 @@ class ScoringConfig(StrictModel):
 
 
 class ExecutorConfig(StrictModel):
-    kind: Literal["local", "slurm", "ray"] = "local"
+    kind: Literal["local", "slurm", "ray"] = "local"  # datatrove's Local, Slurm or Ray pipeline executor
     tasks: int = Field(2, ge=1)  # shards of the input; fixed per run folder (changing it needs a new run)
     workers: int = Field(1, ge=1)  # tasks run at once
     # Passed to SlurmPipelineExecutor / RayPipelineExecutor unchanged (partition, time, cpus_per_task, ...).
@@ -203,21 +204,21 @@ class SummaryConfig(StrictModel):
 
 
 class CurateConfig(StrictModel):
-    output_dir: Path
+    output_dir: Path  # the run folder: documents, attributes, manifest, logs
     # How the filter stage computes datatrove's decisions (docs/curation.md, "Fast path"):
     # "fast": one step runs every filter over words split once per document and shared with MinHash
     #         (curation/fast: spaCy memoised per chunk, datatrove's rules over word ids);
     # "datatrove": each filter and MinHash stage 1 is datatrove's own block (the reference). Same decisions.
     engine: Literal["fast", "datatrove"] = "fast"
-    sources: list[SourceSpec] = Field(min_length=1)
-    reading: ReadingConfig = ReadingConfig()
-    normalise: NormaliseConfig = NormaliseConfig()
-    filters: FiltersConfig = FiltersConfig()
-    dedup: DedupConfig = DedupConfig()
-    heldout: HeldoutConfig = HeldoutConfig()
-    scoring: ScoringConfig = ScoringConfig()
-    decontamination: DecontamConfig = DecontamConfig(enabled=False)
-    executor: ExecutorConfig = ExecutorConfig()
+    sources: list[SourceSpec] = Field(min_length=1)  # the input corpora
+    reading: ReadingConfig = ReadingConfig()  # limits on the records read
+    normalise: NormaliseConfig = NormaliseConfig()  # Unicode normalisation
+    filters: FiltersConfig = FiltersConfig()  # datatrove's language and quality filters, in this order
+    dedup: DedupConfig = DedupConfig()  # exact and MinHash deduplication
+    heldout: HeldoutConfig = HeldoutConfig()  # documents set aside for held-out perplexity
+    scoring: ScoringConfig = ScoringConfig()  # relevance scores (KenLM, fastText)
+    decontamination: DecontamConfig = DecontamConfig(enabled=False)  # evaluation-item n-gram overlap
+    executor: ExecutorConfig = ExecutorConfig()  # where the datatrove stages run
     summary: SummaryConfig = SummaryConfig()  # the kept-share table and warnings at the end of a run
 
     @model_validator(mode="after")

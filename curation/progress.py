@@ -40,6 +40,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.logging import logger
 
+from stablecpt.core.env import library_bars_off_unless_terminal  # noqa: F401  (curation/cli.py calls it here)
 from stablecpt.core.files import atomic_write_json
 
 PROGRESS_DIR = "progress"  # in a stage's logging folder: <rank>.json per task
@@ -368,18 +369,3 @@ def datatrove_warnings_only() -> Iterator[None]:
         console_logger()
 
 
-BAR_SWITCHES = ("TQDM_DISABLE", "HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS")
-
-
-def library_bars_off_unless_terminal() -> None:
-    """Off a terminal (a log file, CI), the tqdm bars of the libraries underneath (datatrove's MinHash stage,
-    Hugging Face datasets and hub) would fill the log with carriage returns: their own environment switches turn
-    them off, unless the user set them. They are read when those libraries are imported, so a command calls this
-    first; worker processes inherit them. Our own bar (StageDisplay, terminals only) passes disable=False."""
-    isatty = getattr(sys.stderr, "isatty", None)
-    if isatty is not None and isatty():
-        return
-    for name in BAR_SWITCHES:
-        os.environ.setdefault(name, "1")
-    if "datasets" in sys.modules:  # imported already: its switch was read
-        sys.modules["datasets"].disable_progress_bars()

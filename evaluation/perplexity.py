@@ -40,11 +40,11 @@ Kind = Literal["auto", "text", "jsonl", "parquet", "curation_run", "shard_versio
 
 
 class PerplexitySource(StrictModel):
-    name: str
-    path: str
-    kind: Kind = "auto"
+    name: str  # the metric is ppl/<name>
+    path: str  # where the documents are: taskpack:<set>, a file, a curation run, a shard version (see above)
+    kind: Kind = "auto"  # auto: from the path
     domain: str | None = None  # keep only documents of this domain (Parquet, JSONL, curation runs, shard versions)
-    text_key: str = "text"
+    text_key: str = "text"  # the JSONL/Parquet column holding the text
     id_key: str = "id"  # documents without one are named <file>:<position>
     id_prefix: str | None = None  # prepended as "<prefix>/<id>" (curation's `<source name>/<id>` ids)
     source_key: str = "source"  # the record key naming its source (per-source perplexity)

@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from stablecpt.core.env import library_bars_off_unless_terminal
+
+    library_bars_off_unless_terminal()  # before tqdm, transformers or datatrove is imported
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

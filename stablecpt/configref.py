@@ -4,8 +4,9 @@ meaning) and from datatrove's filter signatures (the parameters a filter's `para
     python -m stablecpt.configref > docs/config-reference.md      (or: make config-reference)
 
 A key's meaning is its Field description, else the comment on its line (or the comment lines just above it) in
-the model's source: the comments already written next to each key are the documentation, kept in one place.
-tests/test_config_reference.py fails when the page is stale.
+the model's source: the comments already written next to each key are the documentation, kept in one place. A
+filter parameter's meaning is stablecpt.curation.filters.FILTER_PARAM_MEANINGS (datatrove's docstrings leave most
+blank). tests/test_config_reference.py fails when the page is stale or any key has no meaning (`missing()`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,36 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from stablecpt.core.config import StrictModel
+
+# Meanings for keys of models whose source files another branch is editing now (evaluation/gap.py and
+# evaluation/run.py, branch measure): used only while the model's own source has no comment or description for
+# the key. To move into those files as comments on the fields once that branch is merged, then delete.
+PENDING_MEANINGS: dict[tuple[str, str], str] = {
+    ("MonitorConfig", "tasks"): "lm-eval task names probed at each point (the task pack's, or from include_paths)",
+    ("MonitorConfig", "perplexity"): "held-out perplexity sources (a perplexity source, below), logged as "
+                                     "ppl/<name>",
+    ("MonitorConfig", "perplexity_context"): "tokens per window when scoring the perplexity streams",
+    ("MonitorConfig", "perplexity_tokens"): "tokens of each perplexity source scored at each point",
+    ("MonitorConfig", "top_k"): "blocks at each end (the bottom k and the top k) whose relative weight update is "
+                                "measured",
+    ("MonitorConfig", "batch_size"): "batch size of the probe's forward passes",
+    ("MonitorConfig", "include_paths"): "folders of your own lm-eval task YAMLs",
+    ("MonitorConfig", "plots"): "write gap/plots/*.png at the end of training",
+    ("EvalConfig", "output_dir"): "where results/<model>.json, comparison.md and comparison.json are written",
+    ("EvalConfig", "models"): "hub ids, local HF folders or embedded:<name>; a training run folder expands to its "
+                              "complete checkpoints, then final/",
+    ("EvalConfig", "suites"): "suite names (evaluation/suites/<name>.yaml) to run on every model",
+    ("EvalConfig", "batch_size"): "batch size of lm-eval's and the perplexity's forward passes",
+    ("EvalConfig", "device"): "a torch device this machine has: cpu, cuda, cuda:<index>, mps",
+    ("EvalConfig", "perplexity"): "held-out perplexities measured on every model",
+    ("EvalConfig", "dtype"): "the dtype the models are loaded in",
+    ("MonitorConfig", "distributed"): "auto (replicate under FSDP, else rank0), rank0, shard or replicate: "
+                                      "docs/evaluation.md",
+    ("MonitorConfig", "autocast"): "evaluate under torch.autocast in this dtype; null: the model's own",
+    ("PerplexityConfig", "context"): "tokens per window when scoring each source's stream",
+    ("PerplexityConfig", "max_tokens"): "tokens of each source's stream scored",
+    ("PerplexityConfig", "sources"): "the perplexity sources, logged as ppl/<name>",
+}
 
 
 def _commands() -> list[tuple[str, str, type[BaseModel]]]:
@@ -123,7 +154,8 @@ def _rows(model: type[BaseModel], prefix: str, seen: set[type]) -> list[str]:
             comments.update(_field_comments(cls))
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        meaning = (field.description or comments.get(name, "")).replace("|", "\\|")
+        meaning = (field.description or comments.get(name) or PENDING_MEANINGS.get((model.__name__, name), ""))
+        meaning = meaning.replace("|", "\\|")
         rows.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} |")
         nested_models = [m for m in _nested_models(field.annotation) if m not in seen]
         is_list = typing.get_origin(field.annotation) in (list, tuple) or any(
@@ -135,7 +167,7 @@ def _rows(model: type[BaseModel], prefix: str, seen: set[type]) -> list[str]:
 
 
 def _filter_rows() -> list[str]:
-    from stablecpt.curation.filters import FILTER_CLASSES
+    from stablecpt.curation.filters import FILTER_CLASSES, FILTER_PARAM_MEANINGS
 
     rows = []
     for name, cls in FILTER_CLASSES.items():
@@ -144,13 +176,27 @@ def _filter_rows() -> list[str]:
         rows.append(f"\n### `filters.{name}.params`: datatrove `{cls.__module__}.{cls.__name__}`\n")
         if summary:
             rows.append(f"{summary}\n")
-        rows.append("| parameter | default |\n|---|---|")
+        rows.append("| parameter | default | meaning |\n|---|---|---|")
+        meanings = FILTER_PARAM_MEANINGS.get(name, {})
         for pname, param in inspect.signature(cls.__init__).parameters.items():
             if pname in ("self", "exclusion_writer") or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
             default = "**required**" if param.default is param.empty else f"`{param.default!r}`"
-            rows.append(f"| `{pname}` | {default} |")
+            rows.append(f"| `{pname}` | {default} | {meanings.get(pname, '')} |")
     return rows
+
+
+def missing() -> list[str]:
+    """Every key and filter parameter of the page whose meaning is empty, as `section: key`."""
+    section, out = "", []
+    for line in render().splitlines():
+        if line.startswith("#"):
+            section = line.lstrip("# ")
+        elif line.startswith("| `"):
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if not cells[-1]:
+                out.append(f"{section}: {cells[0]}")
+    return out
 
 
 def render() -> str:

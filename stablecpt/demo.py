@@ -22,13 +22,13 @@ from stablecpt.core.errors import UserError
 
 
 class DemoConfig(StrictModel):
-    output_dir: Path = Path("outputs/demo")
-    eval_items: Path = Path("outputs/demo/eval_items")
-    scorers: FilePath
-    curate: FilePath
-    shards: FilePath
-    train: FilePath
-    eval: FilePath
+    output_dir: Path = Path("outputs/demo")  # the demo's own outputs (the audit reports)
+    eval_items: Path = Path("outputs/demo/eval_items")  # the task pack's items, exported for decontamination
+    scorers: FilePath  # the `curate train-scorer` config
+    curate: FilePath  # the `curate run` config
+    shards: FilePath  # the `shards build` config
+    train: FilePath  # the `train` config
+    eval: FilePath  # the `eval` config
 
 
 @dataclass

@@ -73,11 +73,20 @@ def test_no_report_writes_nothing(world, tmp_path, monkeypatch):
     assert not (tmp_path / "outputs").exists()
 
 
-def test_default_report_folder(world, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    main(["audit", str(world.curation)])
-    (folder,) = (tmp_path / "outputs" / "audit").iterdir()
+def test_default_report_folder_is_beside_what_was_audited(world, tmp_path, monkeypatch):
+    from stablecpt.curation.shards.verify import find_versions
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # not where the data is
+    assert main(["audit", str(world.curation)]) == 0
+    (folder,) = (world.curation.parent / "audit").iterdir()
     assert folder.name.startswith("curation_run_run1_") and (folder / "report.md").is_file()
+    assert main(["audit", str(world.version)]) == 0
+    (folder,) = (world.version.parent / "audit").iterdir()  # beside v1, in the version's name folder
+    assert folder.name.startswith("shard_version_mix_v1_")
+    assert find_versions(tmp_path / "shards") == [world.version]  # the report is no version
+    assert not any(elsewhere.iterdir())
 
 
 @pytest.mark.parametrize("args, expected", [

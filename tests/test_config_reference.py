@@ -16,3 +16,18 @@ def test_reference_lists_nested_keys_and_filter_parameters():
     for key in ("`sources[].text_key`", "`executor.workers`", "`optimizer.lr`", "`scorers[](KenLMTrainSpec).order`",
                 "`filters.gopher_quality.params`", "`min_avg_word_length`"):
         assert key in text, key
+
+
+def test_every_key_and_filter_parameter_has_a_meaning(monkeypatch):
+    from stablecpt.curation import filters
+
+    import stablecpt.configref as configref
+
+    assert configref.missing() == [], "keys without a meaning: write a comment on the field (or a Field description)"
+    # the check sees a key that loses its meaning, a model field and a datatrove filter parameter alike
+    monkeypatch.delitem(configref.PENDING_MEANINGS, ("MonitorConfig", "top_k"))
+    monkeypatch.delitem(filters.FILTER_PARAM_MEANINGS["gopher_quality"], "max_non_alpha_words_ratio")
+    assert configref.missing() == ["the stability-gap monitor: `top_k`",
+                                   "`filters.gopher_quality.params`: datatrove "
+                                   "`datatrove.pipeline.filters.gopher_quality_filter.GopherQualityFilter`: "
+                                   "`max_non_alpha_words_ratio`"]

@@ -243,7 +243,8 @@ def write_yaml(path: Path, data: dict) -> Path:
     ({"mixture": {"rates": {"web": 0.8, "code": 0.1}}}, "key 'mixture.rates': Value error, proportions sum to 0.9"),
     ({"mixture": {"rates": {"web": 0.9, "gihub": 0.1}}}, "unknown category 'gihub'"),
     ({"selection": {"tokens": "1M"}}, "selection.tokens 1,000,000 is larger than the pool"),
-    ({"mixture": {"rates": {"web": 0.9, "books": 0.1}}}, "mixture category 'books': no documents"),
+    ({"mixture": {"rates": {"web": 0.9, "books": 0.1}}},
+     "mixture category 'books' (mixture.rates.books): no documents"),
     ({"replay": {"fraction": 0.1, "general_domains": ["medical"]}}, "must not include the selection's domain"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, run_dir, tiny_model_dir, capsys, change, message):
@@ -253,6 +254,35 @@ def test_bad_input_is_one_clear_line(tmp_path, run_dir, tiny_model_dir, capsys, 
     err = cli_error(capsys, ["shards", "build", "--config", str(config)])
     assert message in err and err.startswith("stablecpt: error: ")
     assert not (tmp_path / "out" / "t").exists() or not any((tmp_path / "out" / "t").iterdir())
+
+
+def test_an_empty_mixture_category_is_one_line_before_anything_is_tokenized(tmp_path, run_dir, capsys):
+    """The tokenizer cannot even load: the category's line comes first, from the curation run's table alone."""
+    data = {"name": "t", "curation_run": str(run_dir), "output_root": str(tmp_path / "out"),
+            "tokenizer": "/nonexistent/tokenizer-folder", "selection": {"tokens": 300}}
+    explicit = write_yaml(tmp_path / "a.yaml", data | {"mixture": {"rates": {"web": 0.9, "books": 0.1}}})
+    err = cli_error(capsys, ["shards", "build", "--config", str(explicit)])
+    assert "mixture category 'books' (mixture.rates.books): no documents of domains other than 'medical'" in err
+    assert "set mixture.rates.books to 0" in err
+    preset = write_yaml(tmp_path / "b.yaml", data | {"mixture": {"rates": "llama1"}})
+    err = cli_error(capsys, ["shards", "build", "--config", str(preset), "--dry-run"])  # the dry run says it too
+    assert "(mixture.rates: 'llama1' gives it" in err and "give mixture.rates as a dict with" in err
+
+
+def test_shards_dry_run_counts_the_pools_of_a_local_curation_run(tmp_path, run_dir, capsys):
+    from stablecpt.curation.shards.run import open_run
+
+    data = {"name": "t", "curation_run": str(run_dir), "selection": {"tokens": 300},
+            "mixture": {"rates": {"web": 0.9, "wikipedia": 0.1}}}
+    assert main(["shards", "build", "--config", str(write_yaml(tmp_path / "a.yaml", data)), "--dry-run"]) == 0
+    table = open_run(run_dir).table
+    general = table.filter((pl.col("domain") != "medical") & (pl.col("category") == "wikipedia"))
+    medical = table.filter(pl.col("domain") == "medical")
+    assert (f"data: {run_dir}: documents per pool: domain 'medical' {len(medical):,}, wikipedia {len(general):,}"
+            in capsys.readouterr().out) and len(general) > 0
+    absent = write_yaml(tmp_path / "b.yaml", data | {"curation_run": str(tmp_path / "nope")})
+    assert main(["shards", "build", "--config", str(absent), "--dry-run"]) == 0
+    assert "is not here; the mixture's pools are checked when the build starts" in capsys.readouterr().out
 
 
 def test_cli_build_verify_list_show(tmp_path, run_dir, tiny_model_dir, capsys):

@@ -86,11 +86,20 @@ def test_dry_run_offline_says_what_to_pass_and_checks_the_budget_against_a_local
     assert cli_main(["train", "--config", str(unknown), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "parameters unknown: some-org/not-cached-model has no config.json here" in out and "--params" in out
-    assert f"data: {version}: the budget fits (48 of its" in out
+    from stablecpt.formats.version import open_version
+
+    opened = open_version(version)
+    per_epoch = [opened.epoch_tokens(e) for e in range(len(opened.epochs))]
+    sequences = sum((t - 1) // 32 for t in per_epoch)
+    assert per_epoch[0] == per_epoch[1]  # every epoch is a reshuffle of all documents
+    found = (f"{version}: 2 epoch(s) x {per_epoch[0]:,} tokens = {sum(per_epoch):,} tokens, "
+             f"{sequences:,} sequences of 32")
+    assert f"data: {found} (seq_len + 1 windows); the budget reads 48 of them" in out and "it fits" in out
     too_big = write_config(tmp_path / "b.yaml", tiny_config(version, tiny_model_dir, tmp_path / "run",
                                                             token_budget=10**7))
     assert cli_main(["train", "--config", str(too_big), "--dry-run"]) == 2
-    assert "lower token_budget" in one_error_line(capsys)
+    err = one_error_line(capsys)
+    assert found in err and f"lower token_budget to at most {sequences // 4 * 128:,}" in err
     local = write_config(tmp_path / "c.yaml", tiny_config(version, tiny_model_dir, tmp_path / "run"))
     assert cli_main(["train", "--config", str(local), "--dry-run"]) == 0
     assert "parameters unknown" not in capsys.readouterr().out  # read from the local model's config

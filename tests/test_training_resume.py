@@ -77,7 +77,7 @@ def test_two_gloo_processes_train_disjoint_halves_and_resume(version, tiny_model
     out, marker = tmp_path / "run", tmp_path / "killed"
     kill = {"path": "trainkit:KillAt", "kwargs": {"tokens": 10 * TOKENS_PER_STEP, "marker": str(marker)}}
     config = write_config(tmp_path / "train.yaml", tiny_config(version, tiny_model_dir, out, micro_batch_size=1,
-                                                               callbacks=[kill]))
+                                                               callbacks=[kill], metrics={"progress_bar": True}))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = str(sock.getsockname()[1])
@@ -86,7 +86,10 @@ def test_two_gloo_processes_train_disjoint_halves_and_resume(version, tiny_model
     run_process(launch + train_command(config)[1:], expect_killed=True)
     checkpoint = out / "checkpoints" / "step_8"
     assert (checkpoint / "rng_0.json").is_file() and (checkpoint / "rng_1.json").is_file()
-    run_process(launch + train_command(config, resume=True)[1:])
+    resumed = run_process(launch + train_command(config, resume=True)[1:])
+    # off a terminal: plain progress lines from the main process, no carriage returns, the final model said once
+    assert "\r" not in resumed.stdout + resumed.stderr
+    assert resumed.stdout.count("final model: ") == 1 and resumed.stdout.count("step 12/12  loss ") == 1
     # 2 ranks x micro-batch 1 read the same global batch as 1 process x micro-batch 2, split in disjoint halves:
     # had both ranks read the same sequences, the losses and weights would differ from the reference
     ddp = [r for r in read_metrics(out) if r["event"] == "train"]

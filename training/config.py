@@ -18,11 +18,11 @@ TRACKERS = Literal["tensorboard", "wandb", "mlflow"]
 class OptimizerConfig(StrictModel):
     """AdamW with the paper's betas and weight decay. Decay applies to matrices, not to biases and norms."""
 
-    lr: float = Field(3e-5, gt=0)
-    betas: tuple[float, float] = (0.9, 0.95)
-    weight_decay: float = Field(0.01, ge=0)
-    eps: float = Field(1e-8, gt=0)
-    clip_grad_norm: float | None = Field(1.0, gt=0)
+    lr: float = Field(3e-5, gt=0)  # peak learning rate (after warmup)
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW's beta1, beta2
+    weight_decay: float = Field(0.01, ge=0)  # AdamW's decoupled weight decay, matrices only
+    eps: float = Field(1e-8, gt=0)  # AdamW's epsilon
+    clip_grad_norm: float | None = Field(1.0, gt=0)  # clip the global gradient norm to this; null: no clipping
 
     @field_validator("lr")
     @classmethod
@@ -39,9 +39,9 @@ class ScheduleConfig(StrictModel):
     warmup (warmup_ratio of the cycle) and cosine. Set cycles to the number of epochs for a per-epoch schedule.
     """
 
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    cycles: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)  # share of each cycle's steps spent warming up linearly
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)  # the cosine ends at min_lr_ratio x lr
+    cycles: int = Field(1, ge=1)  # warmup + cosine cycles over the run (epochs: a per-epoch schedule)
 
 
 class FreezeConfig(StrictModel):
@@ -50,9 +50,9 @@ class FreezeConfig(StrictModel):
     Embeddings and the LM head (tied or not) are frozen only when `embeddings` is true.
     """
 
-    bottom_blocks: int = Field(0, ge=0)
-    top_blocks: int = Field(0, ge=0)
-    embeddings: bool = False
+    bottom_blocks: int = Field(0, ge=0)  # first transformer blocks frozen
+    top_blocks: int = Field(0, ge=0)  # last transformer blocks frozen
+    embeddings: bool = False  # also freeze the embeddings and the LM head
 
 
 class CheckpointConfig(StrictModel):
@@ -63,14 +63,14 @@ class CheckpointConfig(StrictModel):
     model per checkpoint), so `stablecpt eval` can evaluate it. final/ is always a normal HF folder.
     """
 
-    every_tokens: int | None = Field(None, gt=0)
-    keep_last: int = Field(2, ge=1)
-    hf_weights: bool = True
+    every_tokens: int | None = Field(None, gt=0)  # a checkpoint each time this many tokens pass; null: none
+    keep_last: int = Field(2, ge=1)  # older checkpoints are deleted
+    hf_weights: bool = True  # also a from_pretrained folder in each checkpoint (for `stablecpt eval`)
 
 
 class CallbackSpec(StrictModel):
-    path: str = Field(pattern=r"^[\w.]+:\w+$")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    path: str = Field(pattern=r"^[\w.]+:\w+$")  # module:Class of a stablecpt.training.callbacks.Callback
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # its constructor arguments (validated at load)
 
     @field_validator("path")
     @classmethod
@@ -87,8 +87,8 @@ class CallbackSpec(StrictModel):
 
 
 class MetricsConfig(StrictModel):
-    log_every_steps: int = Field(10, ge=1)
-    progress_bar: bool = True
+    log_every_steps: int = Field(10, ge=1)  # a train event in metrics.jsonl (and the trackers) every N steps
+    progress_bar: bool = True  # a bar on a terminal, plain lines at each log step elsewhere
     # experiment trackers through accelerate's tracking API; offline modes: docs/training.md
     trackers: list[TRACKERS] = Field(default_factory=list)
     # Peak FLOP/s of one device for MFU. None: looked up for known GPUs, else MFU is not reported.
@@ -109,32 +109,32 @@ class DivergenceConfig(StrictModel):
     """Stop before the update when the step's loss is not finite, or (spike_factor set) when it exceeds
     spike_factor x the median loss of the previous `window` steps (checked once `window` steps are seen)."""
 
-    spike_factor: float | None = Field(3.0, gt=1)
-    window: int = Field(20, ge=1)
+    spike_factor: float | None = Field(3.0, gt=1)  # null: stop only on a non-finite loss
+    window: int = Field(20, ge=1)  # previous steps whose median loss a spike is measured against
 
 
 class TrainConfig(StrictModel):
     shards: Path  # a shard version folder: <root>/<name>/v<k>
-    model: str = DEFAULT_MODEL
-    output_dir: Path
-    seed: int = 0
-    seq_len: int = Field(2048, ge=8)
-    micro_batch_size: int = Field(1, ge=1)
-    grad_accumulation: int = Field(1, ge=1)
+    model: str = DEFAULT_MODEL  # a hub id, a local HF folder or embedded:<name>
+    output_dir: Path  # the run folder: run.json, metrics.jsonl, checkpoints/, final/
+    seed: int = 0  # accelerate set_seed at start (python, numpy, torch); the data order has data.seed
+    seq_len: int = Field(2048, ge=8)  # tokens each sequence predicts (windows of seq_len + 1)
+    micro_batch_size: int = Field(1, ge=1)  # sequences per forward, per process
+    grad_accumulation: int = Field(1, ge=1)  # micro-batches per optimizer step
     token_budget: int = Field(gt=0)  # tokens consumed across all ranks; steps = budget // tokens per step
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU, fp32 on CPU
-    activation_checkpointing: bool = False
+    activation_checkpointing: bool = False  # recompute activations in backward to save memory
     document_attention: bool = False  # true: tokens attend only within their own document (position ids reset)
     attn_implementation: ATTENTION = "sdpa"  # flash_attention_2/3 need their package installed
     compile: bool = False  # torch.compile through accelerate (TorchDynamo, inductor)
-    data: DataConfig = DataConfig()
-    optimizer: OptimizerConfig = OptimizerConfig()
-    schedule: ScheduleConfig = ScheduleConfig()
-    freeze: FreezeConfig = FreezeConfig()
-    checkpoint: CheckpointConfig = CheckpointConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    divergence: DivergenceConfig = DivergenceConfig()
-    callbacks: list[CallbackSpec] = Field(default_factory=list)
+    data: DataConfig = DataConfig()  # data order and the start-up check
+    optimizer: OptimizerConfig = OptimizerConfig()  # AdamW
+    schedule: ScheduleConfig = ScheduleConfig()  # warmup and cosine
+    freeze: FreezeConfig = FreezeConfig()  # frozen blocks (a paper baseline)
+    checkpoint: CheckpointConfig = CheckpointConfig()  # sharded checkpoints for resume
+    metrics: MetricsConfig = MetricsConfig()  # logging, progress, trackers, MFU
+    divergence: DivergenceConfig = DivergenceConfig()  # stopping on a non-finite or spiking loss
+    callbacks: list[CallbackSpec] = Field(default_factory=list)  # e.g. the stability-gap monitor
 
     @model_validator(mode="after")
     def _budget_fits_one_step(self) -> TrainConfig:

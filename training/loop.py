@@ -43,6 +43,7 @@ from stablecpt.training.modeling import apply_freeze, check_model, count_paramet
 from stablecpt.training.schedule import lr_multiplier
 
 from stablecpt import __version__
+from stablecpt.core.env import is_terminal
 from stablecpt.core.errors import UserError
 from stablecpt.core.hashing import sha256_file
 from stablecpt.formats.base import write_record
@@ -161,8 +162,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     recent_losses: deque[float] = deque(maxlen=cfg.divergence.window)
     window_steps, train_seconds = 0, 0.0
     every = cfg.checkpoint.every_tokens
-    bar = tqdm(total=total_steps, initial=start_step, disable=not (is_main and cfg.metrics.progress_bar),
-               unit="step", dynamic_ncols=True)
+    show = is_main and cfg.metrics.progress_bar
+    lines = show and not is_terminal()  # a log file or CI: plain lines at each log step, no carriage returns
+    bar = tqdm(total=total_steps, initial=start_step, disable=not show or lines, unit="step", dynamic_ncols=True)
+    run_started = time.perf_counter()
 
     # ---- the loop -------------------------------------------------------------------------------------------
     for step in range(start_step, total_steps):
@@ -211,6 +214,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 tokens_by_source=tokens_by_source())
             log.write(record)
             bar.set_postfix(loss=f"{record.loss:.4f}", tok_s=f"{tokens_per_second:,.0f}")
+            if lines:
+                done = step + 1 - start_step
+                eta = (time.perf_counter() - run_started) / done * (total_steps - step - 1)
+                print(f"step {step + 1:,}/{total_steps:,}  loss {record.loss:.4f}  {tokens_per_second:,.0f} tokens/s  "
+                      f"eta {eta / 60:.1f} min", flush=True)
             source_loss.zero_()
             source_count.zero_()
             window_steps, train_seconds = 0, 0.0

@@ -14,6 +14,8 @@ from stablecpt.training.config import TrainConfig
 from stablecpt.training.metrics import PEAK_BF16_FLOPS
 from stablecpt.training.schedule import cycle_bounds, warmup_steps
 
+from stablecpt.core.errors import UserError
+
 
 def count_parameters(model_name: str) -> int | None:
     """Parameters of the model's architecture, built on the meta device (no weights are read)."""
@@ -23,7 +25,7 @@ def count_parameters(model_name: str) -> int | None:
     from stablecpt.core.models import resolve_model
 
     try:
-        config = AutoConfig.from_pretrained(resolve_model(model_name))
+        config = AutoConfig.from_pretrained(resolve_model(model_name), local_files_only=True)  # never the network
     except (OSError, ValueError):
         return None
     with torch.device("meta"):
@@ -71,7 +73,8 @@ def format_plan(plan: dict[str, Any]) -> str:
 
 
 def check_local_version(cfg: TrainConfig, world_size: int) -> str | None:
-    """When the config's shard version exists here: does the budget fit it? One line; None when it is absent.
+    """When the config's shard version exists here: what it holds (epochs x tokens) and whether the budget fits
+    it. One line; None when it is absent; a UserError naming the largest budget that fits when it does not.
 
     Reads manifest.json and the epoch plans (no hashing): the same sequence count the run's loader computes.
     """
@@ -81,10 +84,18 @@ def check_local_version(cfg: TrainConfig, world_size: int) -> str | None:
 
     if not (cfg.shards / "manifest.json").is_file():
         return None
-    loader = PackedLoader(open_version(cfg.shards, "none"), cfg.seq_len, cfg.micro_batch_size,
-                          cfg.grad_accumulation, world_size=world_size, order=cfg.data.order, seed=cfg.data.seed)
+    version = open_version(cfg.shards, "none")
+    loader = PackedLoader(version, cfg.seq_len, cfg.micro_batch_size, cfg.grad_accumulation, world_size=world_size,
+                          order=cfg.data.order, seed=cfg.data.seed)
+    per_epoch = [version.epoch_tokens(e) for e in range(len(version.epochs))]
+    shape = (f"{len(per_epoch)} epoch(s) x {per_epoch[0]:,} tokens" if len(set(per_epoch)) == 1
+             else f"{len(per_epoch)} epochs of {', '.join(f'{t:,}' for t in per_epoch)} tokens")
+    found = (f"{cfg.shards}: {shape} = {sum(per_epoch):,} tokens, {loader.total_sequences:,} sequences of "
+             f"{cfg.seq_len} (seq_len + 1 windows)")
     steps = cfg.total_steps(world_size)
-    loader.check_budget(steps)  # UserError, one line, when it does not fit
-    share = steps * loader.sequences_per_step / max(1, loader.total_sequences)
-    return (f"{cfg.shards}: the budget fits ({steps * loader.sequences_per_step:,} of its "
-            f"{loader.total_sequences:,} sequences of {cfg.seq_len} tokens, {share:.1%})")
+    needed = steps * loader.sequences_per_step
+    if needed > loader.total_sequences:
+        most = loader.total_sequences // loader.sequences_per_step * cfg.tokens_per_step(world_size)
+        raise UserError(f"{found}; token_budget {cfg.token_budget:,} needs {needed:,} sequences: lower "
+                        f"token_budget to at most {most:,} or build a version with more epochs")
+    return f"{found}; the budget reads {needed:,} of them ({needed / max(1, loader.total_sequences):.1%}): it fits"

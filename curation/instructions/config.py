@@ -19,10 +19,10 @@ OFFLINE_SETS = ("hpo", "icd10cm", "general")
 class InstructionSource(StrictModel):
     """`uri`: a JSONL or Parquet file/glob, `hf:<dataset>[@<config>]`, or `offline:<hpo|icd10cm|general>`."""
 
-    name: str = Field(pattern=r"^[\w.\-]+$")
-    uri: str
-    domain: str
-    format: Literal["jsonl", "parquet", "hf", "offline"] | None = None
+    name: str = Field(pattern=r"^[\w.\-]+$")  # record ids are <name>/<id>
+    uri: str  # a JSONL or Parquet file/glob, hf:<dataset>[@<config>], or offline:<hpo|icd10cm|general>
+    domain: str  # the selection's domain, or another (the general pool)
+    format: Literal["jsonl", "parquet", "hf", "offline"] | None = None  # default: inferred from the uri
     split: str = "train"  # hf sources
     limit: int | None = Field(None, ge=1)  # records read from this source (the first ones)
 
@@ -47,21 +47,21 @@ def _infer_format(uri: str) -> str:
 
 
 class InstructDedup(StrictModel):
-    exact: bool = True
+    exact: bool = True  # drop records identical to another
     minhash: MinhashSettings = MinhashSettings()  # the same settings (and defaults) as curation's dedup
 
 
 class InstructDecontam(StrictModel):
-    enabled: bool = True
+    enabled: bool = True  # drop records overlapping evaluation items
     taskpack: bool = True  # index the offline task pack's items (contract C3)
     eval_items: list[str] = []  # more JSONL files/globs of evaluation items (question, choices, source_ids)
-    ngram: int = Field(13, ge=1)
+    ngram: int = Field(13, ge=1)  # n-gram length in words shared with an evaluation item
     options_rule: bool = True  # the paper's rule: drop an item whose text contains all options of a test item
 
 
 class PluginSpec(StrictModel):
-    path: str = Field(pattern=r"^[\w.]+:\w+$")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+    path: str = Field(pattern=r"^[\w.]+:\w+$")  # module:Class of the quality scorer
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # its constructor arguments
 
 
 class InstructSelection(StrictModel):
@@ -72,20 +72,22 @@ class InstructSelection(StrictModel):
 
 
 class InstructConfig(StrictModel):
-    name: str = Field(pattern=r"^[\w.\-]+$")
-    output_root: Path
-    tokenizer: str = DEFAULT_MODEL
+    name: str = Field(pattern=r"^[\w.\-]+$")  # versions go to <output_root>/<name>/v<k>
+    output_root: Path  # where the <name>/ folder of versions lives
+    tokenizer: str = DEFAULT_MODEL  # the model whose tokenizer (and chat template) formats every record
     chat_template: str | None = None  # a Jinja chat template (text, or a path to a .jinja file); default: the model's
-    sources: list[InstructionSource] = Field(min_length=1)
-    dedup: InstructDedup = InstructDedup()
-    decontamination: InstructDecontam = InstructDecontam()
+    sources: list[InstructionSource] = Field(min_length=1)  # the instruction corpora
+    dedup: InstructDedup = InstructDedup()  # exact and MinHash deduplication of records
+    decontamination: InstructDecontam = InstructDecontam()  # evaluation-item overlap
+    # the scorer that ranks domain records for selection.fraction
     quality: PluginSpec = PluginSpec(path="stablecpt.curation.instructions.quality:ResponseQualityScorer")
-    selection: InstructSelection = InstructSelection()
-    epochs: int = Field(3, ge=1)
+    selection: InstructSelection = InstructSelection()  # domain cut and general share
+    epochs: int = Field(3, ge=1)  # epoch plans written
+    # packed: records concatenated into the stream; padded: each record padded to max_length
     layout: Literal["packed", "padded"] = "packed"
     max_length: int = Field(1024, ge=8)  # longer items are set aside (too_long); padded: every item fills it
-    seed: int = 0
-    max_tokens_per_file: int = Field(500_000_000, ge=1)
+    seed: int = 0  # of every draw and order
+    max_tokens_per_file: int = Field(500_000_000, ge=1)  # a token file is closed and a new one started past this
 
     @model_validator(mode="after")
     def _check(self) -> InstructConfig:

@@ -9,7 +9,7 @@ from pathlib import Path
 from stablecpt.formats.shards import ShardManifest
 
 from .config import ShardsConfig
-from .mixture import plan_epochs, target_mixture
+from .mixture import check_general_pools, plan_epochs, target_mixture
 from .run import open_run
 from .select import select_domain_subset
 from .store import TokenStore
@@ -20,6 +20,7 @@ from .writer import discard, reserve_version, write_version
 def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> tuple[Path, ShardManifest]:
     started = time.perf_counter()
     run = open_run(cfg.curation_run)
+    check_general_pools(cfg, run)  # an empty mixture category: one line now, not after tokenizing the selection
     tokenizer = load_target_tokenizer(cfg.tokenizer)
     target = reserve_version(cfg.output_root, cfg.name, version)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,7 @@ def _build(args: argparse.Namespace) -> int:
         print(f"plan for {args.config}:")
         for key, value in planned_budgets(cfg).items():
             print(f"  {key:<26} {value:,}" if isinstance(value, int) else f"  {key:<26} {value}")
+        print(f"  data: {_check_local_run(cfg)}")
         return 0
     if args.workers is not None:
         cfg = cfg.model_copy(update={"tokenize": cfg.tokenize.model_copy(update={"workers": max(1, args.workers)})})
@@ -56,6 +57,21 @@ def _build(args: argparse.Namespace) -> int:
     with output_lock(Path(cfg.output_root) / cfg.name, f"shard version folder '{cfg.name}'"):
         build_version(cfg, args.version)
     return 0
+
+
+def _check_local_run(cfg) -> str:
+    """When the curation run is here: each general part's pool (an empty one is the one-line error)."""
+    import polars as pl
+    from stablecpt.curation.shards.mixture import check_general_pools
+    from stablecpt.curation.shards.run import open_run
+
+    if not (cfg.curation_run / "manifest.json").is_file():
+        return f"{cfg.curation_run} is not here; the mixture's pools are checked when the build starts"
+    run = open_run(cfg.curation_run)
+    pools = check_general_pools(cfg, run)
+    domain = len(run.rows(pl.col("domain") == cfg.selection.domain))
+    parts = "".join(f", {part} {n:,}" for part, n in pools.items())
+    return f"{cfg.curation_run}: documents per pool: domain '{cfg.selection.domain}' {domain:,}{parts}"
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -60,13 +60,13 @@ class WithinConfig(StrictModel):
     """
 
     score: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")  # a ranking attribute of the run's scorers (or random)
-    tokens: TokenCount
+    tokens: TokenCount  # the pre-cut keeps the pool's best documents up to this many tokens
 
 
 class SelectionConfig(StrictModel):
     """The domain subset: the domain pool (pre-cut by `within`) ranked by `score`, cut at exactly `tokens`."""
 
-    domain: str = "medical"
+    domain: str = "medical"  # the curation run's domain whose documents are ranked and cut
     categories: list[str] | None = None  # restrict the domain pool to these categories
     within: WithinConfig | None = None  # rank only the documents of the pool's top within.tokens by within.score
     # an attribute column of the run's scorers (kenlm_perplexity, fasttext_score, lm_perplexity, a plugin's), ranked
@@ -90,8 +90,8 @@ class SelectionConfig(StrictModel):
 class MixtureConfig(StrictModel):
     """Per-epoch category proportions; the `domain_replaces` categories' share is filled with domain tokens."""
 
-    rates: Literal["llama1"] | dict[str, float] = "llama1"
-    domain_replaces: list[str] = ["web"]
+    rates: Literal["llama1"] | dict[str, float] = "llama1"  # a preset, or {category: share of an epoch}, summing to 1
+    domain_replaces: list[str] = ["web"]  # categories whose share the domain subset takes
     general_domains: list[str] | None = None  # where the other categories come from; None = every other domain
 
     @field_validator("rates")
@@ -132,9 +132,9 @@ class MixtureConfig(StrictModel):
 class ReplayConfig(StrictModel):
     """A share of every epoch taken by random general tokens instead of domain tokens (the replay baseline)."""
 
-    fraction: float = Field(gt=0, lt=1)
+    fraction: float = Field(gt=0, lt=1)  # share of every epoch's tokens drawn from general documents
     categories: list[str] | None = None  # None = any category
-    general_domains: list[str] | None = None
+    general_domains: list[str] | None = None  # where the replay documents come from; None = every other domain
 
     @field_validator("categories")
     @classmethod
@@ -143,29 +143,30 @@ class ReplayConfig(StrictModel):
 
 
 class TokenizeConfig(StrictModel):
-    workers: int = Field(1, ge=1)
-    batch_size: int = Field(1000, ge=1)
-    max_tokens_per_file: TokenCount = 1_000_000_000
+    workers: int = Field(1, ge=1)  # tokenizer worker processes (`shards build --workers` overrides it)
+    batch_size: int = Field(1000, ge=1)  # documents per tokenizer call
+    max_tokens_per_file: TokenCount = 1_000_000_000  # a token file is closed and a new one started past this
     # Longer documents keep their first N-1 tokens plus the separator (counted in the manifest). Draws take
     # whole documents, so a share overshoots its target by under one document: cap length for tiny budgets.
     max_document_tokens: int | None = Field(None, ge=2)
 
 
 class ShardsConfig(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    curation_run: Path
-    output_root: Path = Path("outputs/shards")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # versions go to <output_root>/<name>/v<k>
+    curation_run: Path  # the `curate run` output folder to select from
+    output_root: Path = Path("outputs/shards")  # where the <name>/ folder of versions lives
     tokenizer: str = DEFAULT_MODEL  # a model name as stablecpt.core.models names it; its tokenizer counts every token
-    seed: int = 0
-    epochs: int = Field(1, ge=1)
+    seed: int = 0  # of every draw and order (a hash of seed, purpose, epoch and document id)
+    epochs: int = Field(1, ge=1)  # epoch plans written; training reads them one after another
     tokens_per_epoch: TokenCount | None = None  # None = the domain subset's size
+    # data-fixed: the domain share is drawn once and reused every epoch; data-dynamic: drawn afresh each epoch
     mode: Literal["data-fixed", "data-dynamic"] = "data-dynamic"
     resample_general: bool = False  # re-draw the general (non-domain) tokens every epoch too
     repetition_cap: float = Field(1.0, ge=1.0)  # most times a source may be used within one epoch
-    selection: SelectionConfig = SelectionConfig()
-    mixture: MixtureConfig | None = None
-    replay: ReplayConfig | None = None
-    tokenize: TokenizeConfig = TokenizeConfig()
+    selection: SelectionConfig = SelectionConfig()  # the domain subset
+    mixture: MixtureConfig | None = None  # a pre-training-like mixture per epoch (or replay; none: domain only)
+    replay: ReplayConfig | None = None  # a share of general tokens per epoch (or mixture)
+    tokenize: TokenizeConfig = TokenizeConfig()  # tokenizer workers and token file sizes
 
     @model_validator(mode="after")
     def _one_recipe(self) -> ShardsConfig:

@@ -85,6 +85,13 @@ def planned_budgets(cfg: ShardsConfig) -> dict[str, object]:
     return plan
 
 
+def general_parts(cfg: ShardsConfig) -> list[str]:
+    """The general parts an epoch may draw from: the mixture's categories with a rate > 0, or replay."""
+    if cfg.mixture is not None:
+        return sorted(cfg.mixture.general_rates())
+    return ["replay"] if cfg.replay is not None else []
+
+
 def general_pool(cfg: ShardsConfig, run: CurationRun, part: str) -> np.ndarray:
     recipe = cfg.mixture if cfg.mixture is not None else cfg.replay
     domains = recipe.general_domains
@@ -95,11 +102,25 @@ def general_pool(cfg: ShardsConfig, run: CurationRun, part: str) -> np.ndarray:
         mask &= pl.col("category").is_in(cfg.replay.categories)
     rows = run.rows(mask)
     if len(rows) == 0:
-        what = "replay" if part == "replay" else f"mixture category '{part}'"
         from_ = ", ".join(domains) if domains is not None else f"domains other than '{cfg.selection.domain}'"
-        raise UserError(f"{what}: no documents of {from_} in curation run {run.path}; "
-                        "give it rate 0 or add a source of that category")
+        where = "replay.general_domains" if part == "replay" else "mixture.general_domains"
+        if part == "replay":
+            what, fix = "replay", "widen replay.categories"
+        elif isinstance(cfg.mixture.rates, str):
+            rate = cfg.mixture.category_rates()[part]
+            what = f"mixture category '{part}' (mixture.rates: '{cfg.mixture.rates}' gives it {rate:.1%})"
+            fix = f"give mixture.rates as a dict with '{part}': 0"
+        else:
+            what, fix = f"mixture category '{part}' (mixture.rates.{part})", f"set mixture.rates.{part} to 0"
+        raise UserError(f"{what}: no documents of {from_} in curation run {run.path}; {fix}, add a source of "
+                        f"that category or change {where}")
     return rows
+
+
+def check_general_pools(cfg: ShardsConfig, run: CurationRun) -> dict[str, int]:
+    """Documents in each general part's pool; the first empty one is a UserError naming it and its config key.
+    Run before anything is tokenized: an empty category is known from the curation run's table alone."""
+    return {part: len(general_pool(cfg, run, part)) for part in general_parts(cfg)}
 
 
 def plan_epochs(cfg: ShardsConfig, run: CurationRun, store: TokenStore, subset: Subset) -> list[EpochPlan]:

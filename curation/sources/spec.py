@@ -27,13 +27,13 @@ Category = Literal["web", "wikipedia", "books", "code", "arxiv", "stackexchange"
 
 
 class SourceSpec(StrictModel):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    uri: str
-    domain: str | None = None
-    category: Category | None = None
-    format: Literal["embedded", "jsonl", "parquet", "hf"] | None = None
-    text_key: str = "text"
-    id_key: str = "id"
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")  # document ids are <name>/<id in source>
+    uri: str  # embedded:<name>, a local file, folder or glob, or hf:<dataset>[@<config>] (module docstring)
+    domain: str | None = None  # e.g. medical, general; embedded sources bring theirs
+    category: Category | None = None  # the pre-training category the mixture counts it in; embedded bring theirs
+    format: Literal["embedded", "jsonl", "parquet", "hf"] | None = None  # default: inferred from the uri
+    text_key: str = "text"  # the record field holding the text
+    id_key: str = "id"  # the record field holding the id (unique within the source)
     split: str = "train"  # for hf sources
     streaming: bool = False  # hf hub ids and data-file folders: read as a stream, split across tasks by file
     limit: int = -1  # documents per reading task; -1 reads everything
