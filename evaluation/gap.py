@@ -56,11 +56,15 @@ class LightProbe(StrictModel):
 
 
 class MonitorConfig(StrictModel):
+    # lm-eval task names probed at each point (the task pack's, or from include_paths)
     tasks: list[str] = DEFAULT_TASKS
     limit: int | None = Field(100, ge=1)  # items per task at each (full) point: the first `limit` in task order
     limits: dict[str, int] = {}  # per-task item counts at full points, instead of `limit`
+    # held-out perplexity sources (a perplexity source, below), logged as ppl/<name>
     perplexity: list[dict[str, Any]] = DEFAULT_PERPLEXITY
+    # tokens per window when scoring the perplexity streams
     perplexity_context: int = Field(256, ge=8)
+    # tokens of each perplexity source scored at each point
     perplexity_tokens: int = Field(4096, ge=16)
     points: int = Field(8, ge=0)  # log-spaced eval points after tokens 0
     first_tokens: int | None = Field(None, ge=1)  # default: total_tokens / 128
@@ -72,12 +76,18 @@ class MonitorConfig(StrictModel):
     bootstrap: int = Field(2000, ge=100)  # cluster-bootstrap replicates of the paired analysis
     confidence: float = Field(0.95, gt=0.5, lt=1)  # each bound one-sided at this level
     save_items: bool = True  # per-item per-choice log-likelihoods under gap/items/ (the paired analysis)
+    # blocks at each end (the bottom k and the top k) whose relative weight update is measured
     top_k: int = Field(5, ge=1)
+    # batch size of the probe's forward passes
     batch_size: int = Field(16, ge=1)
     pack_tokens: int | None = Field(None, ge=16)  # tokens per scoring forward (default: the hidden size)
+    # auto (replicate under FSDP, else rank0), rank0, shard or replicate: docs/evaluation.md
     distributed: Literal["auto", "rank0", "shard", "replicate"] = "auto"
+    # evaluate under torch.autocast in this dtype; null: the model's own
     autocast: Literal["bfloat16", "float16"] | None = None
+    # folders of your own lm-eval task YAMLs
     include_paths: list[str] = []
+    # write gap/plots/*.png at the end of training
     plots: bool = True
 
     @model_validator(mode="after")

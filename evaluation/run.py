@@ -25,20 +25,31 @@ from stablecpt.formats.run import is_run
 
 
 class PerplexityConfig(StrictModel):
+    # tokens per window when scoring each source's stream
     context: int = Field(256, ge=8)
+    # tokens of each source's stream scored
     max_tokens: int = Field(8192, ge=16)
+    # the perplexity sources, logged as ppl/<name>
     sources: list[PerplexitySource] = []
 
 
 class EvalConfig(StrictModel):
+    # where results/<model>.json, comparison.md and comparison.json are written
     output_dir: Path = Path("outputs/eval")
+    # hub ids, local HF folders or embedded:<name>; a training run folder expands to its complete checkpoints, then
+    # final/
     models: list[str] = Field(min_length=1)
+    # suite names (evaluation/suites/<name>.yaml) to run on every model
     suites: list[str] = ["offline_medical", "offline_general"]
     limit: int | None = Field(None, ge=1)  # items per task (for quick looks; full sets for reported numbers)
+    # batch size of lm-eval's and the perplexity's forward passes
     batch_size: int = Field(16, ge=1)
+    # a torch device this machine has: cpu, cuda, cuda:<index>, mps
     device: str = "cpu"
+    # the dtype the models are loaded in
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     include_paths: list[DirectoryPath] = []  # folders of your own lm-eval task YAMLs
+    # held-out perplexities measured on every model
     perplexity: PerplexityConfig = PerplexityConfig()
 
     @field_validator("device")

@@ -25,36 +25,6 @@ from pydantic_core import PydanticUndefined
 
 from stablecpt.core.config import StrictModel
 
-# Meanings for keys of models whose source files another branch is editing now (evaluation/gap.py and
-# evaluation/run.py, branch measure): used only while the model's own source has no comment or description for
-# the key. To move into those files as comments on the fields once that branch is merged, then delete.
-PENDING_MEANINGS: dict[tuple[str, str], str] = {
-    ("MonitorConfig", "tasks"): "lm-eval task names probed at each point (the task pack's, or from include_paths)",
-    ("MonitorConfig", "perplexity"): "held-out perplexity sources (a perplexity source, below), logged as "
-                                     "ppl/<name>",
-    ("MonitorConfig", "perplexity_context"): "tokens per window when scoring the perplexity streams",
-    ("MonitorConfig", "perplexity_tokens"): "tokens of each perplexity source scored at each point",
-    ("MonitorConfig", "top_k"): "blocks at each end (the bottom k and the top k) whose relative weight update is "
-                                "measured",
-    ("MonitorConfig", "batch_size"): "batch size of the probe's forward passes",
-    ("MonitorConfig", "include_paths"): "folders of your own lm-eval task YAMLs",
-    ("MonitorConfig", "plots"): "write gap/plots/*.png at the end of training",
-    ("EvalConfig", "output_dir"): "where results/<model>.json, comparison.md and comparison.json are written",
-    ("EvalConfig", "models"): "hub ids, local HF folders or embedded:<name>; a training run folder expands to its "
-                              "complete checkpoints, then final/",
-    ("EvalConfig", "suites"): "suite names (evaluation/suites/<name>.yaml) to run on every model",
-    ("EvalConfig", "batch_size"): "batch size of lm-eval's and the perplexity's forward passes",
-    ("EvalConfig", "device"): "a torch device this machine has: cpu, cuda, cuda:<index>, mps",
-    ("EvalConfig", "perplexity"): "held-out perplexities measured on every model",
-    ("EvalConfig", "dtype"): "the dtype the models are loaded in",
-    ("MonitorConfig", "distributed"): "auto (replicate under FSDP, else rank0), rank0, shard or replicate: "
-                                      "docs/evaluation.md",
-    ("MonitorConfig", "autocast"): "evaluate under torch.autocast in this dtype; null: the model's own",
-    ("PerplexityConfig", "context"): "tokens per window when scoring each source's stream",
-    ("PerplexityConfig", "max_tokens"): "tokens of each source's stream scored",
-    ("PerplexityConfig", "sources"): "the perplexity sources, logged as ppl/<name>",
-}
-
 
 def _commands() -> list[tuple[str, str, type[BaseModel]]]:
     from stablecpt.curation.config import CurateConfig
@@ -154,7 +124,7 @@ def _rows(model: type[BaseModel], prefix: str, seen: set[type]) -> list[str]:
             comments.update(_field_comments(cls))
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        meaning = (field.description or comments.get(name) or PENDING_MEANINGS.get((model.__name__, name), ""))
+        meaning = (field.description or comments.get(name) or "")
         meaning = meaning.replace("|", "\\|")
         rows.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} |")
         nested_models = [m for m in _nested_models(field.annotation) if m not in seen]
