@@ -134,25 +134,27 @@ def test_hf_dataset_held_out_share_is_the_scorers(tiny, tmp_path):
         token_sample(PerplexitySource(name="m", path=f"hf:{tmp_path / 'wmt'}"), tok, 0, 100)
 
 
-def test_shard_version_tokens_are_read_per_the_format(tmp_path):
-    version = tmp_path / "v1"
-    (version / "tokens").mkdir(parents=True)
-    runs = [[5, 6, 7, 0], [8, 9, 0], [10, 11, 12, 13, 0]]
-    np.array([t for r in runs for t in r], dtype="<u2").tofile(version / "tokens" / "00000.ds")
-    pl.DataFrame({"doc_index": [0, 1, 2], "id": ["hpo/1", "wiki/2", "hpo/3"], "source": ["hpo", "wiki", "hpo"],
-                  "domain": ["medical", "general", "medical"], "category": ["web", "wikipedia", "web"],
-                  "shard": ["tokens/00000.ds"] * 3, "token_offset": [0, 4, 7], "token_length": [4, 3, 5]}
-                 ).write_parquet(version / "documents.parquet")
-    (version / "manifest.json").write_text(json.dumps({"format_version": 1, "token_dtype": "uint16",
-                                                       "tokenizer": {"vocab_size": 100}}))
+def test_shard_version_tokens_are_read_through_the_shared_reader(tmp_path):
+    """A version written by the shard writers' format (tests/shardkit.py), read by formats.version: the domain's
+    documents with their sources, each run with its separator; token ids beyond the model's vocabulary refused."""
+    from shardkit import Doc, TokenizerInfo, write_version
+
+    docs = [Doc(tokens=[5, 6, 7], id="hpo/1", source="hpo"), Doc(tokens=[8, 9], id="wiki/2", source="wiki",
+            domain="general", category="wikipedia"), Doc(tokens=[10, 11, 12, 13], id="hpo/3", source="hpo")]
+    version = write_version(tmp_path, docs, [[0, 1, 2]], tokenizer=TokenizerInfo(vocab_size=100))
 
     class Tok:
-        def __len__(self):
-            return 100
+        def __init__(self, n):
+            self.n = n
 
-    sample = token_sample(PerplexitySource(name="s", path=str(version), domain="medical"), Tok(), 0, 1000)
+        def __len__(self):
+            return self.n
+
+    sample = token_sample(PerplexitySource(name="s", path=str(version), domain="medical"), Tok(100), 0, 1000)
     assert sorted(sample.documents) == [("hpo/1", "hpo"), ("hpo/3", "hpo")]
-    assert sorted(sample.tokens) == sorted([0, *runs[0], *runs[2]])
+    assert sorted(sample.tokens) == sorted([0, 5, 6, 7, 0, 10, 11, 12, 13, 0])
+    with pytest.raises(UserError, match="more than the 10 the model reads"):
+        token_sample(PerplexitySource(name="s", path=str(version), domain="medical"), Tok(10), 0, 1000)
 
 
 def test_bad_inputs_are_one_line_errors(tmp_path, tiny):
