@@ -136,9 +136,11 @@ def _run(args: argparse.Namespace) -> int:
         if args.preview < 1:
             raise UserError(f"--preview {args.preview}: give a number of documents per source, at least 1")
         return _preview(cfg, args.preview)
+    from stablecpt.curation.pipeline import StageFailed
+
     try:
         run_dir = run_curation(cfg, restart=args.restart, progress=args.progress)
-    except AccountingError as err:
+    except (AccountingError, StageFailed) as err:
         print(f"stablecpt: error: {err}", file=sys.stderr)
         return 1
     manifest = run_dir / MANIFEST
@@ -152,16 +154,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
+    import sys
+
     from stablecpt.curation.progress import library_bars_off_unless_terminal
 
     library_bars_off_unless_terminal()
     from stablecpt.curation.config import CurateConfig
-    from stablecpt.curation.pipeline import score_run
+    from stablecpt.curation.pipeline import StageFailed, score_run
 
     from stablecpt.core.config import read_yaml, validate
 
     cfg = validate(apply_overrides(read_yaml(args.config), args.set), CurateConfig, args.config)
-    names = score_run(cfg, args.scorer, progress=args.progress)
+    try:
+        names = score_run(cfg, args.scorer, progress=args.progress)
+    except StageFailed as err:
+        print(f"stablecpt: error: {err}", file=sys.stderr)
+        return 1
     _print_overlaps(cfg.output_dir, names)
     print(f"rescored {', '.join(names)}: {', '.join(f'{cfg.output_dir}/attributes/{n}' for n in names)}")
     return 0

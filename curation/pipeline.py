@@ -34,7 +34,7 @@ from stablecpt.core.files import atomic_write_json
 from stablecpt.core.locks import output_lock, process_running
 
 from .config import CurateConfig, ExecutorConfig
-from .outputs import MANIFEST, WORK_DIR
+from .outputs import MANIFEST, WORK_DIR, AccountingError
 
 
 @dataclass
@@ -51,6 +51,12 @@ def _minhash_config(cfg: CurateConfig):
     m = cfg.dedup.minhash
     return MinhashConfig(n_grams=m.n_grams, num_buckets=m.num_buckets, hashes_per_bucket=m.hashes_per_bucket,
                          seed=m.seed, hash_config=HashConfig(precision=m.precision))
+
+
+
+class StageFailed(RuntimeError):
+    """A curation stage whose tasks raised or did not complete: one line for the command, the traceback in the
+    task logs; the run stays incomplete (no manifest) and a rerun retries only the unfinished tasks."""
 
 
 def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | None = None) -> list[Stage]:
@@ -453,10 +459,18 @@ def _run_stages(cfg: CurateConfig, stages: list[Stage], progress: str = "auto", 
             with (StageDisplay(stage.name, logging_dir, stage.tasks, counted, expected, mode, console,
                                poll=0.5 if not cluster else 5.0),
                   datatrove_console_to(logging_dir / "console.log")):
-                executor.run()
+                try:
+                    executor.run()
+                except (UserError, AccountingError, KeyboardInterrupt):
+                    raise
+                except Exception as exc:  # a task raised: datatrove logged its traceback in the task's log
+                    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+                    raise StageFailed(f"curation stage '{stage.name}': a task failed ({reason}); its traceback is in "
+                                      f"{logging_dir}/logs; rerun to retry only the tasks that did not "
+                                      "complete") from exc
             incomplete = executor.get_incomplete_ranks()
             if incomplete:
-                raise RuntimeError(f"curation stage '{stage.name}': tasks {incomplete} did not complete; "
-                                   f"see {logs / stage.name}/logs; rerun to retry only those")
+                raise StageFailed(f"curation stage '{stage.name}': tasks {incomplete} did not complete; "
+                                  f"see {logging_dir}/logs; rerun to retry only those")
     if cfg.executor.kind == "slurm":
         previous.run()

@@ -133,7 +133,7 @@ def test_a_plugin_scorer_runs_through_curate_shards_and_audit(plugin_run, tmp_pa
             update={"score": "nosuch"})}), log=lambda *_: None)
 
 
-def test_curate_score_rewrites_one_attribute_folder_and_the_manifest(plugin_run):
+def test_curate_score_rewrites_one_attribute_folder_and_the_manifest(plugin_run, capsys):
     cfg, run, tmp_path = plugin_run
     before = read_curation_manifest(run)
     documents = {p: p.stat().st_mtime_ns for p in (run / "documents").glob("*.parquet")}
@@ -160,6 +160,15 @@ def test_curate_score_rewrites_one_attribute_folder_and_the_manifest(plugin_run)
     assert {p.name: p.read_bytes() for p in (run / "attributes" / "words").iterdir()} == published
     assert read_curation_manifest(run) == after
     open_run(run)
+    # ... and through the CLI it is one line naming the stage, the error and where its traceback is; exit 1
+    failing_yaml = tmp_path / "failing.yaml"
+    failing_yaml.write_text(json.dumps(json.loads(failing.model_dump_json())))
+    capsys.readouterr()
+    assert main(["curate", "score", "--config", str(failing_yaml)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("stablecpt: error:") == 1
+    assert "a task failed (RuntimeError: scorer failed midway); its traceback is in" in err
+    assert {p.name: p.read_bytes() for p in (run / "attributes" / "words").iterdir()} == published
 
     # the CLI: an unknown scorer name is one line
     config = tmp_path / "c.yaml"
