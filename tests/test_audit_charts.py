@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from stablecpt.audit import charts
 from stablecpt.audit.mixture import load_target
 from stablecpt.audit.readers import open_version
-from stablecpt.audit.tables import LOG_SCALE, version_tables
+from stablecpt.audit.tables import version_tables
 
 from tests.auditkit import scenario
 
@@ -60,7 +60,7 @@ def test_selection_edge_only_for_the_domain_and_score_selected_by(tmp_path):
     assert set(tables.selection.filter(pl.col("score") == "fasttext_score")["domain"]) == {"medical"}
     edges = {}
     for score, hist in tables.histograms.items():
-        (ax,) = drawn(charts.score_histogram(hist, tables.selection, score, LOG_SCALE[score])).axes
+        (ax,) = drawn(charts.score_histogram(hist, tables.selection, score, tables.score_specs[score].log_scale)).axes
         edges[score] = [line.get_xdata()[0] for line in ax.get_lines()]
     assert edges == {"kenlm_perplexity": [400.0], "fasttext_score": []}
 
