@@ -25,8 +25,8 @@ from stablecpt.curation.pipeline import config_as_json, run_curation
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = int(os.environ.get("STABLECPT_SOAK_KILLS", "2"))
 SEED = int(os.environ.get("STABLECPT_SOAK_SEED", "1515"))
-STAGE_TASKS = {"ids": 2, "duplicate_ids": 1, "filter": 2, "minhash_buckets": 2, "dedup_keep": 1, "final": 2,
-               "manifest": 1}
+STAGE_TASKS = {"ids": 2, "duplicate_ids": 1, "filter": 2, "minhash_buckets": 2, "minhash_clusters": 1,
+               "dedup_partition": 2, "dedup_keep": 2, "final": 2, "manifest": 1}
 
 
 def _tagged(tag: str) -> list[int]:
