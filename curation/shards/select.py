@@ -17,6 +17,7 @@ import polars as pl
 from stablecpt.core.errors import UserError
 
 from .config import ShardsConfig
+from .cut import take_top
 from .plan import hash_order
 from .run import CurationRun
 from .store import TokenStore
@@ -51,16 +52,20 @@ def select_domain_subset(cfg: ShardsConfig, run: CurationRun, store: TokenStore)
             raise UserError(f"{where}: empty selection: none of the {len(pool):,} '{sel.domain}' documents has "
                             f"a {sel.score} (was the curation run scored?)")
         key = scores[~np.isnan(scores)] * (1 if sel.score == "kenlm_perplexity" else -1)
-        order = scored[np.lexsort((scored, key))]  # rows are id-sorted, so row number breaks ties by id
     budget = sel.tokens if sel.tokens is not None else np.iinfo(np.int64).max
-    rows, tokens, exhausted = store.take_prefix(order, budget)
+    if sel.score == "random" or sel.tokens is None:
+        if sel.score != "random":
+            order = scored[np.lexsort((scored, key))]  # rows are id-sorted, so row number breaks ties by id
+        rows, tokens, exhausted = store.take_prefix(order, budget)
+    else:  # the top S without sorting the pool (curation/shards/cut.py)
+        rows, tokens, exhausted = take_top(scored, key, run.table["id"], store, budget)
     stats = {"domain": sel.domain, "categories": sel.categories, "score": sel.score,
              "pool_documents": len(pool), "unscored_documents": unscored, "tokens_target": sel.tokens,
              "boundary_document": None, "pool_short": False}
     if sel.tokens is not None and exhausted:
         if sel.tokens > cfg.repetition_cap * tokens:
             raise UserError(f"{where}: selection.tokens {sel.tokens:,} is larger than the pool ({tokens:,} tokens "
-                            f"in {len(order):,} ranked '{sel.domain}' documents); lower it or set "
+                            f"in {len(rows):,} ranked '{sel.domain}' documents); lower it or set "
                             f"repetition_cap >= {sel.tokens / max(tokens, 1):.3g} to repeat the pool")
         stats["pool_short"] = True
     elif sel.tokens is not None and tokens > sel.tokens:
