@@ -215,7 +215,9 @@ def measure(argv: list[str]) -> dict:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{argv[:3]} failed:\n{stdout}\n{stderr[-3000:]}")
     lines = stdout.strip().splitlines()
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(int(lines[-1].split()[1]) / 1024, 1), "out": lines[-2]}
+    figure = {"wall_s": round(wall, 2), "peak_rss_mb": round(int(lines[-1].split()[1]) / 1024, 1), "out": lines[-2]}
+    print(argv[2].strip().splitlines()[-2][:60], figure, file=sys.stderr, flush=True)  # progress, as it goes
+    return figure
 
 
 def main() -> None:

@@ -106,11 +106,12 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
         stages.append(Stage("minhash_clusters", [MinhashDedupCluster(
             f"{work}/minhash/buckets", f"{work}/minhash/clusters", config=mh_config, save_cluster_id=True)], 1))
     if dedup:
+        partitions = cfg.dedup.keep_tasks or tasks
         stages.append(Stage("dedup_partition", [DedupKeyPartitioner(
             f"{work}/dedup/keys", f"{work}/minhash/clusters" if minhash else None, f"{work}/dedup/partitions",
-            partitions=tasks, exact=cfg.dedup.exact)], tasks))
+            partitions=partitions, exact=cfg.dedup.exact)], tasks))
         stages.append(Stage("dedup_keep", [KeeperSelection(f"{work}/dedup/partitions", f"{work}/dedup/decisions")],
-                            tasks))
+                            partitions))
     final = [RankFileReader(f"{work}/survivors", read_metadata=True)]
     if dedup:
         final.append(DedupDecisionApplier(f"{work}/dedup/decisions"))

@@ -57,3 +57,14 @@ def test_the_pipeline_applies_the_partitioned_decisions(work):
     assert decided["reason"].drop_nulls().len() == dropped.filter(
         pl.col("reason").is_in(["exact_duplicate", "minhash_duplicate"])).height
     assert attributes["dedup_cluster"].drop_nulls().len() > 0
+
+
+def test_keep_tasks_sets_the_partitions_of_the_keep_rule(tmp_path):
+    from stablecpt.curation.pipeline import build_stages
+
+    (tmp_path / "a.jsonl").write_text('{"id": "1", "text": "x"}\n')
+    cfg = make_config(tmp_path / "r", {"med": str(tmp_path / "a.jsonl"), "gen": str(tmp_path / "a.jsonl")},
+                      executor={"tasks": 6, "workers": 1}, dedup={"keep_tasks": 3})
+    stages = {s.name: s for s in build_stages(cfg, {}, inputs={})}
+    assert (stages["dedup_partition"].tasks, stages["dedup_keep"].tasks) == (6, 3)
+    assert stages["dedup_partition"].pipeline[0].partitions == 3
