@@ -136,6 +136,10 @@ class DedupConfig(StrictModel):
     # Of a set of duplicates, the copy whose (source rank in this list, id) sorts first is kept.
     # Sources not listed rank after the listed ones, in config order. Empty: config order.
     source_priority: list[str] = []
+    # Tasks of the keep rule: duplicate sets are split by a hash into this many partitions, one task each (the
+    # kept set is the same for any number). Default: executor.tasks. Each filter task writes one file per
+    # partition, so at thousands of tasks a smaller number (64-256) keeps the file count down (docs/scale.md).
+    keep_tasks: int | None = Field(default=None, ge=1)
 
 
 class HeldoutConfig(StrictModel):

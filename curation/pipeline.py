@@ -7,7 +7,9 @@ finished tasks):
   filter          read every source -> normalise -> language/quality filters (verdicts recorded)
                   -> dropped documents written; survivors saved -> dedup keys -> MinHash signatures
   minhash_buckets datatrove MinHash stage 2 (one task per bucket)
-  dedup_keep      datatrove MinHash stage 3 (clusters) -> the keep rule over all tasks (one task)
+  minhash_clusters datatrove MinHash stage 3 (union-find over every duplicate pair: one task, datatrove's)
+  dedup_partition each filter task's dedup keys joined with its clusters, split by a hash of the duplicate set
+  dedup_keep      the keep rule, task p over the duplicate sets of partition p (1/N of them each)
   final           survivors -> dedup decisions -> decontamination -> held-out split
                   -> documents, heldout, excluded, attributes
   score           (when scoring is enabled) documents -> each scorer -> its columns, staged under .work/
@@ -64,6 +66,7 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
 
     from .blocks.dedup import (
         DedupDecisionApplier,
+        DedupKeyPartitioner,
         DedupKeyRecorder,
         KeeperSelection,
         RankFileReader,
@@ -107,13 +110,16 @@ def build_stages(cfg: CurateConfig, config_json: dict, inputs: dict[str, str] | 
     if minhash:
         stages.append(Stage("minhash_buckets", [MinhashDedupBuckets(
             f"{work}/minhash/signatures", f"{work}/minhash/buckets", config=mh_config)], mh_config.num_buckets))
+    if minhash:
+        stages.append(Stage("minhash_clusters", [MinhashDedupCluster(
+            f"{work}/minhash/buckets", f"{work}/minhash/clusters", config=mh_config, save_cluster_id=True)], 1))
     if dedup:
-        keep = [KeeperSelection(f"{work}/dedup/keys", f"{work}/minhash/clusters" if minhash else None,
-                                f"{work}/dedup/decisions", exact=cfg.dedup.exact)]
-        if minhash:
-            keep.insert(0, MinhashDedupCluster(f"{work}/minhash/buckets", f"{work}/minhash/clusters",
-                                               config=mh_config, save_cluster_id=True))
-        stages.append(Stage("dedup_keep", keep, 1))
+        partitions = cfg.dedup.keep_tasks or tasks
+        stages.append(Stage("dedup_partition", [DedupKeyPartitioner(
+            f"{work}/dedup/keys", f"{work}/minhash/clusters" if minhash else None, f"{work}/dedup/partitions",
+            partitions=partitions, exact=cfg.dedup.exact)], tasks))
+        stages.append(Stage("dedup_keep", [KeeperSelection(f"{work}/dedup/partitions", f"{work}/dedup/decisions")],
+                            partitions))
     final = [RankFileReader(f"{work}/survivors", read_metadata=True)]
     if dedup:
         final.append(DedupDecisionApplier(f"{work}/dedup/decisions"))

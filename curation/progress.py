@@ -8,8 +8,8 @@ right after its reader: it counts the documents that have gone through the task'
 The launcher's `StageDisplay` thread reads those files and the completion marks while the executor runs, so it
 works the same whether tasks run in the launcher (workers: 1), in datatrove's process pool, or on Ray workers
 (the logging folder is on a filesystem they share, as datatrove's completion marks already require). A stage
-whose tasks read no documents one by one (ids, duplicate_ids, minhash_buckets, dedup_keep, manifest) shows tasks
-done.
+whose tasks read no documents one by one (ids, duplicate_ids, minhash_buckets,
+minhash_clusters, dedup_partition, dedup_keep, manifest) shows tasks done.
 
 What is shown: on a terminal a tqdm bar per stage (documents, documents/s, ETA where the total is known: the
 `ids` stage's record count for the filter stage, the survivors for the final stage); elsewhere (a log file, CI)

@@ -22,11 +22,13 @@ import yaml
 from curation_helpers import build_corpus, make_config
 from stablecpt.curation.pipeline import config_as_json, run_curation
 
+from stablecpt.core.locks import _holder, lock_path
+
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = int(os.environ.get("STABLECPT_SOAK_KILLS", "2"))
 SEED = int(os.environ.get("STABLECPT_SOAK_SEED", "1515"))
-STAGE_TASKS = {"ids": 2, "duplicate_ids": 1, "filter": 2, "minhash_buckets": 2, "dedup_keep": 1, "final": 2,
-               "manifest": 1}
+STAGE_TASKS = {"ids": 2, "duplicate_ids": 1, "filter": 2, "minhash_buckets": 2, "minhash_clusters": 1,
+               "dedup_partition": 2, "dedup_keep": 2, "final": 2, "manifest": 1}
 
 
 def _tagged(tag: str) -> list[int]:
@@ -86,7 +88,9 @@ def test_kill_at_random_moments_then_concurrent_starts(tmp_path):
         tag = uuid.uuid4().hex
         proc = _start(config, tag, tmp_path / f"kill-{mark}.log")
         deadline = time.time() + 240
-        while _completions(cfg.output_dir) < mark and proc.poll() is None and time.time() < deadline:
+        # a mark the previous run already passed (its random delay) must not kill this one before it holds the lock
+        while ((_completions(cfg.output_dir) < mark or _holder(lock_path(cfg.output_dir))[0] != proc.pid)
+               and proc.poll() is None and time.time() < deadline):
             time.sleep(0.05)
         time.sleep(rng.uniform(0, 0.5))
         assert proc.poll() is None, f"the run ended before the kill at {mark} completed tasks"

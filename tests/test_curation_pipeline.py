@@ -117,8 +117,8 @@ def test_slurm_executor_chain_comes_from_the_yaml(corpus, tmp_path):
         previous = make_executor(cfg.executor, stage, str(tmp_path / stage.name), depends=previous)
         executors.append(previous)
     assert all(isinstance(e, SlurmPipelineExecutor) for e in executors)
-    # ids, duplicate_ids, filter, minhash_buckets, dedup_keep, final, manifest
-    assert [e.world_size for e in executors] == [4, 1, 4, 14, 1, 4, 1]
+    # ids, duplicate_ids, filter, minhash_buckets, minhash_clusters, dedup_partition, dedup_keep, final, manifest
+    assert [e.world_size for e in executors] == [4, 1, 4, 14, 1, 4, 4, 4, 1]
     assert executors[-1].depends is executors[-2] and executors[0].partition == "cpu"
     assert executors[2].cpus_per_task == 2 and executors[2].job_name == "stablecpt-filter"
     no_partition = make_config(tmp_path / "t", corpus, executor={"kind": "slurm", "options": {"time": "1:00:00"}})

@@ -165,7 +165,8 @@ def test_curate_progress_reads_where_a_run_stands(corpora, cli_run, capsys):
     assert main(["curate", "progress", "--config", _write(corpora, "run", executor={"tasks": 2, "workers": 2})]) == 0
     out = capsys.readouterr().out.splitlines()
     stages = [line.split()[0] for line in out[:-1]]
-    assert stages == ["ids", "duplicate_ids", "filter", "minhash_buckets", "dedup_keep", "final", "manifest"]
+    assert stages == ["ids", "duplicate_ids", "filter", "minhash_buckets", "minhash_clusters", "dedup_partition",
+                      "dedup_keep", "final", "manifest"]
     assert f"tasks 2/2 done, {3 * N} documents read" in out[2] and out[-1].endswith("complete (manifest.json written)")
 
 

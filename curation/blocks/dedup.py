@@ -11,8 +11,12 @@ surviving copy would change with the task count. The rule:
     `dedup_cluster` is the id of the kept copy, for every member of a set with more than one member.
 
 Blocks: `DedupKeyRecorder` notes (position, id, priority, content hash) of each document entering
-MinHash stage 1; `KeeperSelection` (one task) applies the rule over all tasks with polars;
-`DedupDecisionApplier` marks the documents when the survivors are read back.
+MinHash stage 1; `DedupKeyPartitioner` (one task per filter task) joins those keys with the task's MinHash
+clusters and splits them by a hash of the duplicate set into N partitions; `KeeperSelection` (N tasks)
+applies the rule to one partition's sets with polars, so no task holds more than 1/N of the keys and the
+kept set is the same for any N (a set never spans partitions); `DedupDecisionApplier` marks the
+documents when the survivors are read back. Why not one polars query over all key files: it holds every
+surviving document's id in one process (tens of GB at a billion documents; docs/scale.md).
 """
 
 from __future__ import annotations
@@ -114,26 +118,56 @@ def read_minhash_clusters(clusters_dir: str | None):
     return pl.concat(frames)
 
 
-def select_keepers(keys, clusters, exact: bool):
-    """Apply the keep rule. keys: rank, idx, id, priority, content_hash; clusters: rank, idx, cluster.
+KEY_SCHEMA = {"rank": "Int32", "idx": "Int64", "id": "String", "priority": "Int32", "content_hash": "Int64"}
+
+
+def _empty(schema: dict):
+    import polars as pl
+
+    return pl.DataFrame(schema={name: getattr(pl, dtype) for name, dtype in schema.items()})
+
+
+def group_keys(keys, clusters, exact: bool):
+    """Each document's duplicate set: (kind, value) = ("m", MinHash cluster) or, with exact dedup, ("e",
+    content hash); documents in neither are left out. keys: rank, idx, id, priority, content_hash;
+    clusters: rank, idx, cluster."""
+    import polars as pl
+
+    frame = keys.join(clusters, on=["rank", "idx"], how="left")
+    in_cluster = pl.col("cluster").is_not_null()
+    kind = pl.when(in_cluster).then(pl.lit("m"))
+    value = pl.when(in_cluster).then(pl.col("cluster"))
+    if exact:
+        kind, value = kind.otherwise(pl.lit("e")), value.otherwise(pl.col("content_hash"))
+    return (frame.with_columns(kind=kind, value=value).filter(pl.col("kind").is_not_null())
+            .drop("cluster"))
+
+
+def partition_of(partitions: int):
+    """The keep-rule task that owns a duplicate set. Cluster ids are datatrove's sequential numbers and
+    content hashes are BLAKE2b bits, so the value modulo N spreads sets evenly; every member of a set has
+    the same (kind, value), hence the same task, whatever task read it."""
+    import polars as pl
+
+    return (pl.col("value") % partitions).cast(pl.Int32)
+
+
+def apply_keep_rule(grouped):
+    """The keep rule over whole duplicate sets (the output of `group_keys`, any subset of whole sets).
 
     Returns rows (rank, idx, reason, dedup_cluster) for every member of a set with more than one member;
     reason is null for the kept copy.
     """
     import polars as pl
 
-    frame = keys.join(clusters, on=["rank", "idx"], how="left")
-    group = pl.when(pl.col("cluster").is_not_null()).then(pl.format("m{}", pl.col("cluster")))
-    if exact:
-        group = group.otherwise(pl.format("e{}", pl.col("content_hash")))
-    frame = frame.with_columns(group=group).filter(pl.col("group").is_not_null())
+    group = ["kind", "value"]
     order = ["priority", "id", "content_hash", "rank", "idx"]
-    frame = frame.sort(order).with_columns(
-        size=pl.len().over("group"),
-        keeper_id=pl.col("id").first().over("group"),
-        keeper_hash=pl.col("content_hash").first().over("group"),
-        keeper_rank=pl.col("rank").first().over("group"),
-        keeper_idx=pl.col("idx").first().over("group"),
+    frame = grouped.sort(order).with_columns(
+        size=pl.len().over(group),
+        keeper_id=pl.col("id").first().over(group),
+        keeper_hash=pl.col("content_hash").first().over(group),
+        keeper_rank=pl.col("rank").first().over(group),
+        keeper_idx=pl.col("idx").first().over(group),
     ).filter(pl.col("size") > 1)
     is_keeper = (pl.col("rank") == pl.col("keeper_rank")) & (pl.col("idx") == pl.col("keeper_idx"))
     reason = (pl.when(is_keeper).then(None)
@@ -142,35 +176,81 @@ def select_keepers(keys, clusters, exact: bool):
     return frame.select("rank", "idx", reason.alias("reason"), pl.col("keeper_id").alias("dedup_cluster"))
 
 
-class KeeperSelection(PipelineStep):
-    """One task over all tasks' keys (and MinHash clusters): writes `<decisions_dir>/<rank>.parquet`."""
+def select_keepers(keys, clusters, exact: bool):
+    """The keep rule over all documents in one process (the reference the partitioned tasks must match)."""
+    return apply_keep_rule(group_keys(keys, clusters, exact))
+
+
+def _read_rank_clusters(clusters_dir: str | None, rank: int):
+    import polars as pl
+
+    path = Path(clusters_dir) / f"{rank:06d}.clusters" if clusters_dir else None
+    if path is None or not path.exists():
+        return pl.DataFrame(schema={"rank": pl.Int32, "idx": pl.Int64, "cluster": pl.Int64})
+    pairs = np.fromfile(path, dtype="<u4").reshape(-1, 2)
+    return pl.DataFrame({"rank": pl.Series([rank] * len(pairs), dtype=pl.Int32),
+                         "idx": pl.Series(pairs[:, 0], dtype=pl.Int64),
+                         "cluster": pl.Series(pairs[:, 1], dtype=pl.Int64)})
+
+
+class DedupKeyPartitioner(PipelineStep):
+    """One task per filter-stage task (the shuffle of a map-reduce): this task's dedup keys, joined with its
+    MinHash clusters, are split by `partition_of` into `<partitions_dir>/<p>/<rank>.parquet`, so that the
+    keep-rule task p reads only the 1/N of the duplicate sets it owns. Documents in no set go nowhere."""
 
     type = "🫂 - DEDUP"
-    name = "🏅 Keep rule"
+    name = "🔀 Dedup partitions"
 
-    def __init__(self, keys_dir: str, clusters_dir: str | None, decisions_dir: str, exact: bool):
+    def __init__(self, keys_dir: str, clusters_dir: str | None, partitions_dir: str, partitions: int, exact: bool):
         super().__init__()
-        self.keys_dir, self.clusters_dir, self.decisions_dir, self.exact = keys_dir, clusters_dir, decisions_dir, exact
+        self.keys_dir, self.clusters_dir, self.partitions_dir = keys_dir, clusters_dir, partitions_dir
+        self.partitions, self.exact = partitions, exact
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         import polars as pl
 
-        if world_size != 1:
-            raise ValueError("KeeperSelection runs as a single task")
         with self.track_time():
-            key_files = sorted(Path(self.keys_dir).glob("*.parquet"))
-            keys = (pl.read_parquet(key_files) if key_files else
-                    pl.DataFrame(schema={"rank": pl.Int32, "idx": pl.Int64, "id": pl.String,
-                                         "priority": pl.Int32, "content_hash": pl.Int64}))
-            clusters = read_minhash_clusters(self.clusters_dir)
-            decisions = select_keepers(keys, clusters, self.exact)
-            for task in sorted(keys["rank"].unique().to_list()):
-                part = decisions.filter(pl.col("rank") == task).sort("idx").select("idx", "reason", "dedup_cluster")
-                _write_parquet_atomic(part, Path(self.decisions_dir) / f"{task:05d}.parquet")
+            path = Path(self.keys_dir) / f"{rank:05d}.parquet"
+            keys = pl.read_parquet(path) if path.exists() else _empty(KEY_SCHEMA)
+            grouped = group_keys(keys, _read_rank_clusters(self.clusters_dir, rank), self.exact)
+            grouped = grouped.with_columns(partition=partition_of(self.partitions))
+            for (part,), frame in grouped.partition_by("partition", as_dict=True).items():
+                _write_parquet_atomic(frame.drop("partition"),
+                                      Path(self.partitions_dir) / f"{part:05d}" / f"{rank:05d}.parquet")
+            self.stat_update("grouped", value=len(grouped))
+        return
+        yield  # a generator like every step, though nothing flows out of it
+
+
+class KeeperSelection(PipelineStep):
+    """Task p of N applies the keep rule to the duplicate sets of partition p (`DedupKeyPartitioner`) and
+    writes `<decisions_dir>/<filter rank>/<p>.parquet`: the kept set is the same for any N, and each task
+    holds 1/N of the grouped keys."""
+
+    type = "🫂 - DEDUP"
+    name = "🏅 Keep rule"
+
+    def __init__(self, partitions_dir: str, decisions_dir: str):
+        super().__init__()
+        self.partitions_dir, self.decisions_dir = partitions_dir, decisions_dir
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import polars as pl
+
+        with self.track_time():
+            files = sorted((Path(self.partitions_dir) / f"{rank:05d}").glob("[!.]*.parquet"))
+            if not files:
+                return
+            grouped = pl.read_parquet(files)
+            decisions = apply_keep_rule(grouped)
+            for (task,), part in decisions.partition_by("rank", as_dict=True).items():
+                _write_parquet_atomic(part.sort("idx").select("idx", "reason", "dedup_cluster"),
+                                      Path(self.decisions_dir) / f"{task:05d}" / f"{rank:05d}.parquet")
             removed = decisions["reason"].drop_nulls()
             for reason, count in removed.value_counts().iter_rows():
                 self.stat_update(reason, value=count)
-            logger.info(f"keep rule: {len(keys)} documents, {removed.len()} duplicates removed")
+            logger.info(f"keep rule, partition {rank}/{world_size}: {len(grouped)} documents in duplicate sets, "
+                        f"{removed.len()} duplicates removed")
         return
         yield  # a generator like every step, though nothing flows out of it
 
@@ -186,10 +266,10 @@ class DedupDecisionApplier(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         import polars as pl
 
-        path = Path(self.decisions_dir) / f"{rank:05d}.parquet"
+        files = sorted((Path(self.decisions_dir) / f"{rank:05d}").glob("[!.]*.parquet"))
         decided = {}
-        if path.exists():
-            for idx, reason, cluster in pl.read_parquet(path).iter_rows():
+        if files:
+            for idx, reason, cluster in pl.read_parquet(files).iter_rows():
                 decided[idx] = (reason, cluster)
         for idx, doc in enumerate(data):
             if idx in decided:

@@ -22,6 +22,7 @@ import polars as pl
 from stablecpt.core.errors import UserError
 
 from .config import ShardsConfig
+from .cut import take_top
 from .plan import hash_order
 from .run import CurationRun
 from .store import TokenStore
@@ -47,37 +48,42 @@ def score_direction(score: str, run: CurationRun, where: str, key: str = "select
     return spec.direction
 
 
-def rank_by_attribute(pool: np.ndarray, scores: np.ndarray, direction: str) -> tuple[np.ndarray, int]:
-    """(rows of the pool with a score, best first, ties by row = by id; how many had no score)."""
-    values = scores[pool]
-    has = ~np.isnan(values)
-    scored = pool[has]
-    key = values[has] * (1.0 if direction == "lower" else -1.0)
-    return scored[np.lexsort((scored, key))], len(pool) - len(scored)
-
-
-def _rank(pool: np.ndarray, score: str, cfg: ShardsConfig, run: CurationRun, where: str,
-          key: str = "selection.score") -> tuple[np.ndarray, int, str | None]:
-    """(pool rows in rank order, documents left out for lacking the score, the score's direction)."""
+def _ranking(pool: np.ndarray, score: str, cfg: ShardsConfig, run: CurationRun, where: str,
+             key: str = "selection.score") -> tuple[np.ndarray, np.ndarray | None, int, str | None]:
+    """(the pool's rows that can be ranked, their rank key (lower first; None for random: the rows are then
+    already in hash order), documents left out for lacking the score, the score's direction)."""
     direction = score_direction(score, run, where, key)
     if direction is None:
-        return hash_order(pool, run.ids, cfg.seed, "select", 0), 0, None
-    order, unscored = rank_by_attribute(pool, run.table[score].to_numpy(), direction)
-    if len(order) == 0:
+        return hash_order(pool, run.ids, cfg.seed, "select", 0), None, 0, None
+    values = run.table[score].to_numpy()[pool]
+    has = ~np.isnan(values)
+    scored = pool[has]
+    if len(scored) == 0:
         raise UserError(f"{where}: empty selection: none of the {len(pool):,} '{cfg.selection.domain}' documents "
                         f"has a {score} (was the curation run scored?)")
-    return order, unscored, direction
+    return scored, values[has] * (1.0 if direction == "lower" else -1.0), len(pool) - len(scored), direction
+
+
+def _take(rows: np.ndarray, rank_key: np.ndarray | None, run: CurationRun, store: TokenStore,
+          budget: int | None) -> tuple[np.ndarray, int, bool]:
+    """store.take_prefix over the rows in rank order (ties by id): for a token budget, the top without sorting
+    the pool (curation/shards/cut.py); without one, or for random, the ranking itself."""
+    if rank_key is None:
+        return store.take_prefix(rows, budget if budget is not None else np.iinfo(np.int64).max)
+    if budget is None:
+        return store.take_prefix(rows[np.lexsort((rows, rank_key))], np.iinfo(np.int64).max)  # rows are id-sorted
+    return take_top(rows, rank_key, run.table["id"], store, budget)
 
 
 def _pre_cut(cfg: ShardsConfig, run: CurationRun, store: TokenStore, pool: np.ndarray, where: str) -> tuple[
         np.ndarray, dict]:
     """The documents of the pool's top `within.tokens` tokens by `within.score`, in row order."""
     within = cfg.selection.within
-    order, unscored, _ = _rank(pool, within.score, cfg, run, where, "selection.within.score")
-    rows, tokens, exhausted = store.take_prefix(order, within.tokens)
+    ranked, rank_key, unscored, _ = _ranking(pool, within.score, cfg, run, where, "selection.within.score")
+    rows, tokens, exhausted = _take(ranked, rank_key, run, store, within.tokens)
     if exhausted:
         raise UserError(f"{where}: selection.within.tokens {within.tokens:,} is larger than the pool ({tokens:,} "
-                        f"tokens in {len(order):,} '{cfg.selection.domain}' documents with a {within.score}); "
+                        f"tokens in {len(ranked):,} '{cfg.selection.domain}' documents with a {within.score}); "
                         "lower it or drop `within`")
     stats = {"score": within.score, "tokens_target": within.tokens, "documents": len(rows), "tokens": tokens,
              "unscored_documents": unscored, "boundary_document": run.ids[int(rows[-1])]}
@@ -99,9 +105,8 @@ def select_domain_subset(cfg: ShardsConfig, run: CurationRun, store: TokenStore)
     pool_documents, within = len(pool), None
     if sel.within is not None:
         pool, within = _pre_cut(cfg, run, store, pool, where)
-    order, unscored, direction = _rank(pool, sel.score, cfg, run, where)
-    budget = sel.tokens if sel.tokens is not None else np.iinfo(np.int64).max
-    rows, tokens, exhausted = store.take_prefix(order, budget)
+    ranked, rank_key, unscored, direction = _ranking(pool, sel.score, cfg, run, where)
+    rows, tokens, exhausted = _take(ranked, rank_key, run, store, sel.tokens)
     stats = {"domain": sel.domain, "categories": sel.categories, "score": sel.score, "direction": direction,
              "pool_documents": pool_documents, "unscored_documents": unscored, "tokens_target": sel.tokens,
              "boundary_document": None, "pool_short": False}
@@ -110,7 +115,7 @@ def select_domain_subset(cfg: ShardsConfig, run: CurationRun, store: TokenStore)
     if sel.tokens is not None and exhausted:
         if sel.tokens > cfg.repetition_cap * tokens:
             raise UserError(f"{where}: selection.tokens {sel.tokens:,} is larger than the pool ({tokens:,} tokens "
-                            f"in {len(order):,} ranked '{sel.domain}' documents); lower it or set "
+                            f"in {len(ranked):,} ranked '{sel.domain}' documents); lower it or set "
                             f"repetition_cap >= {sel.tokens / max(tokens, 1):.3g} to repeat the pool")
         stats["pool_short"] = True
     elif sel.tokens is not None and tokens > sel.tokens:

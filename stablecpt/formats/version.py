@@ -52,6 +52,7 @@ from .shards import (
 Level = Literal["none", "quick", "full"]
 LEVELS: tuple[Level, ...] = ("none", "quick", "full")
 READ_COLUMNS = ("doc_index", "source", "category", "shard", "token_offset", "token_length")  # + loss_tokens
+LOAD_COLUMNS = ("source", "shard", "token_offset", "token_length")  # what reading needs (level "none")
 NOT_NULL = ("doc_index", "source", "category", "shard", "token_offset", "token_length", "loss_tokens", "position")
 
 
@@ -151,6 +152,7 @@ def _skip(rel: str) -> bool:
 
 def _read_table(path: Path, declared: dict[str, pa.DataType], required: tuple[str, ...], read: tuple[str, ...]
                 ) -> pa.Table:
+    # memory_map: the column chunks are decoded straight from the page cache, not copied into a read buffer first
     """The `read` columns of a Parquet file whose `required` columns have their declared types (from the footer)."""
     if not path.is_file():
         raise UserError(f"{path}: missing")
@@ -165,7 +167,7 @@ def _read_table(path: Path, declared: dict[str, pa.DataType], required: tuple[st
         if not same_type(stored, declared[name]):
             raise UserError(f"{path}: column '{name}' is {stored}, the format declares {declared[name]}")
     try:
-        table = pq.read_table(path, columns=list(read))
+        table = pq.read_table(path, columns=list(read), memory_map=True)
     except (pa.ArrowException, OSError) as exc:
         raise UserError(f"{path}: not readable as Parquet ({str(exc).splitlines()[0]})") from None
     for name in read:
@@ -178,13 +180,15 @@ def _ints(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy().astype(np.int64)
 
 
-def _load(path: Path, manifest: ShardManifest) -> tuple[ShardVersion, pa.Table]:
-    """The version's arrays, and the document table columns read (for the structure check)."""
+def _load(path: Path, manifest: ShardManifest, checked: bool = True) -> tuple[ShardVersion, pa.Table]:
+    """The version's arrays, and the document table columns read (for the structure check). Unchecked (level
+    "none": ranks whose main process verified), only the columns reading needs are read (LOAD_COLUMNS: no
+    ids, domains, categories or scores) and doc_index is taken as the row number the check enforces."""
     docs_path = path / DOCUMENTS
     required = (*DOCUMENT_COLUMNS, *(("loss_tokens",) if manifest.has_loss_mask else ()))
-    docs = _read_table(docs_path, {**DOCUMENT_COLUMNS, **INSTRUCTION_COLUMNS}, required,
-                       (*READ_COLUMNS, *(("loss_tokens",) if manifest.has_loss_mask else ())))
-    if not np.array_equal(_ints(docs, "doc_index"), np.arange(docs.num_rows)):
+    read = (*READ_COLUMNS, *(("loss_tokens",) if manifest.has_loss_mask else ())) if checked else LOAD_COLUMNS
+    docs = _read_table(docs_path, {**DOCUMENT_COLUMNS, **INSTRUCTION_COLUMNS}, required, read)
+    if checked and not np.array_equal(_ints(docs, "doc_index"), np.arange(docs.num_rows)):
         raise UserError(f"{docs_path}: column 'doc_index' must be 0..n-1 in row order")
     token_files = sorted(manifest.token_files)
     shards, shard_codes = string_codes(docs, "shard")
@@ -200,9 +204,10 @@ def _load(path: Path, manifest: ShardManifest) -> tuple[ShardVersion, pa.Table]:
         doc_offset=_ints(docs, "token_offset"), doc_length=_ints(docs, "token_length"),
         doc_source=source_codes.astype(np.int32), sources=sources, epochs=[])
     for entry in manifest.epochs:
-        plan = _read_table(path / entry.file, EPOCH_PLAN_COLUMNS, tuple(EPOCH_PLAN_COLUMNS), ("position", "doc_index"))
+        plan = _read_table(path / entry.file, EPOCH_PLAN_COLUMNS, tuple(EPOCH_PLAN_COLUMNS),
+                           ("position", "doc_index") if checked else ("doc_index",))
         order = _ints(plan, "doc_index")
-        if not np.array_equal(_ints(plan, "position"), np.arange(plan.num_rows)):
+        if checked and not np.array_equal(_ints(plan, "position"), np.arange(plan.num_rows)):
             raise UserError(f"{path / entry.file}: column 'position' must be 0..m-1 in row order")
         if len(order) and (order.min() < 0 or order.max() >= docs.num_rows):
             raise UserError(f"{path / entry.file}: column 'doc_index' refers to documents outside {DOCUMENTS}")
@@ -332,7 +337,7 @@ def verify_version(path: str | Path, level: Level = "quick", vocab_size: int | N
         if report.problems:
             return report, None
     try:
-        version, docs = _load(path, m)
+        version, docs = _load(path, m, checked=level != "none")
     except UserError as err:
         report.problems.append(str(err))
         return report, None

@@ -1,0 +1,280 @@
+"""The paper's recipe at size, simulated: synthetic curation-run tables (no text) at N documents, and the wall time
+and peak memory of each table step, today's one-process code beside the scaled-out code where both exist.
+
+Each measurement is its own process on one core (POLARS_MAX_THREADS=1; peak RSS: its VmHWM). A scaled-out
+step runs all its tasks one after the other in that one process, as datatrove's local executor with one
+worker would: its wall time is the total work of the step (divide by the workers of a cluster), its peak
+RSS the largest task plus the interpreter. Tasks hold `--docs-per-task` documents each (250k by default), so
+a cluster run of N documents has N / 250k tasks.
+
+Steps (`--steps`):
+  keep     the dedup keep rule. old: every task's keys and clusters read in one process, one polars query
+           (curation/blocks/dedup.py `select_keepers`, as the single dedup_keep task did); new: the
+           dedup_partition tasks then the dedup_keep tasks (DedupKeyPartitioner, KeeperSelection)
+  select   the top-S cut (S = 10 % of the medical pool's tokens, ranked by kenlm_perplexity). old: the table
+           loaded as `shards build` loaded it (ids to Python strings, sorted by id), np.lexsort of the pool,
+           cumulative sum; new: curation/shards/cut.py over Parquet scans, then one streaming pass writing the
+           kept ids. Both must name the same boundary document.
+  plan     one epoch's plan of the selected subset with today's plan code (curation/shards/plan.py:
+           hash_order, epoch_order): old only, not yet scaled out
+  startup  training start-up on a shard version of N documents (2 epochs): the main rank's quick verify
+           and the loader, the other ranks' unverified open and the loader; old = the unverified open
+           reading every column quick reads (as before LOAD_COLUMNS)
+  audit    the audit's lazy tables on that version (benchmarks/bench_audit.py's LAZY script)
+
+    python benchmarks/bench_scale.py --documents 1000000 [--steps keep,select,plan,startup,audit] [--keep DIR]
+Prints one JSON line; with --append, also appends it to benchmarks/results.jsonl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from benchmarks.bench_audit import LAZY  # noqa: E402
+from benchmarks.machine import machine  # noqa: E402
+
+ONE_CORE = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1", "RAYON_NUM_THREADS": "1"}
+SOURCES = [("pubmed", "medical", "web"), ("guidelines", "medical", "web"), ("refinedweb", "general", "web"),
+           ("wiki", "general", "wikipedia"), ("github", "general", "code")]
+
+
+def generate_run(folder: Path, n: int, per_task: int, seed: int = 0) -> int:
+    """documents/<task>.parquet (id, source, domain, category, token_length, scores), dedup/keys/<task>.parquet
+    and minhash/clusters/<task>.clusters as the filter stage and datatrove's stage 3 write them. 10 % of the
+    documents are exact copies of another one, 5 % are in MinHash clusters of 2-5. Returns the task count."""
+    rng = np.random.default_rng(seed)
+    tasks = max(1, -(-n // per_task))
+    source = rng.choice(len(SOURCES), size=n, p=[0.3, 0.1, 0.4, 0.1, 0.1])
+    medical = source < 2
+    content = rng.integers(0, 2**62, n, dtype=np.int64)
+    copies = rng.choice(n, n // 10, replace=False)
+    content[copies] = content[rng.integers(0, n, len(copies))]
+    clustered = rng.choice(n, n // 20, replace=False)
+    cluster_of = np.full(n, -1, dtype=np.int64)
+    cluster_of[clustered] = np.sort(rng.integers(0, len(clustered) // 3, len(clustered)))
+    perm = rng.permutation(n)
+    length = np.clip(rng.lognormal(6.2, 0.9, n), 20, 100_000).astype(np.int64)
+    kenlm = np.where(medical, np.round(rng.lognormal(6.0, 0.6, n), 2), np.nan)
+    fasttext = np.where(medical, rng.beta(5, 2, n), np.nan)
+    names, domains, categories = (np.array([s[k] for s in SOURCES]) for k in range(3))
+    for sub in ("documents", "dedup/keys", "minhash/clusters"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for t in range(tasks):  # one task's slice at a time: the generator stays small at 50M documents
+        a, b = t * per_task, min(n, (t + 1) * per_task)
+        part = pl.DataFrame({
+            "id": pl.select(pl.lit("doc/") + pl.Series(perm[a:b]).cast(pl.String).str.zfill(10)).to_series(),
+            "source": names[source[a:b]], "domain": domains[source[a:b]], "category": categories[source[a:b]],
+            "token_length": length[a:b], "kenlm_perplexity": kenlm[a:b], "fasttext_score": fasttext[a:b],
+            "priority": source[a:b].astype(np.int32), "content_hash": content[a:b], "cluster": cluster_of[a:b],
+        }).with_columns(pl.col("kenlm_perplexity", "fasttext_score").fill_nan(None)).with_row_index("idx")
+        part.select("id", "source", "domain", "category", "token_length", "kenlm_perplexity",
+                    "fasttext_score").write_parquet(folder / "documents" / f"{t:05d}.parquet")
+        part.select(pl.lit(t, dtype=pl.Int32).alias("rank"), pl.col("idx").cast(pl.Int64), "id", "priority",
+                    "content_hash").write_parquet(folder / "dedup" / "keys" / f"{t:05d}.parquet")
+        pairs = part.filter(pl.col("cluster") >= 0).select(pl.col("idx").cast(pl.UInt32),
+                                                           pl.col("cluster").cast(pl.UInt32)).to_numpy()
+        pairs.astype("<u4").tofile(folder / "minhash" / "clusters" / f"{t:06d}.clusters")
+    return tasks
+
+
+KEEP_OLD = """
+import sys; from pathlib import Path; import polars as pl
+from stablecpt.curation.blocks.dedup import read_minhash_clusters, select_keepers
+run = Path(sys.argv[1])
+keys = pl.read_parquet(sorted((run / 'dedup/keys').glob('*.parquet')))
+d = select_keepers(keys, read_minhash_clusters(str(run / 'minhash/clusters')), exact=True)
+print(d['reason'].drop_nulls().len(), d['reason'].null_count())
+"""
+
+KEEP_NEW = """
+import sys, shutil; from pathlib import Path; import polars as pl
+from stablecpt.curation.blocks.dedup import DedupKeyPartitioner, KeeperSelection
+run, tasks = Path(sys.argv[1]), int(sys.argv[2])
+for sub in ('dedup/partitions', 'dedup/decisions'):
+    shutil.rmtree(run / sub, ignore_errors=True)
+for r in range(tasks):
+    list(DedupKeyPartitioner(str(run / 'dedup/keys'), str(run / 'minhash/clusters'), str(run / 'dedup/partitions'),
+                             partitions=tasks, exact=True).run(rank=r, world_size=tasks))
+for p in range(tasks):
+    list(KeeperSelection(str(run / 'dedup/partitions'), str(run / 'dedup/decisions')).run(rank=p, world_size=tasks))
+d = pl.scan_parquet(run / 'dedup/decisions/*/*.parquet').select(
+    removed=pl.col('reason').is_not_null().sum(), kept=pl.col('reason').is_null().sum()).collect()
+print(d['removed'][0], d['kept'][0])
+"""
+
+SELECT_OLD = """
+import sys; from pathlib import Path; import numpy as np, polars as pl
+run, share = Path(sys.argv[1]), float(sys.argv[2])
+table = pl.read_parquet(sorted((run / 'documents').glob('*.parquet')),
+    columns=['id', 'source', 'domain', 'category', 'kenlm_perplexity', 'fasttext_score', 'token_length']).sort('id')
+ids = table['id'].to_list()
+pool = table.with_row_index('row').filter(pl.col('domain') == 'medical')['row'].to_numpy().astype(np.int64)
+scores = table['kenlm_perplexity'].to_numpy()[pool]
+scored = pool[~np.isnan(scores)]
+order = scored[np.lexsort((scored, scores[~np.isnan(scores)]))]
+lengths = table['token_length'].to_numpy()
+budget = int(share * lengths[scored].sum())
+running = np.cumsum(lengths[order])
+k = int(np.searchsorted(running, budget, side='left'))
+print(ids[order[k]], k + 1, int(running[k]))
+"""
+
+SELECT_NEW = """
+import sys; from pathlib import Path; import polars as pl
+from stablecpt.curation.shards.cut import find_cut, keep_expr
+run, share = Path(sys.argv[1]), float(sys.argv[2])
+pool = (pl.scan_parquet(run / 'documents' / '*.parquet').filter(pl.col('domain') == 'medical')
+        .filter(pl.col('kenlm_perplexity').is_not_null()).rename({'kenlm_perplexity': 'key', 'token_length': 'tokens'}))
+total = pool.select(pl.col('tokens').sum()).collect(engine='streaming').item()
+cut = find_cut(pool, int(share * total))
+pool.filter(keep_expr(cut)).select('id').sink_parquet(run / 'selected.parquet')
+print(cut.id, cut.documents, cut.tokens)
+"""
+
+PLAN_OLD = """
+import sys; from pathlib import Path; import numpy as np, polars as pl
+from stablecpt.curation.shards.plan import Part, epoch_order, hash_order
+run = Path(sys.argv[1])
+table = pl.read_parquet(sorted((run / 'documents').glob('*.parquet')), columns=['id']).sort('id')
+selected = set(pl.read_parquet(run / 'selected.parquet')['id'].to_list())
+ids = table['id'].to_list()
+rows = np.fromiter((i for i, d in enumerate(ids) if d in selected), dtype=np.int64)
+order = hash_order(rows, ids, 0, 'domain', 0)
+part = Part(name='domain', target=0, entries=[(int(r), 0) for r in order])
+plan = epoch_order([part], ids, 0, 0)
+pl.DataFrame({'position': np.arange(len(plan)), 'doc_index': [r for r, _ in plan],
+              'part': [p for _, p in plan]}).write_parquet(run / 'plan0.parquet')
+print(len(plan))
+"""
+
+STARTUP = """
+import sys; from pathlib import Path
+from stablecpt.formats.version import _load, open_version, read_manifest
+from stablecpt.training.loader import PackedLoader
+path, how = Path(sys.argv[1]), sys.argv[2]
+if how == 'old_unverified':
+    version, _ = _load(path, read_manifest(path), checked=True)
+else:
+    version = open_version(path, {'main_rank_quick': 'quick', 'new_unverified': 'none'}[how])
+loader = PackedLoader(version, 1024, 8)
+print(loader.total_sequences)
+"""
+
+
+def generate_version(folder: Path, n: int, epochs: int = 2, seed: int = 0) -> None:
+    """A shard version of n documents of 2-9 tokens (start-up and the audit read no token bytes at quick)."""
+    from tests.auditkit import write_shard_version
+
+    rng = np.random.default_rng(seed)
+    source = rng.choice(len(SOURCES), size=n, p=[0.3, 0.1, 0.4, 0.1, 0.1])
+    medical = source < 2
+    frame = pl.DataFrame({
+        "source": np.array([s[0] for s in SOURCES])[source], "domain": np.array([s[1] for s in SOURCES])[source],
+        "category": np.array([s[2] for s in SOURCES])[source],
+        "kenlm_perplexity": np.where(medical, rng.lognormal(6.0, 0.6, n), np.nan),
+        "fasttext_score": np.where(medical, rng.beta(5, 2, n), np.nan), "token_length": rng.integers(2, 10, n),
+    }).with_columns(pl.col("kenlm_perplexity", "fasttext_score").fill_nan(None),
+                    id=pl.concat_str(pl.col("source"), pl.lit("/"), pl.int_range(pl.len()).cast(pl.String)))
+    write_shard_version(folder, frame, [rng.permutation(n) for _ in range(epochs)],
+                        target={"by": "category", "proportions": {"web": 0.8, "wikipedia": 0.1, "code": 0.1}})
+
+
+HWM = """
+print('VmHWM', next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')))
+"""
+
+
+def measure(argv: list[str]) -> dict:
+    """Wall time and peak RSS of `python -c SCRIPT args`. The peak is the child's own VmHWM, printed as it ends:
+    wait4's ru_maxrss would include the launching process's RSS at fork time (Linux keeps the high-water mark
+    across exec)."""
+    argv = [*argv[:2], argv[2] + HWM, *argv[3:]]
+    env = {**os.environ, **ONE_CORE, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=err)
+        _, status, _ = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{argv[:3]} failed:\n{stdout}\n{stderr[-3000:]}")
+    lines = stdout.strip().splitlines()
+    figure = {"wall_s": round(wall, 2), "peak_rss_mb": round(int(lines[-1].split()[1]) / 1024, 1), "out": lines[-2]}
+    print(argv[2].strip().splitlines()[-2][:60], figure, file=sys.stderr, flush=True)  # progress, as it goes
+    return figure
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--documents", type=int, default=1_000_000)
+    parser.add_argument("--docs-per-task", type=int, default=250_000)
+    parser.add_argument("--steps", default="keep,select,plan,startup,audit")
+    parser.add_argument("--no-old", action="store_true", help="measure only the scaled-out code")
+    parser.add_argument("--keep", help="generate here and keep it")
+    parser.add_argument("--append", action="store_true", help="append the line to benchmarks/results.jsonl")
+    args = parser.parse_args()
+    steps = args.steps.split(",")
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_scale_"))
+    py, run, version = sys.executable, work / "run", work / "version" / "v1"
+    load_before = list(os.getloadavg())
+    result: dict = {"benchmark": "bench_scale", "documents": args.documents, "docs_per_task": args.docs_per_task}
+    try:
+        started = time.perf_counter()
+        tasks = generate_run(run, args.documents, args.docs_per_task) if not (run / "documents").is_dir() else \
+            len(list((run / "documents").glob("*.parquet")))
+        result |= {"tasks": tasks, "generate_run_s": round(time.perf_counter() - started, 1)}
+        figures: dict = {}
+        if "keep" in steps:
+            figures["keep_rule"] = {"new": measure([py, "-c", KEEP_NEW, str(run), str(tasks)])}
+            if not args.no_old:
+                figures["keep_rule"]["old"] = measure([py, "-c", KEEP_OLD, str(run)])
+        if "select" in steps or "plan" in steps:
+            figures["selection"] = {"new": measure([py, "-c", SELECT_NEW, str(run), "0.1"])}
+            if not args.no_old:
+                figures["selection"]["old"] = measure([py, "-c", SELECT_OLD, str(run), "0.1"])
+        if "plan" in steps and not args.no_old:
+            figures["plan_one_epoch"] = {"old": measure([py, "-c", PLAN_OLD, str(run)])}
+        if "startup" in steps or "audit" in steps:
+            if not (version / "manifest.json").is_file():
+                shutil.rmtree(version, ignore_errors=True)
+                version.parent.mkdir(parents=True, exist_ok=True)
+                started = time.perf_counter()
+                generate_version(version, args.documents)
+                result["generate_version_s"] = round(time.perf_counter() - started, 1)
+        if "startup" in steps:
+            figures["training_startup"] = {how: measure([py, "-c", STARTUP, str(version), how])
+                                           for how in ("new_unverified", "main_rank_quick", "old_unverified")}
+        if "audit" in steps:
+            figures["audit_lazy"] = {"new": measure([py, "-c", LAZY, str(version)])}
+        result["figures"] = figures
+        result["machine"] = {**machine(), "threads_used": 1, "polars": pl.__version__}
+        result["load_average_1_5_15"] = {"before": load_before, "after": list(os.getloadavg())}
+        result["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        line = json.dumps(result)
+        print(line)
+        if args.append:
+            with open(ROOT / "benchmarks" / "results.jsonl", "a") as f:
+                f.write(line + "\n")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
