@@ -192,7 +192,8 @@ def part_steps(embedded: Path, engine: str, scoring: dict, every: int) -> dict:
     from stablecpt.curation.fast import words as shared_words
     from stablecpt.curation.filters import filter_blocks, signature_block
     from stablecpt.curation.pipeline import _minhash_config
-    from stablecpt.curation.scoring.config import DecontamConfig, FastTextConfig, KenLMConfig
+    from stablecpt.curation.scoring.base import build_scorer
+    from stablecpt.curation.scoring.config import DecontamConfig
 
     records = [json.loads(line) for line in embedded.read_text(encoding="utf-8").splitlines()][::every]
     megabytes = sum(len(r["text"].encode("utf-8")) for r in records) / 1e6
@@ -243,8 +244,8 @@ def part_steps(embedded: Path, engine: str, scoring: dict, every: int) -> dict:
         [*filter_blocks(chain, engine), signature_block(str(folder / "sig2"), mh, engine)], docs))
     ranks = {n: i for i, n in enumerate(EMBEDDED)}
     measure("exact_dedup_keys", lambda docs: drain([DedupKeyRecorder(str(folder / "keys"), ranks)], docs))
-    kenlm, fasttext = KenLMConfig(model_dir=scoring["kenlm"]).build(), FastTextConfig(
-        model_dir=scoring["fasttext"]).build()
+    kenlm = build_scorer("kenlm", scoring["kenlm"], {}, "kenlm")
+    fasttext = build_scorer("fasttext", scoring["fasttext"], {}, "fasttext")
     kenlm.model, fasttext.model  # noqa: B018  (load the models outside the timings)
     measure("kenlm_scoring", lambda docs: drain([kenlm], docs))
     measure("fasttext_scoring", lambda docs: drain([fasttext], docs))
