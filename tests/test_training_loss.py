@@ -19,8 +19,23 @@ def masked_version(tmp_path_factory, tiny_model_dir):
     return tiny_version(tmp_path_factory.mktemp("masked"), tiny_model_dir, n_docs=40, masked=True)
 
 
-def step_gradients(version, model_dir, micro, accumulation, rank=0, world=1, accelerator=None):
-    """Gradients of optimizer step 0 through the loop's forward_backward; returns (grads by name, loss, targets)."""
+def uneven_step(version, micro: int, accumulation: int) -> int:
+    """The first optimizer step whose micro-batches hold very unequal target counts (the shuffled order depends on
+    the version's fingerprint, so which step that is depends on the fixture's paths)."""
+    from stablecpt.training.loader import PackedLoader
+
+    from stablecpt.formats.version import open_version
+
+    loader = PackedLoader(open_version(version), SEQ, micro, accumulation)
+    for step in range(loader.total_sequences // loader.sequences_per_step):
+        targets = [loader.micro_batch(step, m).targets() for m in range(accumulation)]
+        if max(targets) > 1.5 * min(targets):
+            return step
+    raise AssertionError("no step of the masked version has unequal micro-batches")
+
+
+def step_gradients(version, model_dir, micro, accumulation, rank=0, world=1, accelerator=None, step=0):
+    """Gradients of one optimizer step through the loop's forward_backward; returns (grads by name, loss, targets)."""
     from accelerate import Accelerator
     from stablecpt.training.loader import PackedLoader
     from stablecpt.training.loop import _to_device, forward_backward
@@ -31,15 +46,16 @@ def step_gradients(version, model_dir, micro, accumulation, rank=0, world=1, acc
     accelerator = accelerator or Accelerator(cpu=True)
     loader = PackedLoader(open_version(version), SEQ, micro, accumulation, rank, world)
     model = accelerator.prepare(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32))
-    batches = [_to_device(loader.micro_batch(0, m), "cpu") for m in range(accumulation)]
+    batches = [_to_device(loader.micro_batch(step, m), "cpu") for m in range(accumulation)]
     loss_sum, targets = forward_backward(model, batches, accelerator)
     grads = {n: p.grad.detach().clone() for n, p in accelerator.unwrap_model(model).named_parameters()}
     return grads, float(loss_sum) / float(targets), [b["target_mask"].sum().item() for b in batches]
 
 
 def test_accumulation_of_small_masked_batches_gives_the_big_batchs_gradients(masked_version, tiny_model_dir):
-    big, big_loss, _ = step_gradients(masked_version, tiny_model_dir, micro=8, accumulation=1)
-    small, small_loss, targets = step_gradients(masked_version, tiny_model_dir, micro=2, accumulation=4)
+    step = uneven_step(masked_version, micro=2, accumulation=4)  # the same 8 sequences in both splits
+    big, big_loss, _ = step_gradients(masked_version, tiny_model_dir, micro=8, accumulation=1, step=step)
+    small, small_loss, targets = step_gradients(masked_version, tiny_model_dir, micro=2, accumulation=4, step=step)
     assert max(targets) > 1.5 * min(targets)  # the masks leave the micro-batches very unequal
     assert small_loss == pytest.approx(big_loss, rel=1e-6)
     for name, grad in big.items():
