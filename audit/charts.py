@@ -74,6 +74,9 @@ def ranked_bars(frame: pl.DataFrame, label: str, stack: str, value: str, title: 
         ax.set_yticks(positions, rows, fontsize="small")
         ax.set_title(title if not rest else f"{title} (top {len(shown)} of {totals.height})")
         ax.set_xlabel(xlabel)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts of documents: no 0.25 ticks
         outside_legend(ax, title=stack)
     return draw
 

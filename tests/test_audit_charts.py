@@ -50,6 +50,7 @@ def test_a_few_reasons_are_all_shown_without_an_other_row():
     frame = pl.DataFrame({"drop_reason": ["x", "y"], "source": ["a", "a"], "documents": [1, 5]})
     (ax,) = drawn(charts.ranked_bars(frame, "drop_reason", "source", "documents", "dropped", "documents")).axes
     assert sorted(t.get_text() for t in ax.get_yticklabels()) == ["x", "y"] and ax.get_title() == "dropped"
+    assert all(float(tick).is_integer() for tick in ax.get_xticks())  # document counts: whole-number ticks
 
 
 def test_selection_edge_only_for_the_domain_and_score_selected_by(tmp_path):
