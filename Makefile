@@ -11,7 +11,8 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test lint bench clean lmplz reproduce-small config-reference soak gpu-check gpu-check-wheels
+.PHONY: setup demo test lint bench clean lmplz reproduce-small config-reference soak gpu-check gpu-check-wheels \
+	study-gpu study-gpu-dry study-gpu-analyze
 
 setup: $(STAMP)
 
@@ -74,6 +75,24 @@ gpu-check-wheels: $(STAMP)
 gpu-check:
 	$(GPU_PYTHON) -m pip install -q --no-index --find-links $(GPU_WHEELS) pydantic
 	$(GPU_PYTHON) benchmarks/gpu_check.py
+
+# The one-GPU study (docs/study-gpu.md; its CPU dry mode runs in `make test`: tests/test_study_gpu.py).
+# `make study-gpu` prepares it here: every arm's shard versions from the demo curation run (its KenLM trained on a
+# hash-split reference part, ranking only the rest), the pack's items, the held-out texts, the cp312 wheels and the
+# model, as two device-call folders build/study_gpu/call1 and call2 (each under 64 MiB with the checkout), then
+# prints the budget projection. The two device calls and `make study-gpu-analyze` are in docs/study-gpu.md.
+STUDY_GPU_CURATION ?= outputs/demo/curation
+STUDY_GPU_ITEMS ?= outputs/demo/eval_items
+STUDY_GPU_RESULTS ?= docs/results/study_gpu/raw
+study-gpu: $(STAMP) $(STUDY_GPU_CURATION)/manifest.json
+	$(PY) -m experiments.study_gpu prepare --curation-run $(STUDY_GPU_CURATION) --items $(STUDY_GPU_ITEMS) \
+		--out build/study_gpu
+
+study-gpu-dry: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m experiments.study_gpu dry
+
+study-gpu-analyze: $(STAMP)
+	$(PY) -m experiments.study_gpu analyze --results $(STUDY_GPU_RESULTS) --out docs/results/study_gpu
 
 # Optional: KenLM's lmplz, a much faster n-gram trainer than kaldingram for big reference corpora
 # (`trainer: lmplz` in a scorer config). No wheel ships it: built from the kenlm 0.3.0 sdist on PyPI, which

@@ -26,6 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--deadline", type=float, default=None, help="seconds (default 450)")
     u.add_argument("--state", default=None)
     u.add_argument("--dry", action="store_true", help="block what the GPU image lacks in the worker (CPU check)")
+    u.add_argument("--skip-wheels", action="store_true",
+                   help="a rehearsal here: this Python's own packages instead of the carried cp312 wheels")
     w = sub.add_parser("worker", help=argparse.SUPPRESS)
     w.add_argument("--state", required=True)
     w.add_argument("--out", required=True)
@@ -50,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from experiments.study_gpu.design import DEADLINE_SECONDS
 
-            return device.run(Path(args.bundle), Path(args.out), args.deadline or DEADLINE_SECONDS, args.dry, state)
+            return device.run(Path(args.bundle), Path(args.out), args.deadline or DEADLINE_SECONDS, args.dry, state,
+                              args.skip_wheels)
         return device.worker(state, Path(args.out), Path(args.model_file), args.deadline_at)
 
     from stablecpt.core.errors import UserError

@@ -122,7 +122,8 @@ def supervise(command: list[str], env: dict, deadline: float, log: Path) -> tupl
     return ("complete" if rc == 0 else "error"), rc
 
 
-def run(bundle: Path, out: Path, deadline_seconds: float, dry: bool = False, state: Path = STATE) -> int:
+def run(bundle: Path, out: Path, deadline_seconds: float, dry: bool = False, state: Path = STATE,
+        skip_wheels: bool = False) -> int:
     """Call 2: everything, stopping at the deadline; status.json says how it ended."""
     started = time.time()
     deadline = started + deadline_seconds
@@ -145,7 +146,8 @@ def run(bundle: Path, out: Path, deadline_seconds: float, dry: bool = False, sta
         state.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(bundle / "plan.json", state / "plan.json")
         model_file = timed("assemble_model", lambda: _assemble(plan, bundle, state))
-        site = timed("install_wheels", lambda: _install_wheels(sorted((bundle / "wheels").glob("*.whl")), state))
+        wheels = [] if skip_wheels else sorted((bundle / "wheels").glob("*.whl"))
+        site = timed("install_wheels", lambda: _install_wheels(wheels, state))
         data = state / "data"
 
         def unpack():
@@ -160,7 +162,9 @@ def run(bundle: Path, out: Path, deadline_seconds: float, dry: bool = False, sta
         path = _namespace(state, dry, ABSENT_ON_DEVICE)
         env = dict(os.environ)
         entries = [str(p) for p in (site, path, ROOT, state / "pkg") if p is not None]
-        env["PYTHONPATH"] = os.pathsep.join(entries)  # not inherited: the worker's path is exactly this
+        if skip_wheels:  # a rehearsal on a machine whose Python has the packages: keep its own path
+            entries.append(env.get("PYTHONPATH", ""))
+        env["PYTHONPATH"] = os.pathsep.join(entries)  # else not inherited: the worker's path is exactly this
         env.update(HF_HOME=str(state / "hf"), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                    PYTHONUNBUFFERED="1")
         if dry:  # one thread: on a shared CPU, two threads per tiny op stall unpredictably (1 s to 20 s a run)
