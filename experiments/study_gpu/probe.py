@@ -192,7 +192,9 @@ class PackProbe(Callback):
                                           for t, d in tasks.items()}))
         with gzip.open(out / "items.jsonl.gz", "at", encoding="utf-8") as f:  # one gzip member per point
             for task, items in scored.items():
-                loglik = [[None if np.isnan(x) else round(float(x), 5) for x in row] for row in items.loglik]
+                # 6 decimals keep the full study's file near 5 MB (a returned file may hold 16 MiB); the run's
+                # ItemStore and the point's metrics keep full precision
+                loglik = [[None if np.isnan(x) else round(float(x), 6) for x in row] for row in items.loglik]
                 f.write(json.dumps({"run": self.run, "tokens": record["tokens"], "task": task,
                                     "loglik": loglik}) + "\n")
         with open(out / "points.jsonl", "a", encoding="utf-8") as f:
