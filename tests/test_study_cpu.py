@@ -67,6 +67,22 @@ def test_every_run_trains_under_the_monitor_and_shares_point_0(study):
     assert json.loads((out / "shards" / "A0" / "v1" / "manifest.json").read_text()).get("mixture") is None
 
 
+def test_a_shared_point_0_equals_one_measured_by_its_own_run(study, tmp_path):
+    cfg, _, out, _ = study
+    alone = cfg.model_copy(update={"share_point0": False, "seeds": [1], "arms": cfg.arms[1:],
+                                   "output_dir": tmp_path / "alone", "results_dir": tmp_path / "alone_results"})
+    run_study(alone)
+    points = [json.loads(x) for x in (tmp_path / "alone" / "runs" / "M1" / "gap" / "points.jsonl").read_text()
+              .splitlines()]
+    assert points[0]["tokens"] == 0 and "shared_from" not in points[0]
+    measured = np.load(tmp_path / "alone" / "runs" / "M1" / "gap" / "items" / f"{0:015d}.npz")
+    shared = np.load(out / "runs" / "M1" / "gap" / "items" / f"{0:015d}.npz")
+    for key in ("hpo_definition_term/loglik", "hpo_term_definition/loglik"):
+        np.testing.assert_allclose(measured[key], shared[key], rtol=0, atol=1e-9)
+    shared_record = json.loads((out / "runs" / "M1" / "gap" / "points.jsonl").read_text().splitlines()[0])
+    assert points[0]["ppl/general"] == pytest.approx(shared_record["ppl/general"], rel=1e-9)
+
+
 def test_the_report_averages_seeds_and_writes_table_csv_and_plots(study):
     cfg, _, out, table = study
     results = json.loads((out / "results" / "results.json").read_text())
