@@ -99,7 +99,8 @@ def test_the_report_averages_seeds_and_writes_table_csv_and_plots(study):
     assert "| A0 | hpo_term_definition / soft_acc |" in text
     rows = (out / "results" / "changes.csv").read_text().splitlines()
     assert rows[0] == "arm,seed,task,metric,tokens,change,low,high" and any(r.startswith("M,mean,") for r in rows)
-    for png in ("hpo_definition_term_acc_norm.png", "hpo_term_definition_soft_acc.png", "ppl_general.png"):
+    for png in ("hpo_definition_term_acc_norm.png", "hpo_term_definition_soft_acc.png", "ppl_general.png",
+                "overview.png"):
         assert (out / "results" / png).stat().st_size > 1000
     assert (out / "results" / "runs" / "M1" / "items" / f"{0:015d}.npz").is_file()
 

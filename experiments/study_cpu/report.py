@@ -148,10 +148,9 @@ def _ppl(points: list[dict]) -> dict[str, Any] | None:
 
 
 def _train_loss(run: Path) -> list[tuple[int, float]]:
-    from stablecpt.formats.metrics import read_metrics
+    from stablecpt.formats.metrics import TrainEvent, read_metrics
 
-    return [(e.tokens_seen, e.loss) for e in read_metrics(run / "metrics.jsonl")
-            if getattr(e, "loss", None) is not None and hasattr(e, "tokens_seen")]
+    return [(e.tokens, e.loss) for e in read_metrics(run / "metrics.jsonl") if isinstance(e, TrainEvent)]
 
 
 def collect(cfg: StudyConfig, layout) -> dict[str, Any]:
@@ -292,6 +291,11 @@ def changes_csv(results: dict) -> str:
 COLORS = {"A": "tab:red", "L": "tab:blue", "M": "tab:green"}
 
 
+def _stats(results: dict, arm: str, task: str, metric: str) -> dict | None:
+    stats = results["arms"].get(arm, {}).get("tasks", {}).get(task, {}).get(metric)
+    return stats if isinstance(stats, dict) and "points" in stats else None
+
+
 def plot_changes(cfg: StudyConfig, results: dict, out: Path) -> list[Path]:
     """Per task and metric: each arm's seed-averaged change with its 95% band shaded, each seed a thin line."""
     import matplotlib
@@ -302,55 +306,98 @@ def plot_changes(cfg: StudyConfig, results: dict, out: Path) -> list[Path]:
     written = []
     for task in cfg.monitor.limits:
         for metric in ("acc_norm", "soft_acc"):
-            arms = [(name, e["tasks"][task][metric]) for name, e in results["arms"].items()
-                    if isinstance(e["tasks"].get(task, {}).get(metric), dict) and "points" in e["tasks"][task][metric]]
-            if not arms:
+            arms = [(arm.name, _stats(results, arm.name, task, metric)) for arm in cfg.arms]
+            done = [stats for _, stats in arms if stats]
+            if not done:
                 continue
-            fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 3.8), sharey=True, squeeze=False)
-            for ax, (name, stats) in zip(axes[0], arms, strict=True):
+            fig, axes = plt.subplots(1, len(arms), figsize=(4.2 * len(arms), 4.0), sharey=True, squeeze=False)
+            for k, (ax, (name, stats)) in enumerate(zip(axes[0], arms, strict=True)):
+                spec = next(a for a in cfg.arms if a.name == name)
+                mix = ", +18% code/Wikipedia" if spec.mixture else ""
+                ax.axhline(0, color="black", linewidth=0.7)
+                ax.axvspan(0, max(cfg.analysis.early_tokens), color="gray", alpha=0.08)
+                ax.set_xticks(cfg.monitor.at_tokens)
+                ax.set_xticklabels([f"{t / 1000:.1f}k" if t else "0" for t in cfg.monitor.at_tokens], fontsize=8)
+                ax.set_xlabel("training tokens (shaded: early points)", fontsize=8)
+                if not stats:
+                    ax.set_title(f"{name}: lr {spec.lr:.0e}{mix}\nno finished run yet", fontsize=9)
+                    continue
                 color = COLORS.get(name, "tab:gray")
                 x = [p["tokens"] for p in stats["points"]]
                 ax.fill_between(x, [p["low"] for p in stats["points"]], [p["high"] for p in stats["points"]],
-                                color=color, alpha=0.2, label="95% interval (items)")
+                                color=color, alpha=0.2, label="95% interval (item bootstrap)")
                 ax.plot(x, [p["change"] for p in stats["points"]], color=color, marker="o", linewidth=2,
-                        label=f"mean of {stats['seeds']} seed(s)")
+                        label="mean over seeds")
                 for run_name in results["arms"][name]["runs"]:
                     pts = results["runs"][run_name]["tasks"][task][metric]
-                    ax.plot([p["tokens"] for p in pts], [p["change"] for p in pts], color=color, alpha=0.45,
-                            linewidth=0.8, linestyle="--")
-                ax.plot([], [], color=color, alpha=0.45, linewidth=0.8, linestyle="--", label="each seed")
-                ax.axhline(0, color="black", linewidth=0.7)
-                ax.axvspan(0, max(cfg.analysis.early_tokens), color="gray", alpha=0.08)
-                entry = results["arms"][name]
-                mix = " +18% code/wiki" if entry["mixture"] else ""
-                ax.set_title(f"{name}: lr {entry['lr']:g}{mix}\n{stats['verdict'].split(' (')[0]}", fontsize=9)
-                ax.set_xticks(cfg.monitor.at_tokens)
-                ax.set_xticklabels([f"{t / 1000:.1f}k" if t else "0" for t in cfg.monitor.at_tokens], fontsize=8)
-                ax.set_xlabel("training tokens (shaded: early points)")
-                ax.legend(fontsize=7, loc="lower left")
+                    ax.plot([p["tokens"] for p in pts], [p["change"] for p in pts], color=color, alpha=0.5,
+                            linewidth=0.9, linestyle="--")
+                ax.plot([], [], color=color, alpha=0.5, linewidth=0.9, linestyle="--", label="each seed")
+                ax.set_title(f"{name}: lr {spec.lr:.0e}{mix}, {stats['seeds']} seed(s)\n"
+                             f"{stats['verdict'].split(' (')[0]}", fontsize=9)
+                ax.legend(fontsize=7, loc="best")
+                if k:
+                    ax.tick_params(labelleft=True)
             axes[0][0].set_ylabel(f"change in {metric} from token 0")
-            start = arms[0][1]["start"]
-            fig.suptitle(f"{task} {metric} (n={arms[0][1]['items']} items, start {start:.3f}): change from token 0",
-                         fontsize=10)
+            fig.suptitle(f"{task} {metric}: change from token 0 (n={done[0]['items']} items, base model "
+                         f"{done[0]['start']:.3f})", fontsize=10)
             fig.tight_layout()
             path = out / f"{task}_{metric}.png"
             fig.savefig(path, dpi=100)
             plt.close(fig)
             written.append(path)
+    primary = [(arm, _stats(results, arm.name, cfg.analysis.primary_task, cfg.analysis.primary_metric))
+               for arm in cfg.arms]
+    if any(stats for _, stats in primary):
+        fig, ax = plt.subplots(figsize=(6.4, 4.0))
+        for k, (arm, stats) in enumerate(primary):
+            if not stats:
+                continue
+            color = COLORS.get(arm.name, "tab:gray")
+            shift = (k - 1) * 250  # the arms side by side at each point
+            x = [p["tokens"] + shift for p in stats["points"]]
+            y = [p["change"] for p in stats["points"]]
+            err = [[c - p["low"] for c, p in zip(y, stats["points"], strict=True)],
+                   [p["high"] - c for c, p in zip(y, stats["points"], strict=True)]]
+            ax.errorbar(x, y, yerr=err, color=color, marker="o", capsize=3, linewidth=1.5,
+                        label=f"{arm.name}: lr {arm.lr:.0e}{', +18% code/wiki' if arm.mixture else ''} "
+                              f"({stats['seeds']} seed(s))")
+        ax.axhline(0, color="black", linewidth=0.7)
+        ax.axvspan(0, max(cfg.analysis.early_tokens) + 400, color="gray", alpha=0.08)
+        ax.set_xticks(cfg.monitor.at_tokens)
+        ax.set_xticklabels([f"{t / 1000:.1f}k" if t else "0" for t in cfg.monitor.at_tokens], fontsize=8)
+        ax.set_xlabel("training tokens (shaded: early points; arms offset for legibility)", fontsize=8)
+        ax.set_ylabel(f"change in {cfg.analysis.primary_metric} from token 0")
+        n = next(stats for _, stats in primary if stats)
+        ax.set_title(f"primary: {cfg.analysis.primary_task} {cfg.analysis.primary_metric}, seed mean with "
+                     f"item-bootstrap 95% intervals\n(n={n['items']} items, base model {n['start']:.3f})", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / "overview.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
     runs = [(n, r) for n, r in results["runs"].items() if r["perplexity"]]
     if runs:
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for i, arm in enumerate(a.name for a in cfg.arms):
-            values = [100 * r["perplexity"]["relative_change"] for _, r in runs if r["arm"] == arm]
-            ax.scatter([i] * len(values), values, color=COLORS.get(arm, "tab:gray"), zorder=3, label=arm)
-            if values:
-                ax.hlines(np.mean(values), i - 0.2, i + 0.2, color=COLORS.get(arm, "tab:gray"))
+        fig, ax = plt.subplots(figsize=(6.4, 3.8))
+        for arm in cfg.arms:
+            color = COLORS.get(arm.name, "tab:gray")
+            mine = [(n, r) for n, r in runs if r["arm"] == arm.name]
+            for k, (_, r) in enumerate(mine):
+                series = r["perplexity"]["series"]
+                start = series[0][1]
+                ax.plot([t for t, _ in series], [100 * (v - start) / start for _, v in series], color=color,
+                        marker="o", markersize=3, linewidth=1, label=f"{arm.name} (lr {arm.lr:.0e}"
+                        f"{', +18% code/wiki' if arm.mixture else ''})" if k == 0 else None)
         ax.axhline(0, color="black", linewidth=0.7)
-        ax.set_xticks(range(len(cfg.arms)))
-        ax.set_xticklabels([a.name for a in cfg.arms])
-        ax.set_ylabel("general perplexity, end vs token 0 (%)")
-        ax.set_title(f"held-out general perplexity (start {runs[0][1]['perplexity']['start']:.2f}); "
-                     "dots: seeds, bar: mean", fontsize=9)
+        ax.set_xticks(cfg.monitor.at_tokens)
+        ax.set_xticklabels([f"{t / 1000:.1f}k" if t else "0" for t in cfg.monitor.at_tokens], fontsize=8)
+        ax.set_xlabel("training tokens")
+        ax.set_ylabel("change from token 0 (%)")
+        first = runs[0][1]["perplexity"]
+        ax.set_title(f"general held-out perplexity, one line per seed\n(start {first['start']:.2f}; "
+                     f"{first['tokens']:,} tokens of {first['documents']} news + Wikipedia documents)", fontsize=9)
+        ax.legend(fontsize=7)
         fig.tight_layout()
         path = out / "ppl_general.png"
         fig.savefig(path, dpi=100)
