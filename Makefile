@@ -11,8 +11,8 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test lint bench clean lmplz reproduce-small config-reference soak gpu-check gpu-check-wheels \
-	study-gpu study-gpu-dry study-gpu-analyze
+.PHONY: setup demo test lint bench clean lmplz reproduce-small study-cpu config-reference soak gpu-check \
+	gpu-check-wheels study-gpu study-gpu-dry study-gpu-analyze
 
 setup: $(STAMP)
 
@@ -40,6 +40,12 @@ test: $(STAMP)
 DEMO_CURATION := outputs/demo/curation/manifest.json
 reproduce-small: $(STAMP) $(DEMO_CURATION)
 	OMP_NUM_THREADS=1 $(PY) -m experiments.small_scale.run --config experiments/small_scale/repro.yaml
+
+# The CPU stability-gap study on SmolLM2-135M-Instruct (docs/study.md): 3 arms x 3 seeds, about 2 h of one core.
+# Resumable: finished runs are reused, an interrupted one resumes from its checkpoint; the report
+# (docs/results/study_cpu/) is rewritten after every run, so a partial study reports what finished.
+study-cpu: $(STAMP) $(DEMO_CURATION)
+	OMP_NUM_THREADS=1 $(PY) -m experiments.study_cpu.run --config experiments/study_cpu/study.yaml
 
 $(DEMO_CURATION): | $(STAMP)
 	$(VENV)/bin/stablecpt eval --export-items outputs/demo/eval_items
