@@ -9,20 +9,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from stablecpt.training.config import TrainConfig
 from stablecpt.training.loop import train
 from trainkit import (
-    ROOT,
+    accelerate_launch,
     folder_weights,
     read_metrics,
-    subprocess_env,
+    run_launched,
     tiny_config,
     tiny_version,
     train_command,
@@ -54,18 +50,13 @@ def runs(tmp_path_factory, tiny_model_dir):
     out, marker = root / "fsdp", root / "killed"
     kill = {"path": "trainkit:KillAt", "kwargs": {"tokens": 10 * TOKENS_PER_STEP, "marker": str(marker)}}
     config = write_config(root / "fsdp.yaml", run_config(version, tiny_model_dir, out, micro=1, callbacks=[kill]))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
-              str(ROOT / "configs" / "accelerate" / "cpu_fsdp_2proc.yaml"), "--main_process_port", port]
-    killed = subprocess.run(launch + train_command(config)[1:], env=subprocess_env(), cwd=ROOT, capture_output=True,
-                            text=True, timeout=600)
+    launch = accelerate_launch("cpu_fsdp_2proc.yaml")
+    killed = run_launched(launch + train_command(config)[1:], timeout=600)
     assert killed.returncode != 0 and marker.is_file(), killed.stderr[-3000:]
     cross = root / "cross"  # the killed FSDP run, to be resumed by one plain process
     shutil.copytree(out, cross)
-    resumed = subprocess.run(launch + train_command(config, resume=True)[1:], env=subprocess_env(), cwd=ROOT,
-                             capture_output=True, text=True, timeout=600)
+    resumed = run_launched(accelerate_launch("cpu_fsdp_2proc.yaml") + train_command(config, resume=True)[1:],
+                           timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     torch.set_num_threads(1)
     try:

@@ -3,9 +3,7 @@ and a checkpoint write interrupted halfway never looks complete."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,10 +12,10 @@ from stablecpt.training.checkpoint import list_checkpoints
 from stablecpt.training.config import TrainConfig
 from stablecpt.training.loop import train
 from trainkit import (
-    ROOT,
+    accelerate_launch,
     folder_weights,
     read_metrics,
-    subprocess_env,
+    run_launched,
     tiny_config,
     tiny_version,
     train_command,
@@ -46,7 +44,7 @@ def reference(version, tiny_model_dir, tmp_path_factory):
 
 
 def run_process(command: list[str], expect_killed: bool = False) -> subprocess.CompletedProcess:
-    done = subprocess.run(command, env=subprocess_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_launched(command, timeout=300)
     if expect_killed:
         assert done.returncode != 0, done.stdout + done.stderr
     else:
@@ -78,15 +76,10 @@ def test_two_gloo_processes_train_disjoint_halves_and_resume(version, tiny_model
     kill = {"path": "trainkit:KillAt", "kwargs": {"tokens": 10 * TOKENS_PER_STEP, "marker": str(marker)}}
     config = write_config(tmp_path / "train.yaml", tiny_config(version, tiny_model_dir, out, micro_batch_size=1,
                                                                callbacks=[kill], metrics={"progress_bar": True}))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    launch = [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
-              str(ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"), "--main_process_port", port]
-    run_process(launch + train_command(config)[1:], expect_killed=True)
+    run_process(accelerate_launch("cpu_2proc.yaml") + train_command(config)[1:], expect_killed=True)
     checkpoint = out / "checkpoints" / "step_8"
     assert (checkpoint / "rng_0.json").is_file() and (checkpoint / "rng_1.json").is_file()
-    resumed = run_process(launch + train_command(config, resume=True)[1:])
+    resumed = run_process(accelerate_launch("cpu_2proc.yaml") + train_command(config, resume=True)[1:])
     # off a terminal: plain progress lines from the main process, no carriage returns, the final model said once
     assert "\r" not in resumed.stdout + resumed.stderr
     assert resumed.stdout.count("final model: ") == 1 and resumed.stdout.count("step 12/12  loss ") == 1
@@ -98,9 +91,14 @@ def test_two_gloo_processes_train_disjoint_halves_and_resume(version, tiny_model
     assert [r["targets_by_source"] for r in ddp] == [r["targets_by_source"] for r in single]
     for a, b in zip(ddp, single, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
-    expected, got = final_weights(reference), final_weights(out)
-    print("DIFFS", sorted(((expected[k] - got[k]).abs().max().item(), k) for k in expected)[-4:])
-    assert all(torch.allclose(expected[k], got[k], atol=1e-5) for k in expected)
+    # the same weights up to float rounding: the two-rank gradients are summed in another order, and Adam turns a
+    # rounding-sized change of a near-zero gradient into an update of up to lr. Against the size of the whole
+    # update (12 steps at lr 3e-3) that is noise; ranks reading the wrong halves would differ by the update's size
+    start, expected, got = folder_weights(tiny_model_dir), final_weights(reference), final_weights(out)
+    assert expected.keys() == got.keys()
+    difference = torch.cat([(expected[k] - got[k]).flatten() for k in expected]).norm()
+    update = torch.cat([(expected[k] - start[k]).flatten() for k in expected]).norm()
+    assert difference < 1e-3 * update, (float(difference), float(update))
 
 
 class CrashDuringSave(RuntimeError):

@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -67,6 +70,80 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
     env.update({"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     return env
+
+
+def free_port() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
+def accelerate_launch(accelerate_config: str) -> list[str]:
+    """`accelerate launch` with one of configs/accelerate/, on a free port."""
+    return [str(Path(sys.executable).parent / "accelerate"), "launch", "--config_file",
+            str(ROOT / "configs" / "accelerate" / accelerate_config), "--main_process_port", free_port()]
+
+
+def run_launched(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a (possibly multi-process) command. Past `timeout` every process it started gets SIGABRT first, so
+    Python's faulthandler prints where each thread of each rank was stuck, then SIGKILL: a hang fails with the
+    stacks in the message instead of a bare TimeoutExpired, and leaves no rank behind. torchrun starts each rank
+    in a session of its own, so the processes are found by a mark in their environment, not by process group."""
+    import uuid
+
+    mark = uuid.uuid4().hex
+    env = {**subprocess_env(), "PYTHONFAULTHANDLER": "1", "STABLECPT_TEST_LAUNCH": mark}
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        native = _native_stacks(mark)
+        _signal_marked(mark, signal.SIGABRT)
+        time.sleep(5)
+        _signal_marked(mark, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"{' '.join(command[-4:])} still running after {timeout:.0f} s; the last output:\n"
+                             f"{stdout[-2000:]}\n--- stderr (stacks at SIGABRT) ---\n{stderr[-12000:]}"
+                             f"{native}") from None
+    finally:
+        _signal_marked(mark, signal.SIGKILL)  # a rank the launcher left behind (it should leave none)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def _marked(mark: str) -> list:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("STABLECPT_TEST_LAUNCH") == mark:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def _signal_marked(mark: str, signum: int) -> None:
+    import psutil
+
+    for proc in _marked(mark):
+        try:
+            proc.send_signal(signum)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _native_stacks(mark: str) -> str:
+    """Native and Python stacks of every marked process, where py-spy is installed beside this Python."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        return ""
+    dumps = []
+    for proc in _marked(mark):
+        done = subprocess.run([str(py_spy), "dump", "--native", "--pid", str(proc.pid)], capture_output=True,
+                              text=True, timeout=60)
+        dumps.append(f"\n--- py-spy dump --native --pid {proc.pid} ---\n{done.stdout[-6000:]}{done.stderr[-500:]}")
+    return "".join(dumps)
 
 
 def train_command(config: Path, resume: bool = False) -> list[str]:

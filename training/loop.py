@@ -61,6 +61,8 @@ from stablecpt.formats.run import (
 )
 from stablecpt.formats.version import ShardVersion, open_version
 
+GIL_SETTLE_SECONDS = 0.5  # at the end of a multi-process run, before the process group is destroyed (see _end)
+
 
 class TrainingStopped(UserError):
     """The run stopped itself (a non-finite or spiking loss); checkpoints already written stay as they were."""
@@ -68,17 +70,50 @@ class TrainingStopped(UserError):
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train as `cfg` says; returns the final model folder. resume=True continues from the latest checkpoint."""
+    from stablecpt.core.models import resolve_model
+
+    check_trackers(cfg.metrics.trackers)
+    model_path = resolve_model(cfg.model)
+    model_config = check_model(cfg.model, model_path, cfg.attn_implementation)  # one line if absent or unusable
+    accelerator = make_accelerator(cfg, Path(cfg.output_dir))
+    try:
+        final = _train(cfg, resume, accelerator, model_path, model_config)
+    except TrainingStopped:  # every rank stops at the same step (the loss is reduced over ranks)
+        _end(accelerator)
+        raise
+    _end(accelerator)
+    return final
+
+
+def _end(accelerator) -> None:
+    """Leave in lockstep, and never join gloo's worker threads while one of them waits for the GIL.
+
+    A torch/gloo teardown race, seen here as a hang in about one two-process CPU run in 28 under load (py-spy,
+    tests/trainkit.py `run_launched`): a gloo worker thread that has just finished an all-reduce destroys the work,
+    and with it the last reference to a tensor Python already dropped (accelerate's reduce returns a clone), which
+    needs the GIL; meanwhile the main thread, holding the GIL, drops the last reference to the process group (the
+    DDP reducer's, in the frame teardown after train()) and ~ProcessGroupGloo joins that worker: a deadlock until
+    the collective timeout. So: the prepared model and optimizer are released while the process group is still
+    referenced (their teardown joins nothing), every rank meets at a barrier, the main thread then sleeps without
+    the GIL so a worker still finishing can take it, and only then is the process group destroyed, the one place
+    the join happens. Only on the way out of a successful (or collectively stopped) run: after an error on one
+    rank, a barrier would wait for ranks that never come (torchtitan's rule too)."""
+    import gc
+
+    accelerator.free_memory()
+    gc.collect()
+    if accelerator.num_processes > 1:
+        accelerator.wait_for_everyone()
+        time.sleep(GIL_SETTLE_SECONDS)
+    accelerator.end_training()
+
+
+def _train(cfg: TrainConfig, resume: bool, accelerator, model_path: Path, model_config) -> Path:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from stablecpt.core.models import resolve_model
-
     output_dir = Path(cfg.output_dir)
-    check_trackers(cfg.metrics.trackers)
-    model_path = resolve_model(cfg.model)
-    model_config = check_model(cfg.model, model_path, cfg.attn_implementation)  # one line if absent or unusable
-    accelerator = make_accelerator(cfg, output_dir)
     world, rank, is_main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     callbacks = [build_callback(spec.path, spec.kwargs) for spec in cfg.callbacks]  # kwargs checked here
     set_seed(cfg.seed)
@@ -184,7 +219,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             log.write(StoppedEvent(step=step + 1, tokens=(step + 1) * tokens_per_step,
                                    loss=finite_or_none(step_loss), grad_norm=finite_or_none(grad_norm), reason=why))
             log.close()
-            accelerator.end_training()
             raise TrainingStopped(f"{why} at step {step + 1} (tokens {(step + 1) * tokens_per_step:,}); stopped "
                                   f"before the update; {_last_good(output_dir, step)}")
         recent_losses.append(step_loss)
@@ -244,7 +278,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     if is_main:  # the run's end position: what it consumed is counted here, not at its last checkpoint
         write_record(output_dir / RUN_FILE, read_run(output_dir).model_copy(update={"finished": finished}))
     log.close()
-    accelerator.end_training()
     return final
 
 
