@@ -105,7 +105,9 @@ def arm_analysis(cfg: StudyConfig, series: list[tuple[np.ndarray, np.ndarray, di
     at_trough = next(p for p in stats["points"] if p["tokens"] == trough)
     out["trough"] = {"tokens": trough, "change": change, "low": at_trough["low"], "high": at_trough["high"],
                      "standard_error": se, "z": z, "z_corrected": z_corr, "early_points": len(early),
-                     "max_t_detected": drop["detected"]}
+                     "max_t_detected": drop["detected"],
+                     # the smallest trough this SE would have declared a gap: |raw z threshold| x SE
+                     "detectable_drop": -NormalDist().inv_cdf(NormalDist().cdf(a.gap_z) / len(early)) * se}
     rec = paired_gap(PairedSeries(cluster_codes, {0: averaged[trough], 1: averaged[end]}), [1], a.bootstrap,
                      a.confidence)
     point = rec["points"][0]
@@ -215,9 +217,11 @@ def table_markdown(cfg: StudyConfig, results: dict) -> str:
              f"Change from token 0 of the seed-averaged per-item score, with item-bootstrap 95% intervals (clusters "
              f"of items resampled, {a.bootstrap} replicates). Gap: the minimum over the early points ({early}) below "
              f"0 with a Bonferroni-corrected z <= {a.gap_z:g}; recovery: end minus that minimum with z >= "
-             f"{a.recovery_z:g}. Primary: {a.primary_task} {a.primary_metric} (fixed before the run).", ""]
+             f"{a.recovery_z:g}. Primary: {a.primary_task} {a.primary_metric} (fixed before the run). Smallest "
+             "detectable drop: the trough change that would have been declared a gap at the trough's own standard "
+             "error.", ""]
     header = ["arm", "seeds", "task / metric", "start", *[f"change at {t:,}" for t in cfg.monitor.at_tokens[1:]],
-              "trough z (corrected)", "end - trough (z)", "verdict"]
+              "trough z (corrected)", "smallest detectable drop", "end - trough (z)", "verdict"]
     rows = []
     for task in cfg.monitor.limits:
         for metric in METRICS:
@@ -232,8 +236,8 @@ def table_markdown(cfg: StudyConfig, results: dict) -> str:
                 primary = task == a.primary_task and metric == a.primary_metric
                 rows.append([arm, str(stats["seeds"]), f"{'**' if primary else ''}{task} / {metric}"
                              f"{'**' if primary else ''} (n={stats['items']})", f"{stats['start']:.3f}", *cells,
-                             f"{trough['z']:+.2f} ({trough['z_corrected']:+.2f}) at {trough['tokens']:,}"
-                             if trough else "-",
+                             _trough_cell(trough) if trough else "-",
+                             f"{trough['detectable_drop']:.3f}" if trough else "-",
                              f"{_interval(rec)} ({rec['z']:+.2f})" if rec else "-",
                              stats["verdict"].split(" (")[0]])
     lines += _md(header, rows)
@@ -263,6 +267,12 @@ def table_markdown(cfg: StudyConfig, results: dict) -> str:
                      f"{load.get('start', '-')}/{load.get('end', '-')}"])
     lines += _md(header, rows)
     return "\n".join(lines) + "\n"
+
+
+def _trough_cell(trough: dict) -> str:
+    if trough["change"] >= 0:
+        return f"none below 0 (lowest {_pm(trough['change'])} at {trough['tokens']:,})"
+    return f"{trough['z']:+.2f} ({trough['z_corrected']:+.2f}) at {trough['tokens']:,}"
 
 
 def _md(header: list[str], rows: list[list[str]]) -> list[str]:
