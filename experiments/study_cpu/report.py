@@ -190,6 +190,10 @@ def collect(cfg: StudyConfig, layout) -> dict[str, Any]:
                 entry["tasks"][task][metric] = arm_analysis(cfg, per_seed, metric)
                 for n, s in zip(names, per_seed, strict=True):
                     runs[n]["tasks"].setdefault(task, {})[metric] = seed_changes(s, metric, cfg)
+            for n, s in zip(names, per_seed, strict=True):  # items whose acc_norm differs from token 0
+                values = s[2]
+                runs[n].setdefault("flips", {})[task] = {
+                    t: float(np.mean(values[t]["acc_norm"] != values[0]["acc_norm"])) for t in sorted(values) if t}
         ppl = [runs[n]["perplexity"] for n in names if runs[n]["perplexity"]]
         if ppl:
             entry["perplexity"] = {"start": ppl[0]["start"], "end_mean": float(np.mean([p["end"] for p in ppl])),
@@ -242,14 +246,18 @@ def table_markdown(cfg: StudyConfig, results: dict) -> str:
                              stats["verdict"].split(" (")[0]])
     lines += _md(header, rows)
     lines += ["", "## Per seed (change from token 0 [item-bootstrap 95%])", ""]
-    header = ["run", "task / metric", *[f"{t:,}" for t in cfg.monitor.at_tokens[1:]]]
+    header = ["run", "task / metric", *[f"{t:,}" for t in cfg.monitor.at_tokens[1:]],
+              "acc_norm flipped vs token 0"]
     rows = []
     for task in cfg.monitor.limits:
         for metric in ("acc_norm", "soft_acc"):
             for name, run in results["runs"].items():
                 pts = {p["tokens"]: p for p in run["tasks"].get(task, {}).get(metric, [])}
+                flips = run.get("flips", {}).get(task, {})
                 rows.append([name, f"{task} / {metric}",
-                             *[_interval(pts[t]) if t in pts else "-" for t in cfg.monitor.at_tokens[1:]]])
+                             *[_interval(pts[t]) if t in pts else "-" for t in cfg.monitor.at_tokens[1:]],
+                             " / ".join(f"{100 * flips[t]:.0f}%" for t in sorted(flips)) if metric == "acc_norm"
+                             else ""])
     lines += _md(header, rows)
     lines += ["", "## General held-out perplexity (Lee news + Wikipedia the task pack holds out) and wall time",
               ""]
