@@ -241,7 +241,8 @@ def table_markdown(cfg: StudyConfig, results: dict) -> str:
                 rows.append([arm, str(stats["seeds"]), f"{'**' if primary else ''}{task} / {metric}"
                              f"{'**' if primary else ''} (n={stats['items']})", f"{stats['start']:.3f}", *cells,
                              _trough_cell(trough) if trough else "-",
-                             f"{trough['detectable_drop']:.3f}" if trough else "-",
+                             ("- (no item changed)" if trough["standard_error"] <= 1e-9
+                              else f"{trough['detectable_drop']:.3f}") if trough else "-",
                              f"{_interval(rec)} ({rec['z']:+.2f})" if rec else "-",
                              stats["verdict"].split(" (")[0]])
     lines += _md(header, rows)
