@@ -105,7 +105,9 @@ def arm_analysis(cfg: StudyConfig, series: list[tuple[np.ndarray, np.ndarray, di
     at_trough = next(p for p in stats["points"] if p["tokens"] == trough)
     out["trough"] = {"tokens": trough, "change": change, "low": at_trough["low"], "high": at_trough["high"],
                      "standard_error": se, "z": z, "z_corrected": z_corr, "early_points": len(early),
-                     "max_t_detected": drop["detected"]}
+                     "max_t_detected": drop["detected"],
+                     # the smallest trough this SE would have declared a gap: |raw z threshold| x SE
+                     "detectable_drop": -NormalDist().inv_cdf(NormalDist().cdf(a.gap_z) / len(early)) * se}
     rec = paired_gap(PairedSeries(cluster_codes, {0: averaged[trough], 1: averaged[end]}), [1], a.bootstrap,
                      a.confidence)
     point = rec["points"][0]
@@ -188,6 +190,10 @@ def collect(cfg: StudyConfig, layout) -> dict[str, Any]:
                 entry["tasks"][task][metric] = arm_analysis(cfg, per_seed, metric)
                 for n, s in zip(names, per_seed, strict=True):
                     runs[n]["tasks"].setdefault(task, {})[metric] = seed_changes(s, metric, cfg)
+            for n, s in zip(names, per_seed, strict=True):  # items whose acc_norm differs from token 0
+                values = s[2]
+                runs[n].setdefault("flips", {})[task] = {
+                    t: float(np.mean(values[t]["acc_norm"] != values[0]["acc_norm"])) for t in sorted(values) if t}
         ppl = [runs[n]["perplexity"] for n in names if runs[n]["perplexity"]]
         if ppl:
             entry["perplexity"] = {"start": ppl[0]["start"], "end_mean": float(np.mean([p["end"] for p in ppl])),
@@ -215,9 +221,11 @@ def table_markdown(cfg: StudyConfig, results: dict) -> str:
              f"Change from token 0 of the seed-averaged per-item score, with item-bootstrap 95% intervals (clusters "
              f"of items resampled, {a.bootstrap} replicates). Gap: the minimum over the early points ({early}) below "
              f"0 with a Bonferroni-corrected z <= {a.gap_z:g}; recovery: end minus that minimum with z >= "
-             f"{a.recovery_z:g}. Primary: {a.primary_task} {a.primary_metric} (fixed before the run).", ""]
+             f"{a.recovery_z:g}. Primary: {a.primary_task} {a.primary_metric} (fixed before the run). Smallest "
+             "detectable drop: the trough change that would have been declared a gap at the trough's own standard "
+             "error.", ""]
     header = ["arm", "seeds", "task / metric", "start", *[f"change at {t:,}" for t in cfg.monitor.at_tokens[1:]],
-              "trough z (corrected)", "end - trough (z)", "verdict"]
+              "trough z (corrected)", "smallest detectable drop", "end - trough (z)", "verdict"]
     rows = []
     for task in cfg.monitor.limits:
         for metric in METRICS:
@@ -232,20 +240,25 @@ def table_markdown(cfg: StudyConfig, results: dict) -> str:
                 primary = task == a.primary_task and metric == a.primary_metric
                 rows.append([arm, str(stats["seeds"]), f"{'**' if primary else ''}{task} / {metric}"
                              f"{'**' if primary else ''} (n={stats['items']})", f"{stats['start']:.3f}", *cells,
-                             f"{trough['z']:+.2f} ({trough['z_corrected']:+.2f}) at {trough['tokens']:,}"
-                             if trough else "-",
+                             _trough_cell(trough) if trough else "-",
+                             ("- (no item changed)" if trough["standard_error"] <= 1e-9
+                              else f"{trough['detectable_drop']:.3f}") if trough else "-",
                              f"{_interval(rec)} ({rec['z']:+.2f})" if rec else "-",
                              stats["verdict"].split(" (")[0]])
     lines += _md(header, rows)
     lines += ["", "## Per seed (change from token 0 [item-bootstrap 95%])", ""]
-    header = ["run", "task / metric", *[f"{t:,}" for t in cfg.monitor.at_tokens[1:]]]
+    header = ["run", "task / metric", *[f"{t:,}" for t in cfg.monitor.at_tokens[1:]],
+              "acc_norm flipped vs token 0"]
     rows = []
     for task in cfg.monitor.limits:
         for metric in ("acc_norm", "soft_acc"):
             for name, run in results["runs"].items():
                 pts = {p["tokens"]: p for p in run["tasks"].get(task, {}).get(metric, [])}
+                flips = run.get("flips", {}).get(task, {})
                 rows.append([name, f"{task} / {metric}",
-                             *[_interval(pts[t]) if t in pts else "-" for t in cfg.monitor.at_tokens[1:]]])
+                             *[_interval(pts[t]) if t in pts else "-" for t in cfg.monitor.at_tokens[1:]],
+                             " / ".join(f"{100 * flips[t]:.0f}%" for t in sorted(flips)) if metric == "acc_norm"
+                             else ""])
     lines += _md(header, rows)
     lines += ["", "## General held-out perplexity (Lee news + Wikipedia the task pack holds out) and wall time",
               ""]
@@ -263,6 +276,12 @@ def table_markdown(cfg: StudyConfig, results: dict) -> str:
                      f"{load.get('start', '-')}/{load.get('end', '-')}"])
     lines += _md(header, rows)
     return "\n".join(lines) + "\n"
+
+
+def _trough_cell(trough: dict) -> str:
+    if trough["change"] >= 0:
+        return f"none below 0 (lowest {_pm(trough['change'])} at {trough['tokens']:,})"
+    return f"{trough['z']:+.2f} ({trough['z_corrected']:+.2f}) at {trough['tokens']:,}"
 
 
 def _md(header: list[str], rows: list[list[str]]) -> list[str]:
