@@ -116,8 +116,8 @@ def test_a_rerun_skips_finished_runs(study, capsys):
 
 def test_a_partial_study_reports_what_finished(study, tmp_path):
     cfg, _, out, _ = study
+    from experiments.study_cpu.config import Layout
     from experiments.study_cpu.report import write_report
-    from experiments.study_cpu.run import Layout
 
     partial = cfg.model_copy(update={"seeds": [0, 1, 2], "results_dir": tmp_path / "partial"})
     table = write_report(partial, Layout(partial))

@@ -81,3 +81,24 @@ class StudyConfig(StrictModel):
             raise ValueError(f"tokens {self.tokens} is not a whole number of steps of "
                              f"{self.seq_len * self.micro_batch_size}")
         return self
+
+
+def run_name(arm: ArmSpec, seed: int) -> str:
+    return f"{arm.name}{seed}"
+
+
+class Layout:
+    """Where a study puts its configs, shard versions, runs and results."""
+
+    def __init__(self, cfg: StudyConfig):
+        self.root = Path(cfg.output_dir)
+        self.configs = self.root / "configs"
+        self.shards = self.root / "shards"
+        self.runs = self.root / "runs"
+        self.results = Path(cfg.results_dir) if cfg.results_dir else self.root / "results"
+
+    def version(self, name: str) -> Path:
+        return self.shards / name / "v1"
+
+    def run(self, name: str) -> Path:
+        return self.runs / name

@@ -25,19 +25,13 @@ from typing import Any
 import numpy as np
 
 from experiments.small_scale.stages import train_done
-from experiments.study_cpu.config import StudyConfig
+from experiments.study_cpu.config import Layout, StudyConfig, run_name
 from stablecpt.core.config import load_config
 from stablecpt.core.errors import UserError
 from stablecpt.core.files import atomic_write_text
 
 METRICS = ("acc_norm", "soft_acc", "acc")
 PPL = "ppl/general"
-
-
-def _run_name(arm, seed: int) -> str:
-    from experiments.study_cpu.run import run_name
-
-    return run_name(arm, seed)
 
 
 def read_points(run: Path) -> list[dict]:
@@ -159,7 +153,7 @@ def collect(cfg: StudyConfig, layout) -> dict[str, Any]:
     timings = json.loads((layout.root / "timings.json").read_text()) if (layout.root / "timings.json").is_file() else {}
     finished, missing = {}, []
     for arm, seed in cfg.runs():
-        name = _run_name(arm, seed)
+        name = run_name(arm, seed)
         run = layout.run(name)
         if train_done(run) and (run / "gap" / "points.jsonl").is_file():
             finished[name] = (arm, seed, run)
@@ -347,8 +341,8 @@ def plot_changes(cfg: StudyConfig, results: dict, out: Path) -> list[Path]:
                                 color=color, alpha=0.2, label="95% interval (item bootstrap)")
                 ax.plot(x, [p["change"] for p in stats["points"]], color=color, marker="o", linewidth=2,
                         label="mean over seeds")
-                for run_name in results["arms"][name]["runs"]:
-                    pts = results["runs"][run_name]["tasks"][task][metric]
+                for run in results["arms"][name]["runs"]:
+                    pts = results["runs"][run]["tasks"][task][metric]
                     ax.plot([p["tokens"] for p in pts], [p["change"] for p in pts], color=color, alpha=0.5,
                             linewidth=0.9, linestyle="--")
                 ax.plot([], [], color=color, alpha=0.5, linewidth=0.9, linestyle="--", label="each seed")
@@ -452,7 +446,6 @@ def write_report(cfg: StudyConfig, layout) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from experiments.study_cpu.run import Layout
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/study_cpu/study.yaml", help="study config (YAML)")

@@ -21,28 +21,9 @@ from typing import Any
 
 from experiments.small_scale.run import Timings, _stablecpt, _step
 from experiments.small_scale.stages import train_done, write_yaml
-from experiments.study_cpu.config import ArmSpec, StudyConfig
+from experiments.study_cpu.config import ArmSpec, Layout, StudyConfig, run_name
 from stablecpt.core.config import load_config
 from stablecpt.core.errors import UserError
-
-
-def run_name(arm: ArmSpec, seed: int) -> str:
-    return f"{arm.name}{seed}"
-
-
-class Layout:
-    def __init__(self, cfg: StudyConfig):
-        self.root = Path(cfg.output_dir)
-        self.configs = self.root / "configs"
-        self.shards = self.root / "shards"
-        self.runs = self.root / "runs"
-        self.results = Path(cfg.results_dir) if cfg.results_dir else self.root / "results"
-
-    def version(self, name: str) -> Path:
-        return self.shards / name / "v1"
-
-    def run(self, name: str) -> Path:
-        return self.runs / name
 
 
 def shards_config(cfg: StudyConfig, layout: Layout, arm: ArmSpec, seed: int) -> dict[str, Any]:
