@@ -61,7 +61,7 @@ from stablecpt.formats.run import (
 )
 from stablecpt.formats.version import ShardVersion, open_version
 
-GIL_SETTLE_SECONDS = 0.5  # at the end of a multi-process run, before the process group is destroyed (see _end)
+GIL_SETTLE_SECONDS = 0.5  # at the end of a multi-process run, before the process group is destroyed (see end_run)
 
 
 class TrainingStopped(UserError):
@@ -79,13 +79,13 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     try:
         final = _train(cfg, resume, accelerator, model_path, model_config)
     except TrainingStopped:  # every rank stops at the same step (the loss is reduced over ranks)
-        _end(accelerator)
+        end_run(accelerator)
         raise
-    _end(accelerator)
+    end_run(accelerator)
     return final
 
 
-def _end(accelerator) -> None:
+def end_run(accelerator) -> None:
     """Leave in lockstep, and never join gloo's worker threads while one of them waits for the GIL.
 
     A torch/gloo teardown race, seen here as a hang in about one two-process CPU run in 28 under load (py-spy,
