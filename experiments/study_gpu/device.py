@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STATE = Path(os.environ.get("STUDY_GPU_STATE", "/tmp/study_gpu"))  # outside the checkout: survives between calls
 
 
-def _sha256(path: Path) -> str:
+def _sha256(path: Path) -> str:  # stablecpt.core.hashing.sha256_file is not importable yet (no install)
     import hashlib
 
     digest = hashlib.sha256()

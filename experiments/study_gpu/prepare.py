@@ -15,7 +15,6 @@ documents (configs/demo/scorers.yaml and curate.yaml do both).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -33,17 +32,10 @@ from experiments.study_gpu.design import (
     shards_spec,
 )
 from stablecpt.core.errors import UserError
+from stablecpt.core.hashing import sha256_file
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
                    "generation_config.json", "config.json")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _stablecpt(argv: list[str]) -> None:
@@ -165,7 +157,7 @@ def split_payload(payload: Path, first_bytes: int, parts_dir: Path) -> list[dict
                     block = f.read(min(1 << 20, remaining))
                     part.write(block)
                     remaining -= len(block)
-            out.append({"file": path.name, "call": number, "bytes": length, "sha256": sha256(path)})
+            out.append({"file": path.name, "call": number, "bytes": length, "sha256": sha256_file(path)})
     return out
 
 
@@ -215,14 +207,15 @@ def prepare(design: Design, design_name: str, curation_run: Path, tokenizer: str
     parts = split_payload(payload, first, work / "parts")
     for part in parts:
         shutil.move(work / "parts" / part["file"], out / f"call{part['call']}" / part["file"])
-    tokenizer_sha = sha256(stage / "tokenizer" / "tokenizer.json")
+    tokenizer_sha = sha256_file(stage / "tokenizer" / "tokenizer.json")
     probe = probe_counts(design, stage / "items", tok_dir)
     plan = {
         "design": design_name, "deadline_seconds": None, "budget_tokens": design.budget,
         "runs": [{"run": run_name(a, s), "arm": a.name, "seed": s, "shards": f"shards/{shards_name(a, s)}/v1",
                   "lr": a.lr, "epochs": a.epochs, "points": design.points(a)} for a, s in design.runs()],
         "model": {"kind": payload_kind, "name": tokenizer if payload_kind == "gguf" else payload.name,
-                  "file": payload.name, "bytes": payload.stat().st_size, "sha256": sha256(payload), "parts": parts},
+                  "file": payload.name, "bytes": payload.stat().st_size, "sha256": sha256_file(payload),
+                  "parts": parts},
         "tokenizer_sha256": tokenizer_sha, "probe": probe, "items": {t: len(v) for t, v in tasks.items()},
         "perplexity": heldout, "versions": holdings, "kenlm_reference": reference,
         "wheels": [w.name for w in wheels], "curation_run": str(curation_run),
