@@ -59,6 +59,22 @@ def test_random_mixtures_of_special_case_fragments_match_spacy():
         assert table.minhash_words(text) == reference_words(simplify_text(text)), repr(text)
 
 
+def test_punctuated_letters_split_by_template_match_spacy():
+    """Every prefix x letters x suffix, with letters that make special cases (":D", "etc.", "(o:", "Inc.")."""
+    prefixes = ["", "(", '"', "'", "“", "[", "(:", "--", "...", "*", "<", "$", "#", "¿", ":", "=", "(o"]
+    letters = ["etc", "Mr", "D", "o", "s", "t", "Inc", "U", "S", "cannot", "Dont", "McDonald", "ABC", "a", "em",
+               "word", "Words", "WORDS", "iPhone", "x", "P", "ll", "Lovin", "km", "C"]
+    suffixes = ["", ".", ",", ".)", ")", "!", "?!", "'", "’", ":", ";", "...", "%", ".,", ":)", ":-", '".',
+                ").", "'.", "++", "-", "”", "),", ":(((", "*", "$"]
+    table = WordTable()
+    for p in prefixes:
+        for w in letters:
+            for s in suffixes:
+                chunk = p + w + s
+                assert table.words(chunk) == reference_words(chunk), repr(chunk)
+    assert table.templated > 0.7 * len(prefixes) * len(letters) * len(suffixes)  # the template path ran
+
+
 def test_ascii_letter_chunks_are_one_word_unless_special(texts):
     nlp = load_word_tokenizer("en").tokenizer
     special = set(nlp.tokenizer.rules)

@@ -18,6 +18,11 @@ stage 1's (docs/curation.md). Here spaCy stays the authority; we only stop repea
   one piece of the original text, with its own whitespace, so the words are exactly spaCy's.
 * A chunk of ASCII letters that is no special case ("cannot", "gonna") is one word: no English prefix,
   suffix, infix or URL rule matches letters alone (tests/test_fast_words.py checks it against spaCy).
+* A chunk that is punctuation, ASCII letters, punctuation ("(Hello,", "word.)") is split like a template with
+  the same punctuation around a stand-in of the letters ("(Qq,"), once per template: spaCy's English affix,
+  infix and URL rules contain no letters, and look at most two characters into the letters, so the stand-in
+  keeps the case of the first two and last two letters. Not used when any special case could apply (the
+  letters with any part of the punctuation around them is a rule key, for the chunk or for its stand-in).
 * Our spaCy instance computes no lexeme attributes (shape, like_num, ...): splitting never reads them, and
   creating them is a third of spaCy's cost on new words. It is our own instance; datatrove's is untouched.
 * MinHash splits `simplify_text(text)`: lowercase, digits to 0, punctuation to spaces, diacritics removed.
@@ -35,6 +40,7 @@ datatrove's memory zone must switch off to keep memory bounded.
 
 from __future__ import annotations
 
+import re
 from itertools import chain, filterfalse, repeat
 
 import numpy as np
@@ -46,6 +52,7 @@ MOD1, MOD2 = 1_000_000_007, 998_244_353
 BASE1, BASE2 = (1 << 32) % MOD1, (1 << 32) % MOD2
 DEFAULT_MAX_CHUNKS = 400_000
 ORTH = 65  # spacy.attrs.ORTH
+_AFFIXED = re.compile(r"([^\w\s]*)([A-Za-z]+)([^\w\s]*)")  # punctuation, ASCII letters, punctuation
 _SPACES = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)  # none above U+3000
 
 
@@ -104,7 +111,7 @@ class WordTable:
         self._seams = _seam_pairs(self._spacy)
         self._seam_left = frozenset(a for a, _ in self._seams)
         self._seam_right = frozenset(b for _, b in self._seams)
-        self.resets = self.spacy_calls = self.fallbacks = self.seam_runs = 0
+        self.resets = self.spacy_calls = self.fallbacks = self.seam_runs = self.templated = 0
         self._clear()
 
     def _clear(self) -> None:
@@ -124,10 +131,13 @@ class WordTable:
         self._simplified_last: dict[str, str] = {}
         self._simplified_edges: dict[str, int] = {}
         self._runs: dict[str, tuple[int, ...]] = {}  # seam-joined piece of text -> word ids
+        # (prefix, stand-in, suffix) -> word boundaries in the chunk's coordinates, given the letters' length,
+        # as (offset, moves with the letters' length); None where spaCy splits inside the stand-in
+        self._templates: dict[tuple[str, str, str], tuple[tuple[int, bool], ...] | None] = {}
         self._seam_inside: set[str] = set()  # original chunks whose simplified parts meet at a seam
 
     def _maybe_reset(self) -> None:
-        if len(self._chunks) + len(self._simplified) + len(self._runs) > self.max_chunks:
+        if len(self._chunks) + len(self._simplified) + len(self._runs) + len(self._templates) > self.max_chunks:
             self._clear()
             self.resets += 1
 
@@ -181,16 +191,71 @@ class WordTable:
         if edges:
             self._edges[part] = edges
 
+    def _template(self, part: str) -> tuple[str, str, str] | None:
+        """(prefix, stand-in, suffix) of a punctuation-letters-punctuation chunk no special case can touch."""
+        match = _AFFIXED.fullmatch(part)
+        if match is None:
+            return None
+        prefix, letters, suffix = match.groups()
+        edges = letters if len(letters) <= 4 else letters[:2] + "q" + letters[-2:]
+        stand_in = "".join("Q" if c.isupper() else "q" for c in edges)
+        special = self._special
+        for core in (letters, stand_in):
+            for i in range(len(prefix) + 1):
+                for j in range(len(suffix) + 1):
+                    if prefix[i:] + core + suffix[:j] in special:
+                        return None
+        return prefix, stand_in, suffix
+
+    def _boundaries(self, key: tuple[str, str, str], words: list[str]) -> tuple[tuple[int, bool], ...] | None:
+        prefix, stand_in, _ = key
+        start, end = len(prefix), len(prefix) + len(stand_in)
+        out, offset = [], 0
+        for word in words:
+            offset += len(word)
+            if start < offset < end:
+                return None
+            out.append((offset - (end if offset >= end else 0), offset >= end))
+        return tuple(out)
+
+    def _template_words(self, part: str, key: tuple[str, str, str]) -> list[str] | None:
+        bounds = self._templates[key]
+        if bounds is None:
+            return None
+        end = len(part) - len(key[2])  # where the letters end in this chunk
+        cuts = [end + offset if moves else offset for offset, moves in bounds]
+        return [part[a:b] for a, b in zip([0, *cuts], cuts, strict=False)]
+
     def _memoise_parts(self, parts: list[str]) -> None:
-        """Learn every whitespace-free part not known yet: ASCII-letter words directly, the rest from spaCy."""
+        """Learn every whitespace-free part not known yet: ASCII-letter words directly, punctuated letters from
+        their template, the rest from spaCy (one call for the parts and the new templates)."""
         unseen = list(dict.fromkeys(filterfalse(self._chunks.__contains__, parts)))
-        to_spacy = [p for p in unseen if not (p.isascii() and p.isalpha() and p not in self._special)]
-        if to_spacy:
-            for part, words in zip(to_spacy, self._spacy_words(to_spacy), strict=True):
-                self._learn(part, words)
+        to_spacy, templated = [], []
         for part in unseen:
-            if part not in self._chunks:
+            if part.isascii() and part.isalpha() and part not in self._special:
                 self._learn(part, [part])
+            elif (key := self._template(part)) is not None:
+                templated.append((part, key))
+            else:
+                to_spacy.append(part)
+        new_keys = list(dict.fromkeys(k for _, k in templated if k not in self._templates))
+        if to_spacy or new_keys:
+            split = self._spacy_words(to_spacy + ["".join(k) for k in new_keys])
+            for key, words in zip(new_keys, split[len(to_spacy):], strict=True):
+                self._templates[key] = self._boundaries(key, words)
+            for part, words in zip(to_spacy, split, strict=False):
+                self._learn(part, words)
+        left = []
+        for part, key in templated:
+            words = self._template_words(part, key)
+            if words is None:
+                left.append(part)
+            else:
+                self.templated += 1
+                self._learn(part, words)
+        if left:
+            for part, words in zip(left, self._spacy_words(left), strict=True):
+                self._learn(part, words)
 
     def _memoise_simplified(self, chunks: list[str]) -> None:
         unseen = list(dict.fromkeys(filterfalse(self._simplified.__contains__, chunks)))
