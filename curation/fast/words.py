@@ -243,7 +243,7 @@ class WordTable:
             split = self._spacy_words(to_spacy + ["".join(k) for k in new_keys])
             for key, words in zip(new_keys, split[len(to_spacy):], strict=True):
                 self._templates[key] = self._boundaries(key, words)
-            for part, words in zip(to_spacy, split, strict=False):
+            for part, words in zip(to_spacy, split[:len(to_spacy)], strict=True):
                 self._learn(part, words)
         left = []
         for part, key in templated:
