@@ -40,7 +40,9 @@ def test_minhash_words_equal_datatrove_split_of_the_simplified_text(texts):
 def test_special_cases_across_whitespace_are_respected():
     # ":(((" is a spaCy emoticon; across the seam it keeps "):" from forming in "time(self):" (found in uuid.py)
     cases = ["def time(self): (((x", "x): )", "a :) b", "it's (: he's", "'s 'em :-) :'(", "wait... what?!",
-             "l'\n's", "a\u2018 s", "x\t:(((", "U.S.A. e.g. etc. Mr. cannot gonna", "IS_ALPHA breaks spaCy"]
+             "l'\n's", "a\u2018 s", "x\t:(((", "U.S.A. e.g. etc. Mr. cannot gonna", "IS_ALPHA breaks spaCy",
+             "at 20 \u00b0 c.", "(\u256f\u00b0\u25a1\u00b0\uff09\u256f \ufe35 \u253b\u2501\u253b",
+             "x\u00b0 F (\u00b0 k)"]
     table = WordTable()
     for text in cases:
         assert table.words(text) == reference_words(text), text
@@ -50,7 +52,8 @@ def test_special_cases_across_whitespace_are_respected():
 def test_random_mixtures_of_special_case_fragments_match_spacy():
     """Fuzz: texts built from the pieces spaCy's special cases are made of, joined by various whitespace."""
     pieces = [":", ")", "(", "(((", "-", "'", "s", "'s", "it", "He", "o", ":o", "x", "D", "=", "3", "<", ">",
-              "a.m.", "10a.m", ".", "word", "can't", "‘", "’", "_", "^_^", "em", "*", "8"]
+              "a.m.", "10a.m", ".", "word", "can't", "‘", "’", "_", "^_^", "em", "*", "8", "°", "c", "F", "╯", "□",
+              "︵", "┻"]
     rng = random.Random(0)
     table = WordTable()
     for _ in range(400):

@@ -28,7 +28,8 @@ stage 1's (docs/curation.md). Here spaCy stays the authority; we only stop repea
 * MinHash splits `simplify_text(text)`: lowercase, digits to 0, punctuation to spaces, diacritics removed.
   Each step acts inside a chunk (final-sigma casing and canonical reordering stop at whitespace; no step
   joins chunks), so simplified words are memoised per original chunk too. A document whose simplified
-  words could meet at a seam is split by datatrove's own code (counted in `fallbacks`).
+  words could meet at a seam is split by datatrove's own code (counted in `fallbacks`); having no
+  punctuation, they can meet only at the seam pairs without any (10 of ~9,800, such as "°" then "c").
 
 Each distinct word gets an integer id with the facts the rules ask for (length, has a non-punctuation
 character, has a letter, two polynomial hashes), so a document is an int array and the rules are numpy.
@@ -111,6 +112,11 @@ class WordTable:
         self._seams = _seam_pairs(self._spacy)
         self._seam_left = frozenset(a for a, _ in self._seams)
         self._seam_right = frozenset(b for _, b in self._seams)
+        # MinHash's text holds no PUNCTUATION_SET character and spaCy's words are slices of the text it splits,
+        # so only the pairs without one can meet there (10 of ~9,800; their left words are all non-ASCII)
+        self._simplified_seams = frozenset(p for p in self._seams if PUNCTUATION_SET.isdisjoint(p[0] + p[1]))
+        self._simplified_left = frozenset(a for a, _ in self._simplified_seams)
+        self._simplified_right = frozenset(b for _, b in self._simplified_seams)
         self.resets = self.spacy_calls = self.fallbacks = self.seam_runs = self.templated = 0
         self._clear()
 
@@ -268,19 +274,19 @@ class WordTable:
             self._simplified[chunk] = tuple(chain.from_iterable(self._chunks[p] for p in parts))
             if parts:
                 edges = 0
-                if parts[-1] in self._last:
-                    self._simplified_last[chunk], edges = self._last[parts[-1]], 1
-                if parts[0] in self._first:
-                    self._simplified_first[chunk], edges = self._first[parts[0]], edges | 2
+                if (last := self._last.get(parts[-1])) in self._simplified_left:
+                    self._simplified_last[chunk], edges = last, 1
+                if (first := self._first.get(parts[0])) in self._simplified_right:
+                    self._simplified_first[chunk], edges = first, edges | 2
                 if edges:
                     self._simplified_edges[chunk] = edges
-                if any(a in self._last and b in self._first and (self._last[a], self._first[b]) in self._seams
+                if any((self._last.get(a), self._first.get(b)) in self._simplified_seams
                        for a, b in zip(parts, parts[1:], strict=False)):
                     self._seam_inside.add(chunk)
 
-    def _seam_runs(self, chunks: list[str], edges: dict, first: dict, last: dict,
+    def _seam_runs(self, chunks: list[str], edges: dict, first: dict, last: dict, seams: frozenset,
                    dropped: dict | None = None) -> list[tuple[int, int]]:
-        """Runs [i, j) of chunks joined by seams a special-case pattern may cross; `edges` marks a chunk 1 (can
+        """Runs [i, j) of chunks joined by `seams` a special-case pattern may cross; `edges` marks a chunk 1 (can
         close a seam), 2 (can open one) or 3 (both). With `dropped` (the simplified memo), chunks without words
         vanish first: their neighbours meet across them."""
         if edges.keys().isdisjoint(chunks):
@@ -290,7 +296,7 @@ class WordTable:
         flags = np.fromiter(map(edges.get, chunks, repeat(0)), dtype=np.int8, count=len(chunks))
         runs: list[tuple[int, int]] = []
         for k in np.flatnonzero((flags[:-1] & 1) & (flags[1:] >> 1)).tolist():
-            if (last[chunks[k]], first[chunks[k + 1]]) in self._seams:
+            if (last[chunks[k]], first[chunks[k + 1]]) in seams:
                 if runs and runs[-1][1] == k + 1:
                     runs[-1] = (runs[-1][0], k + 2)
                 else:
@@ -321,7 +327,7 @@ class WordTable:
         chunks = text.split()
         try:
             self._memoise_parts(chunks)
-            runs = self._seam_runs(chunks, self._edges, self._first, self._last)
+            runs = self._seam_runs(chunks, self._edges, self._first, self._last, self._seams)
             if runs:
                 self.seam_runs += len(runs)
                 return np.array(self._with_runs(text, chunks, runs), dtype=np.int64)
@@ -343,7 +349,8 @@ class WordTable:
         chunks = line.split()
         try:
             self._memoise_parts(chunks)
-            simple = " ".join(chunks) == line and not self._seam_runs(chunks, self._edges, self._first, self._last)
+            simple = " ".join(chunks) == line and not self._seam_runs(
+                chunks, self._edges, self._first, self._last, self._seams)
         except Exception:
             simple = False
         if not simple or not chunks:
@@ -368,7 +375,8 @@ class WordTable:
         try:
             self._memoise_simplified(chunks)
             risky = (self._seam_inside and any(map(self._seam_inside.__contains__, chunks))) or self._seam_runs(
-                chunks, self._simplified_edges, self._simplified_first, self._simplified_last, self._simplified)
+                chunks, self._simplified_edges, self._simplified_first, self._simplified_last, self._simplified_seams,
+                self._simplified)
         except Exception:
             risky = True
         if risky:
