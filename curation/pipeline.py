@@ -269,6 +269,18 @@ class DyingWithLauncherExecutor(LocalPipelineExecutor):
         return super()._run_for_rank(rank, local_rank + 1 if self.console_log else local_rank, node_rank)
 
 
+def _preload_in_forkserver(stages: list[Stage]) -> None:
+    """datatrove's local pool forks its workers from multiprocess's forkserver, a fresh interpreter, so each
+    worker of each stage imports the stage's blocks again (about 0.9 s: datatrove, polars, pyarrow, fsspec).
+    The forkserver imports them once, when it starts (at the first stage with two workers; later ones reuse
+    it). Only block modules: none imports torch or starts a thread at import."""
+    import multiprocess
+
+    modules = {type(step).__module__ for stage in stages for step in stage.pipeline}
+    modules = sorted(m for m in modules if m.split(".")[0] in ("stablecpt", "datatrove"))
+    multiprocess.get_context("forkserver").set_forkserver_preload(["__main__", __name__, *modules])
+
+
 def make_executor(executor: ExecutorConfig, stage: Stage, logging_dir: str, depends=None,
                   console_log: str | None = None):
     options = dict(executor.options)
@@ -448,6 +460,8 @@ def _run_stages(cfg: CurateConfig, stages: list[Stage], progress: str = "auto", 
         if not ray.is_initialized():  # workers' output stays in Ray's session logs, not the driver's console
             ray.init(address=cfg.executor.options.get("address"), ignore_reinit_error=True, log_to_driver=False)
     previous = None
+    if cfg.executor.kind == "local" and cfg.executor.workers > 1:
+        _preload_in_forkserver(stages)
     with console_stream() as console:
         mode = resolve_mode(progress, console)
         for stage in stages:

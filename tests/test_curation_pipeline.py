@@ -144,3 +144,22 @@ def test_changed_input_files_refuse_a_resume(corpus, tmp_path):
     (tmp_path / "gen" / "part-0.jsonl").write_text('{"id": "new", "text": "changed"}\n')
     with pytest.raises(UserError, match="input of source\\(s\\) gen changed"):
         run_curation(cfg)
+
+
+def test_two_worker_runs_preload_the_stage_blocks_in_the_forkserver(tmp_path):
+    import multiprocess
+    import multiprocess.forkserver
+    from stablecpt.curation.pipeline import _preload_in_forkserver, build_stages, config_as_json
+
+    corpus = build_corpus(tmp_path / "corpus")
+    cfg = make_config(tmp_path / "run", corpus, executor={"tasks": 2, "workers": 2})
+    context = multiprocess.get_context("forkserver")
+    before = list(multiprocess.forkserver._forkserver._preload_modules)
+    try:
+        _preload_in_forkserver(build_stages(cfg, config_as_json(cfg)))
+        preloaded = multiprocess.forkserver._forkserver._preload_modules
+    finally:
+        context.set_forkserver_preload(before)
+    assert {"__main__", "stablecpt.curation.pipeline", "stablecpt.curation.blocks.verdicts",
+            "datatrove.pipeline.dedup.minhash"} <= set(preloaded)
+    assert not any(m.startswith(("torch", "spacy", "builtins")) for m in preloaded)

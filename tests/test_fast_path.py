@@ -64,3 +64,22 @@ def test_engine_picks_the_blocks(tmp_path):
     assert "FusedVerdicts" in names["fast"] and "SharedWordsMinhashSignature" in names["fast"]
     assert names["datatrove"].count("Verdict") == 3 and "MinhashDedupSignature" in names["datatrove"]
     assert make_config(tmp_path / "d", corpus).engine == "fast"
+
+
+@pytest.mark.parametrize("precision", [64, 32])
+def test_blocked_signature_equals_datatrove_signature(tmp_path, precision):
+    """Shingle counts around and far over BLOCK_ROWS, duplicates included, both hash precisions."""
+    import numpy as np
+    from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+    from datatrove.utils.hashing import HashConfig
+    from stablecpt.curation.blocks.signatures import BLOCK_ROWS, SharedWordsMinhashSignature
+
+    config = MinhashConfig(hash_config=HashConfig(precision=precision))
+    ours = SharedWordsMinhashSignature(str(tmp_path / "a"), config=config)
+    reference = MinhashDedupSignature(str(tmp_path / "b"), config=config)
+    rng = np.random.default_rng(7)
+    for count in (1, 5, BLOCK_ROWS - 1, BLOCK_ROWS, BLOCK_ROWS + 1, 3 * BLOCK_ROWS + 17, 5000):
+        shingles = rng.integers(0, 2**precision - 1, size=(count, 1), dtype=np.uint64, endpoint=True)
+        shingles[count // 2:] = shingles[:count - count // 2]  # half of them repeated
+        expected = [list(map(int, bucket)) for bucket in reference.get_signature(shingles)]
+        assert ours.get_signature(shingles) == expected, count

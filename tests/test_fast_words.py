@@ -100,3 +100,17 @@ def test_chunk_spans_are_the_str_split_chunks():
     text = " a\u00a0b\u3000c\x1cd  e\n\nf\u200bg "
     starts, ends = chunk_spans(text)
     assert [text[s:e] for s, e in zip(starts, ends, strict=True)] == text.split()
+
+
+def test_table_loads_spacy_without_torch_and_torch_still_imports_after():
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from stablecpt.curation.fast.words import WordTable\n"
+              "assert WordTable().words(\"It can't be.\") == ['It', 'ca', \"n't\", 'be', '.']\n"
+              "assert 'spacy' in sys.modules and 'torch' not in sys.modules\n"
+              "import torch\n"
+              "assert torch.ones(3).sum().item() == 3.0\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -23,6 +23,8 @@ stage 1's (docs/curation.md). Here spaCy stays the authority; we only stop repea
   infix and URL rules contain no letters, and look at most two characters into the letters, so the stand-in
   keeps the case of the first two and last two letters. Not used when any special case could apply (the
   letters with any part of the punctuation around them is a rule key, for the chunk or for its stand-in).
+* spaCy is imported without torch when torch is not loaded yet: thinc (spaCy's model layer) imports torch
+  if installed, 1.2-1.7 s per worker process, and a tokenizer never calls it (`_import_spacy_without_torch`).
 * Our spaCy instance computes no lexeme attributes (shape, like_num, ...): splitting never reads them, and
   creating them is a third of spaCy's cost on new words. It is our own instance; datatrove's is untouched.
 * MinHash splits `simplify_text(text)`: lowercase, digits to 0, punctuation to spaces, diacritics removed.
@@ -93,12 +95,29 @@ def _seam_pairs(tokenizer) -> frozenset[tuple[str, str]]:
     return frozenset(pairs)
 
 
+def _import_spacy_without_torch() -> None:
+    """Import spaCy with `import torch` failing for the duration, so thinc records torch as absent. Only in a
+    process that has not loaded spaCy or torch: afterwards both import as usual (thinc's torch bridge, for
+    spaCy's trained pipelines, stays off in this process; a curation worker loads no such pipeline)."""
+    import sys
+
+    if "spacy" in sys.modules or "torch" in sys.modules:
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # the import system's "not importable" marker
+    try:
+        import spacy  # noqa: F401
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+
+
 class WordTable:
     """English words (spaCy through datatrove's rules) of texts as int arrays; one per process (`shared_table`)."""
 
     def __init__(self, max_chunks: int = DEFAULT_MAX_CHUNKS):
         from datatrove.utils.word_tokenizers import SpaCyTokenizer
 
+        _import_spacy_without_torch()
         self.max_chunks = max_chunks
         self._datatrove = SpaCyTokenizer("en")  # our own instance of the class datatrove's filters use
         self._nlp = self._datatrove.tokenizer
