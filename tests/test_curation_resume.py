@@ -40,7 +40,7 @@ def test_sigkill_midway_then_rerun_equals_uninterrupted(tmp_path):
     proc.wait()
     assert first_done.exists() and proc.returncode == -signal.SIGKILL
     assert not (killed_cfg.output_dir / "manifest.json").exists()  # a killed run never looks complete
-    finished_task = killed_cfg.output_dir / "attributes" / "filter_00000.parquet"
+    finished_task = killed_cfg.output_dir / ".work" / "survivors" / "00000.parquet"  # task 0 of the filter stage
     mtime = finished_task.stat().st_mtime_ns
 
     rerun = run_curation(killed_cfg)

@@ -89,3 +89,30 @@ def test_local_hf_dataset_reads_through_datasets(tmp_path):
 def test_missing_user_file_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="no such file or folder"):
         make_reader(SourceSpec(name="x", uri=str(tmp_path / "nope.jsonl"), domain="medical", category="web"))
+
+
+def test_tasks_share_the_files_of_all_sources_as_one_deck(tmp_path):
+    """med has 2 files, gen and ref 1 each: on 4 tasks every task reads one file (before, task 0 read the first
+    file of every source and tasks 2-3 nothing); on 3 tasks the shares still cover every record once."""
+    from curation_helpers import write_jsonl
+    from stablecpt.curation.blocks.reading import SourcesReader
+
+    files = {"med": ["part-0", "part-1"], "gen": ["part-0"], "ref": ["part-0"]}
+    sources = []
+    for name, parts in files.items():
+        for part in parts:
+            write_jsonl(tmp_path / name / f"{part}.jsonl", [{"id": f"{part}-{i}", "text": f"{name} {part} {i}"}
+                                                            for i in range(3)])
+        sources.append(SourceSpec(name=name, uri=str(tmp_path / name / "*.jsonl"), domain="general",
+                                  category="web"))
+    reader = SourcesReader(sources, 10_000, None)
+
+    def shares(world: int) -> list[set[str]]:
+        return [{d.id for d in reader.run(None, rank, world)} for rank in range(world)]
+
+    by_task = shares(4)
+    assert [{i.rsplit("-", 1)[0] for i in ids} for ids in by_task] == [
+        {"med/part-0"}, {"med/part-1"}, {"gen/part-0"}, {"ref/part-0"}]
+    for world in (1, 2, 3, 5):
+        found = shares(world)
+        assert sum(len(ids) for ids in found) == 12 and set().union(*found) == set().union(*by_task)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from itertools import accumulate
 from pathlib import Path
 
 from datatrove.data import Document, DocumentsPipeline
@@ -40,12 +41,18 @@ class SourcesReader(PipelineStep):
         super().__init__()
         self.sources = list(sources)
         self.readers = [(s.name, make_tolerant_reader(s, max_bytes)) for s in sources]
+        # the sources' files are dealt to the tasks as one deck: file i of a source goes to task (files of the
+        # sources before it + i) mod W, not every source's first file to task 0 (five one-file sources on two
+        # tasks would leave one idle). Non-file sources (embedded, hf) count no files; they shard by record.
+        self.offsets = list(accumulate((len(getattr(reader, "files", ())) for _, reader in self.readers),
+                                       initial=0))[:-1]
         self.counts_dir, self.duplicates_dir = counts_dir, duplicates_dir
         self.max_logged = max_logged
 
     def source_stream(self, index: int, rank: int, world_size: int) -> Iterator[Document]:
-        """One source's documents for this task, in an order that is the same on every read."""
-        return self.readers[index][1].run(None, rank, world_size)
+        """One source's documents for this task, in an order that is the same on every read: the share its
+        reader gives task (rank - offset) mod W, a permutation of the tasks, so every share is read once."""
+        return self.readers[index][1].run(None, (rank - self.offsets[index]) % world_size, world_size)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
