@@ -3,7 +3,8 @@
 Usage: python benchmarks/run_all.py [--only NAME ...] [--out benchmarks/results.jsonl]
 Each benchmark prints one JSON line last (its figures and the machine); anything else it prints is
 shown but not collected. A benchmark that fails is recorded with its exit status, and the run goes on.
-The file holds one line per benchmark; `--only` reruns some and keeps the other benchmarks' lines.
+A run writes one line per benchmark; `--only` reruns some and keeps every line of the others (a benchmark
+run by hand with its own `--append`, such as bench_scale at two sizes, may hold several).
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ def main() -> int:
     scripts = sorted(HERE.glob("bench_*.py"))
     if args.only:
         scripts = [s for s in scripts if s.stem in args.only]
-    results = {}
+    results: dict[str, list[dict]] = {}
     if args.only and args.out.is_file():
-        results = {r["benchmark"]: r for r in map(json.loads, args.out.read_text().splitlines()) if "benchmark" in r}
+        for record in map(json.loads, args.out.read_text().splitlines()):
+            if "benchmark" in record:
+                results.setdefault(record["benchmark"], []).append(record)
     for script in scripts:
         print(f"== {script.stem}", flush=True)
         started, load_before = time.time(), os.getloadavg()
@@ -56,12 +59,12 @@ def main() -> int:
         if proc.returncode != 0:
             record["stderr_tail"] = proc.stderr[-1000:]
             print(f"   failed with exit status {proc.returncode}", flush=True)
-        results[script.stem] = record
+        results[script.stem] = [record]
     tmp = args.out.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(results[name]) + "\n" for name in sorted(results)))
+    tmp.write_text("".join(json.dumps(record) + "\n" for name in sorted(results) for record in results[name]))
     tmp.replace(args.out)
     print(f"wrote {args.out}")
-    return 0 if all(results[s.stem]["exit_status"] == 0 for s in scripts) else 1
+    return 0 if all(results[s.stem][0]["exit_status"] == 0 for s in scripts) else 1
 
 
 if __name__ == "__main__":
