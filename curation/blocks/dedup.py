@@ -62,6 +62,10 @@ class RankFileReader(ParquetReader):
 
     name = "📒 Survivors"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_file_path = False  # datatrove resolves it once per document; nothing here reads it
+
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
             yield from data
@@ -69,7 +73,7 @@ class RankFileReader(ParquetReader):
         if not self.data_folder.isfile(filename):
             return
         for doc in self.read_file(filename):
-            doc.metadata.pop("file_path", None)
+            doc.metadata.pop("file_path", None)  # in survivors written before readers stopped adding it
             yield doc
 
 

@@ -106,10 +106,12 @@ def set_aside(source: SourceSpec, place: str, reason: str, detail: str, raw: str
 
 class _FileSourceReader(BaseDiskReader):
     """A disk reader over the files `source_files` listed in the launching process: task r of W reads
-    files[r::W], as datatrove's own readers shard a folder."""
+    files[r::W], as datatrove's own readers shard a folder. Documents carry no `file_path` (datatrove's
+    default resolves the path once per document; nothing reads it: a bad record's detail names its file)."""
 
     def _init_files(self, source: SourceSpec, listing: SourceFiles) -> None:
         self.source, self.files = source, listing.files
+        self.add_file_path = False
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if data:
