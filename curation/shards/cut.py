@@ -87,7 +87,9 @@ def _bin_expr(lo: float, hi: float, bins: int) -> pl.Expr:
 
 
 def _exact(part: pl.LazyFrame, budget: int, before_docs: int, before_tokens: int) -> Cut:
-    rows = part.sort("key", "id").collect(engine="streaming")
+    # the ids copied: a filtered string column is views into the scanned batches' buffers, so the few rows left
+    # would keep every batch's ids alive (392 MB for the last 104k rows of a 50M-row pool; 115 MB copied)
+    rows = part.with_columns(pl.concat_str(pl.col("id"), pl.lit(""))).collect(engine="streaming").sort("key", "id")
     running = before_tokens + rows["tokens"].cum_sum()
     k = int((running >= budget).arg_max())
     return Cut(rows["key"][k], rows["id"][k], before_docs + k + 1, int(running[k]), False)
