@@ -304,13 +304,21 @@ def make_executor(executor: ExecutorConfig, stage: Stage, logging_dir: str, depe
                                skip_completed=True, **options)
 
 
-def _claim_output_dir(cfg: CurateConfig, config_json: dict, inputs: dict[str, str]) -> None:
+# How records are dealt to tasks (curation/blocks/reading.py). A run left unfinished by code that dealt them
+# otherwise cannot be resumed: its finished tasks read other files than the same ranks would now.
+TASK_LAYOUT = "files-dealt-as-one-deck"
+
+
+def _claim_output_dir(cfg: CurateConfig, config_json: dict, inputs: dict[str, str], finished: bool = False) -> None:
     """A run folder belongs to one config and one state of its inputs: rerunning it resumes; a different
     config, or inputs whose files changed, is an error (finished tasks would otherwise mix old and new data)."""
     work = cfg.output_dir / WORK_DIR
     stamp = work / "config.json"
     if stamp.is_file():
         claimed = json.loads(stamp.read_text())
+        if not finished and claimed.get("task_layout") != TASK_LAYOUT:
+            raise UserError(f"{cfg.output_dir}: an unfinished run started by an earlier stablecpt, which gave the "
+                            f"tasks other files; rerun with --restart")
         if not same_run_config(claimed.get("config"), config_json):
             raise UserError(f"{cfg.output_dir}: holds a run of a different config; choose another output_dir "
                             f"or rerun with --restart to discard it")
@@ -322,7 +330,7 @@ def _claim_output_dir(cfg: CurateConfig, config_json: dict, inputs: dict[str, st
     if cfg.output_dir.exists() and any(cfg.output_dir.iterdir()):
         raise UserError(f"{cfg.output_dir}: exists and is not a curation run folder; choose another output_dir")
     work.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(stamp, {"config": config_json, "inputs": inputs}, sort_keys=True)
+    atomic_write_json(stamp, {"config": config_json, "inputs": inputs, "task_layout": TASK_LAYOUT}, sort_keys=True)
 
 
 def same_run_config(claimed: dict | None, config_json: dict) -> bool:
@@ -356,7 +364,7 @@ def run_curation(cfg: CurateConfig, restart: bool = False, progress: str = "auto
         if restart and cfg.output_dir.exists():
             _discard(cfg.output_dir)
         if (cfg.output_dir / MANIFEST).is_file():
-            _claim_output_dir(cfg, config_json, inputs)
+            _claim_output_dir(cfg, config_json, inputs, finished=True)
             from stablecpt.formats.curation import read_curation_manifest
 
             if read_curation_manifest(cfg.output_dir).config.get("scoring") != config_json["scoring"]:

@@ -104,6 +104,26 @@ def test_output_dir_of_another_config_is_refused(run, corpus):
         run_curation(make_config(run, corpus, executor={"tasks": 3, "workers": 1}))
 
 
+def test_unfinished_run_of_an_earlier_task_layout_is_refused(run, corpus, tmp_path):
+    """A run folder stamped before files were dealt as one deck: its finished tasks read other files than the
+    same ranks would now, so resuming it is refused; a finished one still opens."""
+    import shutil
+
+    from stablecpt.core.errors import UserError
+
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    stamp = old / ".work" / "config.json"
+    claimed = json.loads(stamp.read_text())
+    del claimed["task_layout"]
+    claimed["config"]["output_dir"] = str(old)
+    stamp.write_text(json.dumps(claimed))
+    assert run_curation(make_config(old, corpus)) == old  # finished: nothing is read again
+    (old / "manifest.json").unlink()
+    with pytest.raises(UserError, match="earlier stablecpt.*--restart"):
+        run_curation(make_config(old, corpus))
+
+
 def test_slurm_executor_chain_comes_from_the_yaml(corpus, tmp_path):
     from datatrove.executor.slurm import SlurmPipelineExecutor
     from stablecpt.curation.pipeline import build_stages, config_as_json, make_executor
