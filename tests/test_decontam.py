@@ -114,3 +114,34 @@ def test_documents_items_were_built_from_are_dropped_by_id_even_without_a_shared
     block = DecontaminationFilter(index)
     assert block.filter(Document(text="A01 Typhoid and paratyphoid fevers", id="icd10cm/A01")) == (False, "eval_source")
     assert block.filter(Document(text="A01 Typhoid and paratyphoid fevers", id="icd10cm/A02")) is True
+
+
+@pytest.mark.parametrize("min_words", [1, 3, 8])
+def test_matches_equal_a_scan_of_every_position_on_real_text(min_words):
+    """Items cut from real documents (1-20 words, so n-grams of several sizes and single words), matched against
+    the documents: the same n-grams as trying every indexed length at every word."""
+    import random
+
+    from curation_helpers import embedded_slice
+
+    texts = [d["text"] for d in embedded_slice("lee", 60) + embedded_slice("hpo", 200)]
+    rng = random.Random(min_words)
+    index = EvalNgramIndex(n=13, min_words=min_words)
+    for text in rng.sample(texts, 40):
+        words = text.split()
+        start, size = rng.randrange(len(words)), rng.choice([1, 2, 5, 13, 20])
+        index.add_string(" ".join(words[start:start + size]))
+    index.add_string("the of and")  # common words: every position starts a candidate
+    assert index.ngrams and len(index.lengths) >= 2
+
+    def every_position(text: str) -> set[str]:
+        words = decontam_words(text)
+        return {" ".join(words[i:i + k]) for i in range(len(words)) for k in index.lengths
+                if i + k <= len(words) and " ".join(words[i:i + k]) in index.ngrams}
+
+    matched = 0
+    for text in texts:
+        expected = every_position(text)
+        assert index.matches(text) == expected
+        matched += bool(expected)
+    assert matched >= 10  # not vacuous: many documents contain an item

@@ -13,11 +13,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from datatrove.utils.text import PUNCTUATION_TRANS, TextNormConfig, simplify_text
+from datatrove.utils.text import PUNCTUATION_TRANS, TextNormConfig
 
 from stablecpt.core.files import expand_paths as _expand_paths
 from stablecpt.core.files import jsonl_values
 
+from ..textnorm import simplify
 from .lm_eval_tasks import task_records
 
 _CONFIG = TextNormConfig(lowercase=True, norm_whitespace=True, remove_punctuation=True,
@@ -27,7 +28,7 @@ _CONFIG = TextNormConfig(lowercase=True, norm_whitespace=True, remove_punctuatio
 def decontam_words(text: str) -> list[str]:
     if text.isascii():  # simplify_text's steps minus its per-character accent loop, a no-op for ASCII
         return text.lower().translate(PUNCTUATION_TRANS).split()
-    return simplify_text(text, config=_CONFIG).split()
+    return simplify(text, _CONFIG).split()
 
 
 def string_values(value: Any) -> Iterator[str]:

@@ -47,7 +47,9 @@ import re
 from itertools import chain, filterfalse, repeat
 
 import numpy as np
-from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION_SET, PUNCTUATION_TRANS, simplify_text
+from datatrove.utils.text import NUMBERS_PATTERN, PUNCTUATION_SET, PUNCTUATION_TRANS
+
+from ..textnorm import simplify
 
 # Moduli of the two polynomial word hashes. The hash of a word is its UTF-32 code points read as one
 # little-endian integer, mod MOD: hash(a + b) = hash(a) + 2^(32 len(a)) hash(b) (rules.py uses that).
@@ -400,7 +402,7 @@ class WordTable:
             risky = True
         if risky:
             self.fallbacks += 1
-            return self._datatrove.word_tokenize(simplify_text(text))
+            return self._datatrove.word_tokenize(simplify(text))
         return list(map(self.tokens.__getitem__, chain.from_iterable(map(self._simplified.__getitem__, chunks))))
 
 
@@ -416,7 +418,7 @@ def _simplified_parts(chunks: list[str]) -> list[list[str]]:
         if len(pieces) == len(ascii_positions):
             for i, piece in zip(ascii_positions, pieces, strict=True):
                 out[i] = piece.split()
-    return [parts if parts is not None else simplify_text(c).split() for c, parts in zip(chunks, out, strict=True)]
+    return [parts if parts is not None else simplify(c).split() for c, parts in zip(chunks, out, strict=True)]
 
 
 _SHARED: WordTable | None = None

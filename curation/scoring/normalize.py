@@ -1,4 +1,5 @@
-"""CCNet-style text normalisation for the word-level KenLM scorer, built from datatrove's `simplify_text`.
+"""CCNet-style text normalisation for the word-level KenLM scorer, built from datatrove's `simplify_text`
+(curation/textnorm.py: the same function, faster on non-ASCII text).
 
 One line at a time (a document's lines are scored as separate sentences, as CCNet does):
 1. lower-case;
@@ -16,7 +17,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from datatrove.utils.text import PUNCTUATION_TRANS, TextNormConfig, simplify_text
+from datatrove.utils.text import PUNCTUATION_TRANS, TextNormConfig
+
+from ..textnorm import simplify
 
 _CONFIG = TextNormConfig(lowercase=True, norm_whitespace=True, remove_punctuation=True,
                          norm_unicode_diacritics=True, norm_numbers=False)
@@ -28,7 +31,7 @@ def normalize_line(line: str) -> str:
     if line.isascii():
         # the same steps for ASCII text, without simplify_text's per-character accent loop (a no-op here)
         return " ".join(line.lower().translate(PUNCTUATION_TRANS).split()).translate(_ASCII_DIGITS)
-    return _DIGIT.sub("0", simplify_text(line, config=_CONFIG))
+    return _DIGIT.sub("0", simplify(line, _CONFIG))
 
 
 def normalized_lines(text: str) -> Iterator[str]:
