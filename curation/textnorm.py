@@ -29,7 +29,8 @@ from datatrove.utils.text import (
     TextNormConfig,
 )
 
-DEFAULT = TextNormConfig()
+DEFAULT = TextNormConfig()  # MinHash's
+NUMBERS_KEPT = TextNormConfig(norm_numbers=False)  # the KenLM scorer's and decontamination's
 _PUNCTUATION = re.compile("[" + "".join(map(re.escape, sorted(set(PUNCTUATION)))) + "]")
 _MARKS: dict[int, None] | None = None
 

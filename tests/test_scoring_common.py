@@ -142,15 +142,16 @@ def test_training_without_text_stops_with_one_clear_line(tmp_path):
     assert not (tmp_path / "k" / "scorer.json").exists() and not (tmp_path / "f" / "scorer.json").exists()
 
 
-def test_ascii_fast_path_gives_what_datatrove_simplify_text_gives():
-    from datatrove.utils.text import simplify_text
-    from stablecpt.curation.scoring.normalize import _CONFIG, _DIGIT
+def test_ascii_lines_normalise_as_datatrove_simplify_text_then_digits_to_zero():
+    from datatrove.utils.text import TextNormConfig, simplify_text
+    from stablecpt.curation.scoring.normalize import _DIGIT
 
+    datatrove_config = TextNormConfig(norm_numbers=False)  # lower-case, punctuation, whitespace, accents
     lines = ["Type 2 Diabetes, E11.9 (onset 1987)!", "def f(x):\treturn x**2  # 42", "A\x0bB\x1fC -- d/e_f",
              "   ", "HP:0001250 'Seizure' \"fits\" [sic] {x} <y> ~z @ 3.5%"]
     for line in lines:
         assert line.isascii()
-        assert normalize_line(line) == _DIGIT.sub("0", simplify_text(line, config=_CONFIG))
+        assert normalize_line(line) == _DIGIT.sub("0", simplify_text(line, config=datatrove_config))
 
 
 def test_scorer_specs_build_shipped_blocks_and_a_trained_scorer_needs_its_folder(tmp_path):

@@ -13,22 +13,19 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from datatrove.utils.text import PUNCTUATION_TRANS, TextNormConfig
+from datatrove.utils.text import PUNCTUATION_TRANS
 
 from stablecpt.core.files import expand_paths as _expand_paths
 from stablecpt.core.files import jsonl_values
 
-from ..textnorm import simplify
+from ..textnorm import NUMBERS_KEPT, simplify
 from .lm_eval_tasks import task_records
-
-_CONFIG = TextNormConfig(lowercase=True, norm_whitespace=True, remove_punctuation=True,
-                         norm_unicode_diacritics=True, norm_numbers=False)
 
 
 def decontam_words(text: str) -> list[str]:
-    if text.isascii():  # simplify_text's steps minus its per-character accent loop, a no-op for ASCII
+    if text.isascii():  # simplify's ASCII steps without its whitespace join, which split() undoes (20-45 %)
         return text.lower().translate(PUNCTUATION_TRANS).split()
-    return simplify(text, _CONFIG).split()
+    return simplify(text, NUMBERS_KEPT).split()
 
 
 def string_values(value: Any) -> Iterator[str]:

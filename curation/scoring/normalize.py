@@ -17,21 +17,15 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from datatrove.utils.text import PUNCTUATION_TRANS, TextNormConfig
+from ..textnorm import NUMBERS_KEPT, simplify
 
-from ..textnorm import simplify
-
-_CONFIG = TextNormConfig(lowercase=True, norm_whitespace=True, remove_punctuation=True,
-                         norm_unicode_diacritics=True, norm_numbers=False)
 _DIGIT = re.compile(r"\d")
 _ASCII_DIGITS = str.maketrans("123456789", "000000000")
 
 
 def normalize_line(line: str) -> str:
-    if line.isascii():
-        # the same steps for ASCII text, without simplify_text's per-character accent loop (a no-op here)
-        return " ".join(line.lower().translate(PUNCTUATION_TRANS).split()).translate(_ASCII_DIGITS)
-    return _DIGIT.sub("0", simplify(line, _CONFIG))
+    simple = simplify(line, NUMBERS_KEPT)
+    return simple.translate(_ASCII_DIGITS) if simple.isascii() else _DIGIT.sub("0", simple)
 
 
 def normalized_lines(text: str) -> Iterator[str]:
