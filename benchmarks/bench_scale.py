@@ -15,8 +15,9 @@ Steps (`--steps`):
            loaded as `shards build` loaded it (ids to Python strings, sorted by id), np.lexsort of the pool,
            cumulative sum; new: curation/shards/cut.py over Parquet scans, then one streaming pass writing the
            kept ids. Both must name the same boundary document.
-  plan     one epoch's plan of the selected subset with today's plan code (curation/shards/plan.py:
-           hash_order, epoch_order): old only, not yet scaled out
+  plan     one epoch's plan of the selected subset. old: every run id as a Python string and tuple sorts
+           (plan.py before 2026-12-04, kept in PLAN_OLD); new: curation/shards/plan.py (numpy key sorts, ids
+           made only for the selected rows). Both must write the same plan
   startup  training start-up on a shard version of N documents (2 epochs): the main rank's quick verify
            and the loader, the other ranks' unverified open and the loader; old = the unverified open
            reading every column quick reads (as before LOAD_COLUMNS)
@@ -148,18 +149,40 @@ print(cut.id, cut.documents, cut.tokens)
 
 PLAN_OLD = """
 import sys; from pathlib import Path; import numpy as np, polars as pl
-from stablecpt.curation.shards.plan import Part, epoch_order, hash_order
+from stablecpt.core.hashing import stable_hash
+# plan.py before 2026-12-04: every run id as a Python string, tuple sorts (kept here as the reference)
+def hash_order(rows, ids, seed, purpose, epoch):
+    keyed = sorted((stable_hash(f'{seed}/{purpose}/{epoch}/{ids[r]}'), ids[r], int(r)) for r in rows)
+    return np.fromiter((r for _, _, r in keyed), dtype=np.int64, count=len(keyed))
+def epoch_order(parts, ids, seed, epoch):
+    keyed = [(stable_hash(f'{seed}/order/{epoch}/{ids[row]}#{repeat}'), ids[row], repeat, row, name)
+             for name, entries in parts for row, repeat in entries]
+    keyed.sort()
+    return [(row, name) for _, _, _, row, name in keyed]
 run = Path(sys.argv[1])
 table = pl.read_parquet(sorted((run / 'documents').glob('*.parquet')), columns=['id']).sort('id')
 selected = set(pl.read_parquet(run / 'selected.parquet')['id'].to_list())
 ids = table['id'].to_list()
 rows = np.fromiter((i for i, d in enumerate(ids) if d in selected), dtype=np.int64)
 order = hash_order(rows, ids, 0, 'domain', 0)
-part = Part(name='domain', target=0, entries=[(int(r), 0) for r in order])
-plan = epoch_order([part], ids, 0, 0)
+plan = epoch_order([('domain', [(int(r), 0) for r in order])], ids, 0, 0)
 pl.DataFrame({'position': np.arange(len(plan)), 'doc_index': [r for r, _ in plan],
-              'part': [p for _, p in plan]}).write_parquet(run / 'plan0.parquet')
+              'part': [p for _, p in plan]}).write_parquet(run / 'plan_old.parquet')
 print(len(plan))
+"""
+
+PLAN_NEW = """
+import sys; from pathlib import Path; import numpy as np, polars as pl
+from stablecpt.curation.shards.plan import Part, epoch_order, hash_order
+run = Path(sys.argv[1])
+ids = pl.read_parquet(sorted((run / 'documents').glob('*.parquet')), columns=['id']).sort('id')['id']
+rows = np.flatnonzero(ids.is_in(pl.read_parquet(run / 'selected.parquet')['id']).to_numpy())
+order = hash_order(rows, ids.gather(rows).to_list(), 0, 'domain', 0)
+part = Part(name='domain', target=0, rows=order, repeat=np.zeros(len(order), dtype=np.int64))
+plan_rows, plan_part = epoch_order([part], lambda r: ids.gather(r).to_list(), 0, 0)
+pl.DataFrame({'position': np.arange(len(plan_rows)), 'doc_index': plan_rows,
+              'part': np.array([part.name])[plan_part]}).write_parquet(run / 'plan_new.parquet')
+print(len(plan_rows))
 """
 
 STARTUP = """
@@ -248,8 +271,14 @@ def main() -> None:
             figures["selection"] = {"new": measure([py, "-c", SELECT_NEW, str(run), "0.1"])}
             if not args.no_old:
                 figures["selection"]["old"] = measure([py, "-c", SELECT_OLD, str(run), "0.1"])
-        if "plan" in steps and not args.no_old:
-            figures["plan_one_epoch"] = {"old": measure([py, "-c", PLAN_OLD, str(run)])}
+        if "plan" in steps:
+            figures["plan_one_epoch"] = {"new": measure([py, "-c", PLAN_NEW, str(run)])}
+            if not args.no_old:
+                figures["plan_one_epoch"]["old"] = measure([py, "-c", PLAN_OLD, str(run)])
+                same = pl.read_parquet(run / "plan_old.parquet").equals(pl.read_parquet(run / "plan_new.parquet"))
+                if not same:
+                    raise SystemExit("plan step: the new plan differs from the old one")
+                figures["plan_one_epoch"]["identical"] = same
         if "startup" in steps or "audit" in steps:
             if not (version / "manifest.json").is_file():
                 shutil.rmtree(version, ignore_errors=True)

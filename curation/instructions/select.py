@@ -90,8 +90,8 @@ def plan_epochs(cfg: InstructConfig, candidates: list[Candidate], selection: Sel
         drawn = 0
         if general_target:
             draw_epoch = epoch if cfg.selection.resample_general else 0
-            for row in hash_order(np.array(selection.general_pool, dtype=np.int64), ids, cfg.seed, "general",
-                                  draw_epoch):
+            pool = np.array(selection.general_pool, dtype=np.int64)
+            for row in hash_order(pool, [ids[r] for r in pool], cfg.seed, "general", draw_epoch):
                 if drawn >= general_target:
                     break
                 general_rows.append(int(row))
@@ -102,6 +102,7 @@ def plan_epochs(cfg: InstructConfig, candidates: list[Candidate], selection: Sel
                                 "short_by": max(0, general_target - drawn)}
         part_of = {row: "domain" for row in selection.subset} | {row: "general" for row in general_rows}
         rows = np.array(sorted(part_of), dtype=np.int64)
-        order = [(int(row), part_of[int(row)]) for row in hash_order(rows, ids, cfg.seed, "order", epoch)]
+        order = [(int(row), part_of[int(row)]) for row in hash_order(rows, [ids[r] for r in rows], cfg.seed, "order",
+                                                                      epoch)]
         plans.append(InstructEpoch(epoch, order, parts))
     return plans

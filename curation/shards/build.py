@@ -39,7 +39,7 @@ def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> t
         for plan in plans:
             parts = ", ".join(f"{p.name} {p.tokens:,}" + (f" (x{p.repeats})" if p.repeats > 1 else "")
                               for p in plan.parts)
-            log(f"epoch {plan.epoch}: {len(plan.order):,} documents, {plan.tokens:,} tokens: {parts}")
+            log(f"epoch {plan.epoch}: {len(plan.rows):,} documents, {plan.tokens:,} tokens: {parts}")
         tokenized = sum(int(r.lengths.sum()) for r in store.results)
         seconds = sum(r.seconds for r in store.results)
         selection = dict(subset.stats, tokenized_tokens=tokenized, tokenize_rounds=store.rounds,

@@ -30,11 +30,16 @@ from .store import TokenStore
 class EpochPlan:
     epoch: int
     parts: list[Part]
-    order: list[tuple[int, str]]  # (row, part name) in consumption order
+    rows: np.ndarray  # in consumption order
+    part: np.ndarray  # each row's part, an index into `parts`
 
     @property
     def tokens(self) -> int:
         return sum(p.tokens for p in self.parts)
+
+    def part_names(self) -> list[str]:
+        names = [p.name for p in self.parts]
+        return [names[i] for i in self.part.tolist()]
 
 
 def part_targets(cfg: ShardsConfig, subset: Subset) -> tuple[int, dict[str, int]]:
@@ -130,11 +135,11 @@ def plan_epochs(cfg: ShardsConfig, run: CurationRun, store: TokenStore, subset: 
     plans = []
     for epoch in range(cfg.epochs):
         domain_key = 0 if cfg.mode == "data-fixed" else epoch
-        order = hash_order(subset.rows, run.ids, cfg.seed, "domain", domain_key)
+        order = hash_order(subset.rows, run.ids_at(subset.rows), cfg.seed, "domain", domain_key)
         parts = [draw("domain", order, domain_target, store.take_prefix, cfg.repetition_cap, where)]
         for name, target in general_targets.items():
             key = epoch if cfg.resample_general else 0
-            general_order = hash_order(pools[name], run.ids, cfg.seed, f"general:{name}", key)
+            general_order = hash_order(pools[name], run.ids_at(pools[name]), cfg.seed, f"general:{name}", key)
             parts.append(draw(name, general_order, target, store.take_prefix, cfg.repetition_cap, where))
-        plans.append(EpochPlan(epoch, parts, epoch_order(parts, run.ids, cfg.seed, epoch)))
+        plans.append(EpochPlan(epoch, parts, *epoch_order(parts, run.ids_at, cfg.seed, epoch)))
     return plans

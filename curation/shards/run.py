@@ -31,8 +31,14 @@ class CurationRun:
     table: pl.DataFrame  # sorted by id; row number = canonical document position. Columns below.
     # id, source, domain, category, n_bytes (UTF-8 bytes of text), file (index), then each attribute column
 
-    ids: list[str]  # table["id"], once
+    ids: pl.Series  # table["id"]: strings are made only for the rows that need them (ids_at)
     attributes: dict[str, AttributeColumn]  # the attribute columns of `table`, as the scorers declared them
+
+    def ids_at(self, rows: np.ndarray) -> list[str]:
+        return self.ids.gather(np.asarray(rows, dtype=np.int64)).to_list()
+
+    def rows_of(self, ids: list[str]) -> np.ndarray:
+        return rows_in_sorted(self.ids, ids)
 
     def rows(self, mask: pl.Expr) -> np.ndarray:
         return self.table.with_row_index("row").filter(mask)["row"].to_numpy().astype(np.int64)
@@ -59,8 +65,23 @@ def open_run(path: str | Path) -> CurationRun:
         raise UserError(f"{path / 'documents'}: document id '{dupes['id'][0]}' occurs {len(dupes)} times")
     for name, use in manifest.scorers.items():
         table = join_attributes(table, path / ATTRIBUTES_DIR / name, list(use.columns))
-    return CurationRun(path=path, manifest=manifest, files=files, table=table, ids=table["id"].to_list(),
+    return CurationRun(path=path, manifest=manifest, files=files, table=table, ids=table["id"],
                        attributes=attribute_columns(manifest.scorers))
+
+
+def rows_in_sorted(sorted_ids: pl.Series, ids: list[str]) -> np.ndarray:
+    """The position of each of `ids` in `sorted_ids` (ascending, distinct): a binary search per id, no dict of
+    the whole column; a KeyError names the first id it lacks."""
+    if not ids:
+        return np.empty(0, dtype=np.int64)
+    wanted = pl.Series(ids, dtype=pl.String)
+    rows = sorted_ids.search_sorted(wanted, side="left").to_numpy().astype(np.int64)
+    inside = np.minimum(rows, max(len(sorted_ids) - 1, 0))
+    found = (rows < len(sorted_ids)) & (sorted_ids.gather(inside) == wanted).to_numpy() if len(sorted_ids) \
+        else np.zeros(len(ids), dtype=bool)
+    if not found.all():
+        raise KeyError(ids[int(np.flatnonzero(~found)[0])])
+    return rows
 
 
 def join_attributes(table: pl.DataFrame, folder: Path, columns: list[str]) -> pl.DataFrame:

@@ -54,7 +54,7 @@ def _ranking(pool: np.ndarray, score: str, cfg: ShardsConfig, run: CurationRun, 
     already in hash order), documents left out for lacking the score, the score's direction)."""
     direction = score_direction(score, run, where, key)
     if direction is None:
-        return hash_order(pool, run.ids, cfg.seed, "select", 0), None, 0, None
+        return hash_order(pool, run.ids_at(pool), cfg.seed, "select", 0), None, 0, None
     values = run.table[score].to_numpy()[pool]
     has = ~np.isnan(values)
     scored = pool[has]

@@ -31,7 +31,6 @@ class TokenStore:
         self.staging_paths: list[str] = []
         self.n_bytes = run.table["n_bytes"].to_numpy()
         self.file_of = run.table["file"].to_numpy()
-        self.row_of = {doc_id: i for i, doc_id in enumerate(run.ids)}
         self.rounds = 0
         self.results: list[TaskResult] = []
         self._bytes_seen, self._tokens_seen = 0, 0
@@ -61,17 +60,16 @@ class TokenStore:
             self.tokenize(candidates[self.lengths[candidates] < 0])
 
     def tokenize(self, rows: np.ndarray) -> None:
-        ids = self.run.ids
         by_file: dict[int, set[str]] = {}
-        for r in rows:
-            by_file.setdefault(int(self.file_of[r]), set()).add(ids[r])
+        for r, doc_id in zip(rows.tolist(), self.run.ids_at(rows), strict=True):
+            by_file.setdefault(int(self.file_of[r]), set()).add(doc_id)
         tasks = plan_tasks(self.run.files, by_file, self.staging_dir, f"r{self.rounds:03d}", self.workers)
         self.rounds += 1
         for result in self.tokenizers.run(tasks):
             self.results.append(result)
             index = len(self.staging_paths)
             self.staging_paths.append(result.staging)
-            found = np.fromiter((self.row_of[i] for i in result.ids), dtype=np.int64, count=len(result.ids))
+            found = self.run.rows_of(result.ids)
             self.lengths[found] = result.lengths
             self.staging_file[found] = index
             self.staging_offset[found] = result.offsets
@@ -79,7 +77,8 @@ class TokenStore:
             self._tokens_seen += int(result.lengths.sum())
         lost = rows[self.lengths[rows] < 0]
         if len(lost):  # a document listed in the table but not found when streaming its file
-            raise RuntimeError(f"document '{ids[lost[0]]}' vanished from {self.run.files[self.file_of[lost[0]]]}")
+            first = int(lost[0])
+            raise RuntimeError(f"document '{self.run.ids[first]}' vanished from {self.run.files[self.file_of[first]]}")
 
     def tokens(self, row: int) -> np.ndarray:
         path = self.staging_paths[self.staging_file[row]]

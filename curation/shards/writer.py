@@ -99,7 +99,7 @@ def write_token_runs(folder: Path, runs, count: int, tokenizer: TargetTokenizer,
 def write_version(target: Path, tmp: Path, run: CurationRun, store: TokenStore, tokenizer: TargetTokenizer,
                   plans: list[EpochPlan], config: dict, selection: dict, target_mixture: TargetMixture,
                   max_tokens_per_file: int) -> ShardManifest:
-    used = np.unique(np.fromiter((row for plan in plans for row, _ in plan.order), dtype=np.int64))
+    used = np.unique(np.concatenate([plan.rows for plan in plans]))
     shards, offsets = write_tokens(tmp / "tokens", used, store, tokenizer, max_tokens_per_file)
     lengths = store.lengths[used]
     table = run.table[used]
@@ -108,11 +108,10 @@ def write_version(target: Path, tmp: Path, run: CurationRun, store: TokenStore, 
                             "doc_index": np.arange(len(used), dtype=np.int64), "shard": shards,
                             "token_offset": offsets, "token_length": lengths}, extra=attributes)
     write_documents(tmp, docs)
-    doc_index = {int(row): i for i, row in enumerate(used)}
     orders, epochs = [], []
     for plan in plans:
-        index = np.fromiter((doc_index[row] for row, _ in plan.order), dtype=np.int64, count=len(plan.order))
-        write_epoch_plan(tmp, plan.epoch, index, [name for _, name in plan.order])
+        index = np.searchsorted(used, plan.rows)  # a version's doc_index is the row's rank among those used
+        write_epoch_plan(tmp, plan.epoch, index, plan.part_names())
         orders.append(index)
         epochs.append(epoch_entry(plan.epoch, docs, index, {p.name: p.summary() for p in plan.parts}))
     return seal_version(target, tmp, {
