@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -85,22 +86,37 @@ def test_kill_at_random_moments_then_concurrent_starts(tmp_path):
     marks = sorted(rng.choices(range(total), k=KILLS) if KILLS > total else rng.sample(range(total), KILLS))
     killed = []
     for mark in marks:
-        tag = uuid.uuid4().hex
-        proc = _start(config, tag, tmp_path / f"kill-{mark}.log")
-        deadline = time.time() + 240
-        # a mark the previous run already passed (its random delay) must not kill this one before it holds the lock
-        while ((_completions(cfg.output_dir) < mark or _holder(lock_path(cfg.output_dir))[0] != proc.pid)
-               and proc.poll() is None and time.time() < deadline):
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0, 0.5))
-        assert proc.poll() is None, f"the run ended before the kill at {mark} completed tasks"
-        assert _tagged(tag)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        killed.append(proc.pid)
-        left = _survivors(tag)
-        assert not left, f"processes of the killed run still alive: {left}"
-        assert not (cfg.output_dir / "manifest.json").exists()
+        delay = rng.uniform(0, 0.5)
+        while True:
+            tag = uuid.uuid4().hex
+            proc = _start(config, tag, tmp_path / f"kill-{mark}.log")
+            deadline = time.time() + 240
+            # a mark the previous run already passed (its random delay) must not kill this one before it holds
+            # the lock
+            while ((_completions(cfg.output_dir) < mark or _holder(lock_path(cfg.output_dir))[0] != proc.pid)
+                   and proc.poll() is None and time.time() < deadline):
+                time.sleep(0.05)
+            time.sleep(delay)
+            ended = proc.poll() is not None
+            if not ended:
+                assert _tagged(tag)
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                killed.append(proc.pid)
+            left = _survivors(tag)
+            assert not left, f"processes of the killed run still alive: {left}"
+            if not (cfg.output_dir / "manifest.json").exists():
+                assert not ended, f"the run ended before the kill at {mark} completed tasks, without a manifest"
+                break
+            # The last tasks and the manifest took less than the delay (a fast machine): the run had finished, or
+            # the kill landed as it exited. What looks complete must be complete; then start over from nothing
+            # with a shorter delay, so that this mark is still killed mid-run.
+            finished = json.loads((cfg.output_dir / "manifest.json").read_text())
+            assert finished["fingerprint"] == expected["fingerprint"] and finished["files"] == expected["files"]
+            assert delay > 1e-3, f"every kill at mark {mark} came after the run had finished"
+            shutil.rmtree(cfg.output_dir)
+            lock_path(cfg.output_dir).unlink(missing_ok=True)
+            delay /= 4
 
     # the next two start at once: one takes over the killed run's lock and finishes, the other is refused
     tag = uuid.uuid4().hex
