@@ -107,3 +107,18 @@ def test_lmplz_trainer_without_a_binary_says_how_to_build_it(tmp_path):
 
     with pytest.raises(UserError, match="lmplz not found .*make lmplz"):
         train_kenlm(["Abnormality of the kidney."], tmp_path / "x", trainer="lmplz", lmplz_path=str(tmp_path / "no"))
+
+
+def test_normalized_lines_equal_normalize_line_of_each_line():
+    from stablecpt.curation.scoring.normalize import normalize_line
+
+    # every line boundary splitlines knows, the ASCII ones that are also punctuation (\r \v \f \x1c-\x1e),
+    # controls, digits, accents (the per-line path) and empty lines
+    tricky = ["a\rb\r\nc\x0bd\x0ce\x1cf\x1dg\x1eh\x85i\u2028j", "Tab\tand  spaces, 1987!\n\n  \nEND.",
+              "ÉCOLE, 12 déc.\nplain ASCII line 3", "\x00\x1f\x7f", "", "\n", "x" * 10 + "\r\n" * 3 + "Y9",
+              "a\x1cb\x1d\x1e", "Ends with a break\n"]
+    corpus = texts(MEDICAL, heldout=True)[:300] + texts(GENERAL, heldout=True)[:100]
+    assert sum(t.isascii() for t in corpus) > 100
+    for text in tricky + corpus:
+        expected = [n for n in (normalize_line(line) for line in text.splitlines()) if n]
+        assert list(normalized_lines(text)) == expected, repr(text[:80])

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from datatrove.utils.text import PUNCTUATION_TRANS
+
 from ..textnorm import NUMBERS_KEPT, simplify
 
 _DIGIT = re.compile(r"\d")
@@ -29,8 +31,19 @@ def normalize_line(line: str) -> str:
 
 
 def normalized_lines(text: str) -> Iterator[str]:
-    """The non-empty normalised lines of a text."""
-    for line in text.splitlines():
-        normalized = normalize_line(line)
+    """The non-empty normalised lines of a text: `normalize_line` of each of `text.splitlines()`.
+
+    An ASCII text is normalised in one pass over its lines joined by "\n" (lower-case, punctuation, digits act
+    on single characters, and none maps to or from "\n"), then split back: the same lines without the
+    per-line calls, which cost half of KenLM scoring on documents of many short lines."""
+    if not text.isascii():
+        for line in text.splitlines():
+            normalized = normalize_line(line)
+            if normalized:
+                yield normalized
+        return
+    joined = "\n".join(text.splitlines()).lower().translate(PUNCTUATION_TRANS).translate(_ASCII_DIGITS)
+    for line in joined.split("\n"):
+        normalized = " ".join(line.split())
         if normalized:
             yield normalized
