@@ -35,7 +35,9 @@ def normalized_lines(text: str) -> Iterator[str]:
 
     An ASCII text is normalised in one pass over its lines joined by "\n" (lower-case, punctuation, digits act
     on single characters, and none maps to or from "\n"), then split back: the same lines without the
-    per-line calls, which cost half of KenLM scoring on documents of many short lines."""
+    per-line calls, which cost half of KenLM scoring on documents of many short lines. It is `simplify` with
+    NUMBERS_KEPT on ASCII text (no number, weekday or month patterns; no accents to strip);
+    tests/test_scoring_kenlm.py holds the two paths equal."""
     if not text.isascii():
         for line in text.splitlines():
             normalized = normalize_line(line)

@@ -74,11 +74,11 @@ def rows_in_sorted(sorted_ids: pl.Series, ids: list[str]) -> np.ndarray:
     the whole column; a KeyError names the first id it lacks."""
     if not ids:
         return np.empty(0, dtype=np.int64)
+    if not len(sorted_ids):
+        raise KeyError(ids[0])
     wanted = pl.Series(ids, dtype=pl.String)
     rows = sorted_ids.search_sorted(wanted, side="left").to_numpy().astype(np.int64)
-    inside = np.minimum(rows, max(len(sorted_ids) - 1, 0))
-    found = (rows < len(sorted_ids)) & (sorted_ids.gather(inside) == wanted).to_numpy() if len(sorted_ids) \
-        else np.zeros(len(ids), dtype=bool)
+    found = (rows < len(sorted_ids)) & (sorted_ids.gather(np.minimum(rows, len(sorted_ids) - 1)) == wanted).to_numpy()
     if not found.all():
         raise KeyError(ids[int(np.flatnonzero(~found)[0])])
     return rows
