@@ -78,6 +78,33 @@ def test_punctuated_letters_split_by_template_match_spacy():
     assert table.templated > 0.7 * len(prefixes) * len(letters) * len(suffixes)  # the template path ran
 
 
+def test_punctuated_digits_split_by_template_match_spacy():
+    """Every prefix x digits x suffix, with the affixes spaCy's digit rules read (currency, %, +, units' dot,
+    ranges, times, emoticons such as "<3", ":0", "8)") and digit runs of every length class."""
+    prefixes = ["", "(", "$", "£", "#", "-", "+", "<", ":", "=", "[", '"', "'", "~", "...", "(-", "§", "%", "*"]
+    digits = ["0", "3", "8", "10", "99", "123", "2024", "12345", "00000", "9876543210"]
+    suffixes = ["", ".", ",", ")", "%", "+", "$", "€", "-", ":", ";", ").", ".)", "),", "'", "'s", "°", "!",
+                "?", "...", ":)", "x", "*", "/", "++", "%)"]
+    table = WordTable()
+    for p in prefixes:
+        for d in digits:
+            for s in suffixes:
+                chunk = p + d + s
+                assert table.words(chunk) == reference_words(chunk), repr(chunk)
+    assert table.templated > 0.6 * len(prefixes) * len(digits) * len(suffixes)  # the template path ran
+
+
+def test_ascii_digit_chunks_are_one_word():
+    rng = random.Random(1)
+    runs = [str(i) for i in range(1200)] + ["".join(rng.choice("0123456789") for _ in range(rng.randint(1, 30)))
+                                            for _ in range(800)]
+    table = WordTable()
+    for run in runs:
+        assert reference_words(run) == [run], run
+        assert table.words(run) == [run]
+    assert table.spacy_calls == 0
+
+
 def test_ascii_letter_chunks_are_one_word_unless_special(texts):
     nlp = load_word_tokenizer("en").tokenizer
     special = set(nlp.tokenizer.rules)

@@ -57,7 +57,8 @@ MOD1, MOD2 = 1_000_000_007, 998_244_353
 BASE1, BASE2 = (1 << 32) % MOD1, (1 << 32) % MOD2
 DEFAULT_MAX_CHUNKS = 400_000
 ORTH = 65  # spacy.attrs.ORTH
-_AFFIXED = re.compile(r"([^\w\s]*)([A-Za-z]+)([^\w\s]*)")  # punctuation, ASCII letters, punctuation
+# punctuation, then ASCII letters or ASCII digits, then punctuation
+_AFFIXED = re.compile(r"([^\w\s]*)([A-Za-z]+|[0-9]+)([^\w\s]*)")
 _SPACES = np.array([c for c in range(0x3001) if chr(c).isspace()], dtype=np.uint32)  # none above U+3000
 
 
@@ -219,13 +220,18 @@ class WordTable:
             self._edges[part] = edges
 
     def _template(self, part: str) -> tuple[str, str, str] | None:
-        """(prefix, stand-in, suffix) of a punctuation-letters-punctuation chunk no special case can touch."""
+        """(prefix, stand-in, suffix) of a punctuation-letters-punctuation (or -digits-) chunk no special case can
+        touch. The stand-in keeps what spaCy's affix rules look at: the letters' case at both ends (digits are all
+        "0": its rules test [0-9]), and the exact length up to 4."""
         match = _AFFIXED.fullmatch(part)
         if match is None:
             return None
         prefix, letters, suffix = match.groups()
         edges = letters if len(letters) <= 4 else letters[:2] + "q" + letters[-2:]
-        stand_in = "".join("Q" if c.isupper() else "q" for c in edges)
+        if letters[0].isdigit():
+            stand_in = "0" * len(edges)
+        else:
+            stand_in = "".join("Q" if c.isupper() else "q" for c in edges)
         special = self._special
         for core in (letters, stand_in):
             for i in range(len(prefix) + 1):
@@ -254,12 +260,12 @@ class WordTable:
         return [part[a:b] for a, b in zip([0, *cuts], cuts, strict=False)]
 
     def _memoise_parts(self, parts: list[str]) -> None:
-        """Learn every whitespace-free part not known yet: ASCII-letter words directly, punctuated letters from
+        """Learn every whitespace-free part not known yet: ASCII letters or digits directly, punctuated ones from
         their template, the rest from spaCy (one call for the parts and the new templates)."""
         unseen = list(dict.fromkeys(filterfalse(self._chunks.__contains__, parts)))
         to_spacy, templated = [], []
         for part in unseen:
-            if part.isascii() and part.isalpha() and part not in self._special:
+            if part.isascii() and (part.isalpha() or part.isdigit()) and part not in self._special:
                 self._learn(part, [part])
             elif (key := self._template(part)) is not None:
                 templated.append((part, key))
