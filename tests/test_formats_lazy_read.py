@@ -28,3 +28,41 @@ def test_unverified_open_reads_only_the_reading_columns_and_matches_quick(tmp_pa
     assert lazy.sources == quick.sources
     assert all(np.array_equal(a, b) for a, b in zip(lazy.epochs, quick.epochs, strict=True))
     assert "id" in pq.read_schema(path / DOCUMENTS).names  # the table does hold more than was read
+
+
+def test_string_columns_read_as_dictionaries_give_the_same_arrays_over_many_row_groups(tmp_path, monkeypatch):
+    """The reader takes source, category and shard as Parquet's dictionaries (no string per row): over row groups
+    whose dictionaries differ (a source found in one row group only) the arrays and counts are those of plain
+    strings, at every level."""
+    from shardkit import reseal
+
+    docs = random_docs(60, seed=6, sources=("medical", "general", "code"))
+    for d in docs[40:]:
+        d.source = "late"  # only in the last row groups: their dictionaries differ from the first ones'
+    path = write_version(tmp_path, docs, shuffled_epochs(60, 2, seed=7), docs_per_file=25)
+    plain = open_version(path, "quick")
+    table = pq.read_table(path / DOCUMENTS)
+    pq.write_table(table, path / DOCUMENTS, row_group_size=7)
+    reseal(path, rehash=[DOCUMENTS])
+    assert pq.ParquetFile(path / DOCUMENTS).metadata.num_row_groups == 9
+    kwargs = []
+    real = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda *a, **k: kwargs.append(k) or real(*a, **k))
+    for level in ("none", "quick", "full"):
+        opened = open_version(path, level)
+        assert opened.sources == plain.sources == ["code", "general", "late", "medical"]
+        for name in ("doc_file", "doc_offset", "doc_length", "doc_source"):
+            assert np.array_equal(getattr(opened, name), getattr(plain, name)), (level, name)
+    assert {"source", "shard"} <= set(kwargs[0]["read_dictionary"])
+
+
+def test_string_codes_list_only_the_values_rows_hold():
+    import pyarrow as pa
+
+    from stablecpt.formats.shards import string_codes
+
+    dictionary = pa.DictionaryArray.from_arrays(pa.array([2, 0, 2], pa.int32()), ["b", "unused", "a"])
+    names, codes = string_codes(pa.table({"source": dictionary}), "source")
+    assert names == ["a", "b"] and codes.tolist() == [0, 1, 0]
+    plain_names, plain_codes = string_codes(pa.table({"source": dictionary.cast(pa.string())}), "source")
+    assert plain_names == names and np.array_equal(plain_codes, codes)

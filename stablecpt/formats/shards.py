@@ -237,16 +237,23 @@ def write_epoch_plan(folder: Path, epoch: int, doc_index: np.ndarray, parts: Any
 
 
 def string_codes(table: pa.Table, key: str) -> tuple[list[str], np.ndarray]:
-    """(sorted distinct values, each row's index into them, int64) of a string column without nulls."""
+    """(sorted distinct values, each row's index into them, int64) of a string column without nulls. The column
+    may be dictionary-encoded (as the reader reads it from Parquet's dictionary pages, one dictionary per row
+    group: they are unified); only the values some row holds are listed."""
     column = table.column(key)
     if column.null_count:
         raise UserError(f"{DOCUMENTS}: column '{key}' has {column.null_count} null value(s)")
-    encoded = column.combine_chunks().dictionary_encode()
+    if pa.types.is_dictionary(column.type):
+        encoded = column.unify_dictionaries().combine_chunks()
+    else:
+        encoded = column.combine_chunks().dictionary_encode()
     names = encoded.dictionary.to_pylist()
-    order = np.argsort(np.asarray(names, dtype=object), kind="stable") if names else np.zeros(0, dtype=np.int64)
-    rank = np.empty(len(names), dtype=np.int64)
-    rank[order] = np.arange(len(names))
-    return [names[i] for i in order], rank[encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)]
+    indices = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    used = np.bincount(indices, minlength=len(names)) > 0
+    order = np.array(sorted(np.flatnonzero(used).tolist(), key=names.__getitem__), dtype=np.int64)
+    rank = np.full(len(names), -1, dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    return [names[i] for i in order], rank[indices]
 
 
 def _sums(names: list[str], codes: np.ndarray, weights: np.ndarray) -> dict[str, int]:
@@ -274,8 +281,12 @@ def token_counts(docs: pa.Table, plans: list[np.ndarray]) -> TokenCounts:
     O(documents + plan rows), no per-epoch copy of the table)."""
     lengths = _int_column(docs, "token_length")
     by = {key: string_codes(docs, key) for key in ("source", "category")}
-    per_epoch = {key: {str(e): _sums(names, codes[np.asarray(index)], lengths[np.asarray(index)])
-                       for e, index in enumerate(plans)} for key, (names, codes) in by.items()}
+    per_epoch: dict[str, dict[str, dict[str, int]]] = {key: {} for key in by}
+    for e, index in enumerate(plans):  # each plan row's length gathered once, for both keys
+        index = np.asarray(index)
+        weights = lengths[index]
+        for key, (names, codes) in by.items():
+            per_epoch[key][str(e)] = _sums(names, codes[index], weights)
     return TokenCounts(
         total_unique=int(lengths.sum()),
         loss_unique=int(_int_column(docs, "loss_tokens").sum()) if "loss_tokens" in docs.column_names else None,

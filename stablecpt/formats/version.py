@@ -53,6 +53,7 @@ Level = Literal["none", "quick", "full"]
 LEVELS: tuple[Level, ...] = ("none", "quick", "full")
 READ_COLUMNS = ("doc_index", "source", "category", "shard", "token_offset", "token_length")  # + loss_tokens
 LOAD_COLUMNS = ("source", "shard", "token_offset", "token_length")  # what reading needs (level "none")
+DICTIONARY_COLUMNS = ("source", "category", "shard")  # read as Arrow dictionaries: a few distinct values each
 NOT_NULL = ("doc_index", "source", "category", "shard", "token_offset", "token_length", "loss_tokens", "position")
 
 
@@ -166,8 +167,9 @@ def _read_table(path: Path, declared: dict[str, pa.DataType], required: tuple[st
         stored = schema.field(name).type
         if not same_type(stored, declared[name]):
             raise UserError(f"{path}: column '{name}' is {stored}, the format declares {declared[name]}")
-    try:
-        table = pq.read_table(path, columns=list(read), memory_map=True)
+    try:  # string columns as Parquet stores them, dictionary-encoded: no string per row (string_codes reads them)
+        table = pq.read_table(path, columns=list(read), memory_map=True,
+                              read_dictionary=[c for c in read if c in DICTIONARY_COLUMNS])
     except (pa.ArrowException, OSError) as exc:
         raise UserError(f"{path}: not readable as Parquet ({str(exc).splitlines()[0]})") from None
     for name in read:
@@ -177,7 +179,8 @@ def _read_table(path: Path, declared: dict[str, pa.DataType], required: tuple[st
 
 
 def _ints(table: pa.Table, name: str) -> np.ndarray:
-    return table.column(name).to_numpy().astype(np.int64)
+    """An int64 column as numpy: a read-only view of Arrow's buffer when it is one chunk (no copy per document)."""
+    return table.column(name).to_numpy().astype(np.int64, copy=False)
 
 
 def _load(path: Path, manifest: ShardManifest, checked: bool = True) -> tuple[ShardVersion, pa.Table]:
