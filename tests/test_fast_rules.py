@@ -114,9 +114,51 @@ def test_only_english_datatrove_classes_get_a_fast_rule():
     assert fast_rule(GopherQualityFilter()) is not None
     assert fast_rule(GopherQualityFilter(language="fr")) is None  # other tokenizer: datatrove's own filter
     assert fast_rule(C4QualityFilter(split_paragraph=False)) is None  # sentences of the whole text: datatrove's
-    assert fast_rule(LanguageFilter(languages=["en"])) is None  # fastText, not words: datatrove's own filter
+    assert fast_rule(LanguageFilter(languages=["en"])) is not None  # fastText's pruned search (no words)
+    assert fast_rule(LanguageFilter(languages=["en"], backend="glotlid")) is None
+    assert fast_rule(LanguageFilter(languages=["en"], keep_top_pairs_threshold=0.1)) is None  # needs all pairs
 
     class Stricter(GopherQualityFilter):
         pass
 
     assert fast_rule(Stricter()) is None  # a subclass may change the rule
+
+
+MULTILINGUAL = ["Der Patient klagt seit drei Tagen über starke Kopfschmerzen und Fieber.",
+                "Le patient présente une hypertension artérielle depuis plusieurs années.",
+                "El paciente fue ingresado en el hospital con neumonía grave.",
+                "Il paziente è stato dimesso dopo una settimana di terapia antibiotica.",
+                "患者は三日前から頭痛と発熱を訴えている。", "Пациент жалуется на сильную головную боль.",
+                "The patient, der Arzt und le médecin: a mixed sentence across languages.", "12 34 56 78", "",
+                "x", "def f(x):\n    return x + 1\n", "ok ok ok", "Hi.\nBonjour.\nHallo.\nHola.",
+                # en 0.45, de 0.17: a language above a low threshold that is not the best
+                "The patient was admitted with severe pneumonia. Der Patient klagt über starke Kopfschmerzen."]
+
+
+@pytest.mark.parametrize("params", [
+    {"languages": ["en"], "language_threshold": 0.65},  # the demo's
+    {"languages": ["en", "fr", "de"], "language_threshold": 0.3},
+    {"languages": None, "language_threshold": 0.5},
+    {"languages": [], "language_threshold": 0.5},
+    {"languages": ["en"], "language_threshold": 0.0},
+    {"languages": ["fr"], "language_threshold": 0.99},
+    {"languages": ["de"], "language_threshold": 0.15},
+    {"languages": ["en"], "language_threshold": 0.65, "label_only": True},
+])
+def test_language_rule_gives_datatrove_verdict_and_metadata(texts, params, monkeypatch):
+    """The pruned fastText search against LanguageFilter.filter: same verdict, reason, language and score."""
+    from stablecpt.curation.blocks.verdicts import _Step
+    from stablecpt.curation.filters import build_filter
+
+    reference, fast = build_filter("language", params), build_filter("language", params)
+    rule = fast_rule(fast)
+    own_calls = []
+    monkeypatch.setattr(fast, "filter", lambda doc: own_calls.append(doc.id) or LanguageFilter.filter(fast, doc))
+    table = WordTable()
+    corpus = texts + MULTILINGUAL + [t[: n] for t in texts[:40] for n in (20, 200)]
+    for i, text in enumerate(corpus):
+        expected, got = Document(text=text, id=str(i)), Document(text=text, id=str(i))
+        _Step("language", reference).record(expected, reference.filter(expected))
+        _Step("language", fast).record(got, rule(got, DocWords(table, text)))
+        assert got.metadata == expected.metadata, (params, text[:80])
+    assert len(own_calls) < 0.05 * len(corpus)  # datatrove's own call only for near ties of the best two

@@ -1,11 +1,12 @@
-"""datatrove 0.10.1's Gopher repetition, Gopher quality, C4 and FineWeb rules, over word ids, not word strings.
+"""datatrove 0.10.1's Gopher repetition, Gopher quality, C4 and FineWeb rules, over word ids, not word strings;
+and its LanguageFilter with fastText's label-tree search cut short.
 
 Each function is its filter's `filter(doc)` rule for rule, in the same order, with the same thresholds (read
 from the datatrove filter object itself, so YAML `params` mean what they mean to datatrove) and the same
-return values (True, or (False, reason)). Only the representation changes: the words come from the shared
-WordTable as an int array (words.py) and the counting is numpy, so a document's words are split once for
-all filters and MinHash. tests/test_fast_rules.py runs each rule against datatrove's own filter on the
-embedded corpora and on crafted repetitive text (same verdict, same reason).
+return values (True, or (False, reason)) and metadata. Only the representation changes: the words come from
+the shared WordTable as an int array (words.py) and the counting is numpy, so a document's words are split once
+for all filters and MinHash. tests/test_fast_rules.py runs each rule against datatrove's own filter on the
+embedded corpora and on crafted text (same verdict, same reason, same metadata).
 
 Where the equivalence needs care:
 * Gopher n-grams of a document under NUMPY_FROM_WORDS words go through datatrove's own helpers (get_n_grams,
@@ -24,6 +25,7 @@ Where the equivalence needs care:
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 from datatrove.data import Document
@@ -32,6 +34,7 @@ from datatrove.pipeline.filters import (
     FineWebQualityFilter,
     GopherQualityFilter,
     GopherRepetitionFilter,
+    LanguageFilter,
 )
 from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION, POLICY_SUBSTRINGS
 from datatrove.pipeline.filters.gopher_repetition_filter import (
@@ -314,11 +317,55 @@ def c4(f: C4QualityFilter, doc: Document, words: DocWords) -> Verdict:
     return True
 
 
+# fastText's tree searches compare partial log-probabilities, which can rise by 1e-5 a level below (its
+# log(p + 1e-5)): results within these margins of a pruning bound are not trusted (see `language`)
+PRUNE_MARGIN = 0.99  # the pruned walk stops below this fraction of the threshold
+CLEAR_LEAD = 1.001  # the best label is certain when it beats the second by this factor
+
+
+def language(f: LanguageFilter, doc: Document, words: DocWords) -> Verdict:
+    """LanguageFilter.filter (backend ft176, k=-1, no top pairs kept) with fastText's search of its label tree
+    cut short. lid.176 is a hierarchical softmax: k=-1 walks all 176 leaves, k=2 only the branches that can
+    beat the best two found, and a leaf's probability is the same float either way (tested).
+    * The best label: k=2, trusted when it beats the second by CLEAR_LEAD (a leaf the search pruned is below
+      the second's probability x 1.0002, 20 levels of 1e-5); otherwise datatrove's own call (a near tie).
+    * The languages above the threshold: above 0.51 only the best label can be (probabilities sum to 1, give
+      or take the 1e-5s); below it, a second walk pruned at PRUNE_MARGIN x the threshold, which finds every
+      label within 1 % of it."""
+    threshold = f.language_threshold
+    text = doc.text.replace("\n", " ")
+    model = f.model.model
+    labels, scores = model.predict(text, k=2)
+    scores = scores.tolist()
+    if not labels or (len(scores) > 1 and scores[0] <= CLEAR_LEAD * scores[1]):
+        return f.filter(doc)
+    best_language, best = labels[0].split("__")[2], scores[0]
+    doc.metadata["language"], doc.metadata["language_score"] = best_language, best
+    if f.label_only:  # datatrove's expression below, term for term
+        return True
+    if not f.languages:
+        return f.languages is None and best > threshold
+    if threshold > 0.51:
+        return best_language in f.languages and best > threshold
+    labels, scores = model.predict(text, k=-1, threshold=max(0.0, PRUNE_MARGIN * threshold - 1e-4))
+    return any(score > threshold for label, score in zip(labels, scores.tolist(), strict=True)
+               if label.split("__")[2] in f.languages)
+
+
+def _language_rule_applies(block: LanguageFilter) -> bool:
+    """Only datatrove's FT176 backend as LanguageFilter sets it up: all labels scored, no top pairs kept."""
+    from datatrove.utils.lid import FT176LID
+
+    return (block.backend == "ft176" and type(block.model) is FT176LID and block.model.k == -1
+            and block.keep_top_pairs_threshold == -1)
+
+
 RULES: dict[type, Callable[..., Verdict]] = {
     GopherRepetitionFilter: gopher_repetition,
     GopherQualityFilter: gopher_quality,
     FineWebQualityFilter: fineweb,
     C4QualityFilter: c4,
+    LanguageFilter: language,
 }
 
 
@@ -338,8 +385,14 @@ def fast_rule(block) -> Callable[[Document, DocWords], Verdict] | None:
     classes above (a subclass may change the rule), only where datatrove splits words as the WordTable does
     (English), and for C4 only line by line (split_paragraph, its default)."""
     rule = RULES.get(type(block))
-    if rule is None or not splits_like_the_table(getattr(block, "language", None)):
+    if rule is None:
+        return None
+    if isinstance(block, LanguageFilter):  # fastText, no words
+        return partial(rule, block) if _language_rule_applies(block) else None
+    if not splits_like_the_table(getattr(block, "language", None)):
         return None
     if isinstance(block, C4QualityFilter) and not block.split_paragraph:
         return None
-    return lambda doc, words: rule(block, doc, words)
+    # a partial, not a closure: copying the pipeline for a task (deepcopy, pickle) copies the block with it,
+    # so the rule uses that task's copy (and its lazily loaded model), not the launcher's
+    return partial(rule, block)
