@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+from stablecpt.audit.occurrences import composition_table
 from stablecpt.audit.readers import CurationRun, ShardVersion
-from stablecpt.audit.tables import collect_all, composition_query
+from stablecpt.audit.tables import collect_all
 
 from stablecpt.core.errors import UserError
 
@@ -64,9 +65,8 @@ def compare_versions(a: ShardVersion, b: ShardVersion) -> Comparison:
     docs_a, docs_b = a.documents(), b.documents()
     stored = [d.group_by("source").agg(documents=pl.len(), tokens=pl.col("token_length").sum())
               for d in (docs_a, docs_b)]
-    comp_a, comp_b, stored_a, stored_b, documents = collect_all(
-        [composition_query(a.plan(), docs_a), composition_query(b.plan(), docs_b), *stored,
-         document_diff(docs_a, docs_b)])
+    stored_a, stored_b, documents = collect_all([*stored, document_diff(docs_a, docs_b)])
+    comp_a, comp_b = composition_table(a.arrays), composition_table(b.arrays)
     mix = [c.group_by("epoch", "category").agg(pl.col("share").sum()) for c in (comp_a, comp_b)]
     totals = [c.group_by("epoch", "source").agg(pl.col("tokens").sum()) for c in (comp_a, comp_b)]
     summary = pl.DataFrame({

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 from stablecpt.audit.mixture import realised_vs_target
+from stablecpt.audit.occurrences import composition_table, repetition_tables
 from stablecpt.audit.readers import ShardVersion
 from stablecpt.audit.report import NOT_CHECKED, Check, check
 
@@ -54,40 +55,6 @@ def collect_all(queries: list[pl.LazyFrame]) -> list[pl.DataFrame]:
         return pl.collect_all(queries, engine="streaming")
     except (pl.exceptions.ComputeError, OSError) as exc:  # a damaged Parquet file found mid-read
         raise UserError(f"reading the Parquet tables failed: {str(exc).splitlines()[0]}") from None
-
-
-def per_epoch_counts(plan: pl.LazyFrame) -> pl.LazyFrame:
-    """(doc_index, epoch, n): how many times each document occurs in each epoch's plan."""
-    return plan.group_by("doc_index", "epoch").agg(n=pl.len())
-
-
-def composition_query(plan: pl.LazyFrame, docs: pl.LazyFrame) -> pl.LazyFrame:
-    """Per epoch, part (the plan's share), source, domain and category: documents and tokens."""
-    occurrences = plan.group_by("doc_index", "epoch", "part").agg(n=pl.len()).join(
-        docs.select("doc_index", "source", "domain", "category", "token_length"), on="doc_index", how="inner")
-    return (occurrences.group_by("epoch", "part", "source", "domain", "category")
-            .agg(documents=pl.col("n").sum().cast(pl.Int64), unique_documents=pl.len().cast(pl.Int64),
-                 tokens=(pl.col("n") * pl.col("token_length")).sum())
-            .with_columns(share=pl.col("tokens") / pl.col("tokens").sum().over("epoch"))
-            .sort("epoch", "part", "source"))
-
-
-def repetition_queries(plan: pl.LazyFrame, docs: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """How often each stored document recurs: over all epochs, and at most within one epoch."""
-    per_doc = per_epoch_counts(plan).group_by("doc_index").agg(
-        occurrences=pl.col("n").sum(), epochs=pl.len(), max_in_epoch=pl.col("n").max())
-    full = (docs.select("doc_index", "source", "token_length").join(per_doc, on="doc_index", how="left")
-            .with_columns(pl.col("occurrences", "epochs", "max_in_epoch").fill_null(0).cast(pl.Int64)))
-    histogram = (full.group_by("source", "occurrences")
-                 .agg(documents=pl.len(), tokens=pl.col("token_length").sum())
-                 .sort("source", "occurrences"))
-    summary = (full.group_by("source")
-               .agg(stored_documents=pl.len(), unused_documents=(pl.col("occurrences") == 0).sum(),
-                    mean_occurrences=pl.col("occurrences").mean(), max_occurrences=pl.col("occurrences").max(),
-                    repeated_within_an_epoch=(pl.col("max_in_epoch") > 1).sum(),
-                    max_epochs=pl.col("epochs").max())
-               .sort("source"))
-    return histogram, summary
 
 
 def score_summary_query(docs: pl.LazyFrame, scores: Scores) -> pl.LazyFrame:
@@ -176,15 +143,14 @@ def score_histograms(groups: dict[str, pl.LazyFrame], scores: Scores, bins: int 
 def version_tables(version: ShardVersion, target: TargetMixture, target_source: str,
                    pool: pl.LazyFrame | None = None) -> VersionTables:
     """All shard version tables. `pool`: the curation run's kept documents, to show what selection chose from."""
-    docs, plan = version.documents(), version.plan()
+    docs = version.documents()
     specs = score_columns(version.manifest.lineage.scorers)
-    composition_q = composition_query(plan, docs)
     stored_q = (docs.group_by("source", "domain", "category")
                 .agg(documents=pl.len(), tokens=pl.col("token_length").sum()).sort("source"))
-    histogram_q, summary_q = repetition_queries(plan, docs)
-    composition, stored, repetition, summary, scores, selection = collect_all(
-        [composition_q, stored_q, histogram_q, summary_q, score_summary_query(docs, specs),
-         selection_boundary(docs, version.manifest, specs)])
+    stored, scores, selection = collect_all(
+        [stored_q, score_summary_query(docs, specs), selection_boundary(docs, version.manifest, specs)])
+    composition = composition_table(version.arrays)
+    repetition, summary = repetition_tables(version.arrays)
     groups = {"selected": docs}
     if pool is not None:
         domains = stored["domain"].unique().to_list()

@@ -95,8 +95,8 @@ print(len(comp), len(rep), len(scores))
 EAGER_POLARS = """
 import sys; from pathlib import Path; import polars as pl
 from stablecpt.audit.readers import open_audited
-from stablecpt.audit.tables import (composition_query, repetition_queries, score_summary_query,
-    selection_boundary)
+from audit_reference import composition_query, repetition_queries  # the group-by queries before numpy counts
+from stablecpt.audit.tables import score_summary_query, selection_boundary
 v = open_audited(sys.argv[1])
 docs = pl.read_parquet(v.path / 'documents.parquet').lazy()
 plan = pl.concat([pl.read_parquet(v.path / e.file).with_columns(epoch=pl.lit(e.epoch, pl.Int64))

@@ -1,0 +1,122 @@
+"""Per-document occurrence counts over the epoch plans, as numpy counts over the dense `doc_index`.
+
+The composition and repetition tables group plan rows by document. A hash group-by (polars, even streaming)
+holds one entry per distinct document, about 300 bytes each: 27 GB at 50M documents. `doc_index` is 0..n-1
+(the reader checks it), so a count per document is an array indexed by it: `np.bincount`, a few bytes a
+document, over the arrays the reader already holds (each epoch's doc_index, the token lengths, the source
+codes); domain, category and part are read as Parquet dictionaries (no string per row). Same tables as the
+group-by queries they replace (tests/test_audit_occurrences.py holds those queries as the reference).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from stablecpt.formats.shards import DOCUMENTS, string_codes
+from stablecpt.formats.version import ShardVersion as LoadedVersion
+
+
+def _codes(path, column: str) -> tuple[list[str | None], np.ndarray]:
+    """(values, each row's index into them) of a string column read as its dictionary; a null is value None."""
+    table = pq.read_table(path, columns=[column], read_dictionary=[column])
+    chunked = table.column(column)
+    if not chunked.null_count:
+        return string_codes(table, column)
+    encoded = chunked.unify_dictionaries().combine_chunks()
+    values = [*encoded.dictionary.to_pylist(), None]
+    return values, encoded.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _groups(codes: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(the combinations of codes that occur, as rows; each element's combination number), by counting over
+    the dense product of the codes (no sort)."""
+    key = np.zeros(len(codes[0]), dtype=np.int64)
+    for code, size in zip(codes, sizes, strict=True):
+        key = key * size + code
+    occurs = np.flatnonzero(np.bincount(key, minlength=int(np.prod(sizes))))
+    number = np.full(int(np.prod(sizes)), -1, dtype=np.int64)
+    number[occurs] = np.arange(len(occurs))
+    return np.stack(np.unravel_index(occurs, sizes), axis=1), number[key]
+
+
+def composition_table(arrays: LoadedVersion) -> pl.DataFrame:
+    """Per epoch, part, source, domain and category: plan rows (documents), distinct documents and tokens, and
+    each group's share of its epoch's tokens."""
+    docs = arrays.path / DOCUMENTS
+    names = {"source": arrays.sources}
+    domains, domain = _codes(docs, "domain")
+    categories, category = _codes(docs, "category")
+    names |= {"domain": domains, "category": categories}
+    kinds, doc_group = _groups([arrays.doc_source.astype(np.int64), domain, category],
+                               [len(arrays.sources), len(domains), len(categories)])
+    lengths = arrays.doc_length
+    rows: list[dict] = []
+    for entry, index in zip(arrays.manifest.epochs, arrays.epochs, strict=True):
+        parts, part = _codes(arrays.path / entry.file, "part")
+        group = doc_group[index]
+        key = part * len(kinds) + group
+        size = len(parts) * len(kinds)
+        documents = np.bincount(key, minlength=size)
+        tokens = np.bincount(key, weights=lengths[index], minlength=size)
+        for p in np.unique(part).tolist():
+            present = np.zeros(len(lengths), dtype=bool)
+            present[index[part == p]] = True
+            unique = np.bincount(doc_group[present], minlength=len(kinds))
+            for g in np.flatnonzero(documents[p * len(kinds):(p + 1) * len(kinds)]).tolist():
+                s, d, c = kinds[g].tolist()
+                rows.append({"epoch": entry.epoch, "part": parts[p], "source": names["source"][s],
+                             "domain": domains[d], "category": categories[c],
+                             "documents": int(documents[p * len(kinds) + g]), "unique_documents": int(unique[g]),
+                             "tokens": int(tokens[p * len(kinds) + g])})
+    schema = {"epoch": pl.Int64, "part": pl.String, "source": pl.String, "domain": pl.String,
+              "category": pl.String, "documents": pl.Int64, "unique_documents": pl.Int64, "tokens": pl.Int64}
+    return (pl.DataFrame(rows, schema=schema, orient="row")
+            .with_columns(share=pl.col("tokens") / pl.col("tokens").sum().over("epoch"))
+            .sort("epoch", "part", "source", "domain", "category"))
+
+
+def repetition_tables(arrays: LoadedVersion) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(per source and number of occurrences over all epochs: documents and tokens; per source: stored and
+    unused documents, mean and max occurrences, documents repeated within an epoch, most epochs one is in)."""
+    n = len(arrays.doc_length)
+    occurrences = np.zeros(n, dtype=np.int64)
+    epochs = np.zeros(n, dtype=np.int64)
+    most_in_epoch = np.zeros(n, dtype=np.int64)
+    for index in arrays.epochs:
+        counts = np.bincount(index, minlength=n)
+        occurrences += counts
+        epochs += counts > 0
+        np.maximum(most_in_epoch, counts, out=most_in_epoch)
+    source = arrays.doc_source.astype(np.int64)
+    width = int(occurrences.max(initial=0)) + 1
+    key = source * width + occurrences
+    size = len(arrays.sources) * width
+    documents = np.bincount(key, minlength=size)
+    tokens = np.bincount(key, weights=arrays.doc_length, minlength=size)
+    cells = np.flatnonzero(documents)
+    histogram = pl.DataFrame({
+        "source": np.array(arrays.sources, dtype=object)[cells // width] if len(cells) else [],
+        "occurrences": cells % width, "documents": documents[cells], "tokens": tokens[cells].astype(np.int64)},
+        schema={"source": pl.String, "occurrences": pl.Int64, "documents": pl.UInt32, "tokens": pl.Int64})
+    groups = len(arrays.sources)
+    stored = np.bincount(source, minlength=groups)
+    present = np.flatnonzero(stored)
+    summary = pl.DataFrame({
+        "source": [arrays.sources[s] for s in present.tolist()],
+        "stored_documents": stored[present],
+        "unused_documents": np.bincount(source, weights=occurrences == 0, minlength=groups)[present],
+        "mean_occurrences": np.bincount(source, weights=occurrences, minlength=groups)[present] / stored[present],
+        "max_occurrences": _group_max(source, occurrences, groups)[present],
+        "repeated_within_an_epoch": np.bincount(source, weights=most_in_epoch > 1, minlength=groups)[present],
+        "max_epochs": _group_max(source, epochs, groups)[present]},
+        schema={"source": pl.String, "stored_documents": pl.UInt32, "unused_documents": pl.UInt32,
+                "mean_occurrences": pl.Float64, "max_occurrences": pl.Int64, "repeated_within_an_epoch": pl.UInt32,
+                "max_epochs": pl.Int64}, strict=False)
+    return histogram.sort("source", "occurrences"), summary.sort("source")
+
+
+def _group_max(group: np.ndarray, values: np.ndarray, groups: int) -> np.ndarray:
+    """The largest value per group (0 for an empty one); one pass per group: sources are few."""
+    return np.array([int(values[group == g].max(initial=0)) for g in range(groups)], dtype=np.int64)
