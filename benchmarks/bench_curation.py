@@ -11,15 +11,19 @@ the same run with the engines alternating, not the absolute rates).
           `--replicas` with fresh ids: each text has replicas-1 exact duplicates, which the filters see before
           dedup, so the word memo is warm for them). Each run's wall seconds per stage come from its task logs
           (the filter stage is the one the engines differ in, and at scale nearly all of the time) and per block
-          from datatrove's stats. Agreement: kept sets and drop reasons of the two engines, every differing
-          document listed with both verdicts.
+          from datatrove's stats; the work of each stage (its tasks' spans summed: core-seconds, which uneven
+          tasks do not hide) gives the per-core ratio. Each engine runs `--repeats` times per layout (3),
+          alternating which goes first; ratios are of the two medians, the figures listed those of the
+          median run. Agreement: kept sets and drop reasons of the two engines, every differing document
+          listed with both verdicts.
   steps   each step alone on every 4th embedded document (normalised), no exemptions, each engine in its own
           process with an empty word memo before each step: documents/s and MB/s of text.
   words   the word splitter on every embedded document: agreement with datatrove's spaCy split (the filters'
           words, and MinHash's words of simplify_text), and its time cold (empty memo) and warm.
   memory  peak RSS of the fast engine's stage on the pool at 1x (the 3x run is in `stage`), and the word memo
           filled to its cap (the bound on what it can add).
-Usage: python benchmarks/bench_curation.py [--replicas 3] [--quick]   (about 35 min at load 5 on 2 cores)
+Usage: python benchmarks/bench_curation.py [--replicas 3] [--repeats 3] [--quick]   (about 17 min on the idle
+2-core machine)
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -171,10 +176,27 @@ def part_stage(out: Path, corpus: str, pool: Path, embedded: Path, engine: str, 
             "seconds": round(seconds, 1), "docs_per_s_per_worker": round(docs / seconds / workers, 1),
             "mb_per_s_per_worker": round(megabytes / seconds / workers, 3), "peak_rss_mb": _peak_rss_mb(),
             "load_1m_before": load, "load_1m_after": _load(), "stage_seconds": stage_seconds(run),
+            "task_seconds": task_seconds(run),
             "block_seconds": blocks, "run": str(run)}
 
 
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) \|", re.M)  # a loguru line in a task log
+
+
+def task_seconds(run: Path) -> dict[str, float]:
+    """Seconds of work of each stage: every task's own span (its first log line to its last) summed over its
+    tasks. This is the stage's cost in core-seconds, whatever the tasks' balance: two uneven tasks on two
+    workers take the longer one's wall time, but cost both. Imports and start-up before a task logs are out."""
+    work = {}
+    for logs in (run / ".work" / "logs").glob("*/logs"):
+        total = 0.0
+        for log in logs.glob("task_*.log"):
+            found = _STAMP.findall(log.read_text(encoding="utf-8", errors="replace"))
+            if found:
+                stamps = [datetime.strptime(t, "%Y-%m-%d %H:%M:%S.%f") for t in found]
+                total += (max(stamps) - min(stamps)).total_seconds()
+        work[logs.parent.name] = round(total, 2)
+    return dict(sorted(work.items()))
 
 
 def stage_seconds(run: Path) -> dict[str, float]:
@@ -188,6 +210,21 @@ def stage_seconds(run: Path) -> dict[str, float]:
             spans[logs.parent.name] = (min(stamps), max(stamps))
     return {name: round((end - start).total_seconds(), 2) for name, (start, end) in sorted(spans.items(),
                                                                                             key=lambda kv: kv[1])}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median wall time (the lower middle one of an even number): every figure of one real run."""
+    return sorted(runs, key=lambda r: r["seconds"])[(len(runs) - 1) // 2]
+
+
+def median_ratio(every_run: dict[str, list[dict]], figure) -> float:
+    """datatrove's median of `figure` over its runs, over the fast engine's."""
+    def median(values: list[float]) -> float:
+        values = sorted(values)
+        return (values[(len(values) - 1) // 2] + values[len(values) // 2]) / 2
+
+    reference, fast = (median([figure(x) for x in every_run[e]]) for e in ("datatrove", "fast"))
+    return round(reference / fast, 2)
 
 
 def agreement(runs: dict[str, str]) -> dict:
@@ -385,6 +422,8 @@ def main() -> None:
     parser.add_argument("--embedded")
     parser.add_argument("--scoring")
     parser.add_argument("--every", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each engine per stage layout, alternating; the median run is reported")
     args = parser.parse_args()
     if args.part:
         scoring = json.loads(args.scoring) if args.scoring else {}
@@ -417,17 +456,29 @@ def main() -> None:
 
         stage = []
         layouts = [("pool", 1), ("pool", 2)] + ([] if args.quick else [("embedded", 1), ("embedded", 2)])
+        repeats = 1 if args.quick else args.repeats
         for i, (corpus, workers) in enumerate(layouts):
-            order = ENGINES if i % 2 == 0 else ENGINES[::-1]  # alternate which engine runs first
-            runs = {e: _subprocess(["--part", "stage", "--engine", e, "--corpus", corpus, "--workers", str(workers),
-                                    "--out", str(tmp / f"run_{corpus}_{workers}_{e}"), *common]) for e in order}
+            every_run: dict[str, list[dict]] = {e: [] for e in ENGINES}
+            for r in range(repeats):
+                order = ENGINES if (i + r) % 2 == 0 else ENGINES[::-1]  # alternate which engine runs first
+                for e in order:
+                    out = tmp / f"run_{corpus}_{workers}_{e}_{r}"
+                    every_run[e].append(_subprocess(["--part", "stage", "--engine", e, "--corpus", corpus,
+                                                     "--workers", str(workers), "--out", str(out), *common]))
+                    if r < repeats - 1:
+                        shutil.rmtree(out)  # the last run of each engine stays, for the agreement
+            runs = {e: median_run(every_run[e]) for e in ENGINES}
+            runs = {e: {**runs[e], "run": every_run[e][-1]["run"]} for e in ENGINES}
             entry = {"corpus": corpus, "workers": workers, "tasks": workers,
-                     "replicas": replicas if corpus == "pool" else None,
+                     "replicas": replicas if corpus == "pool" else None, "repeats": repeats,
+                     "seconds_of_every_run": {e: [x["seconds"] for x in every_run[e]] for e in ENGINES},
                      "engines": {e: {k: v for k, v in runs[e].items() if k != "run"} for e in ENGINES},
-                     "speedup_fast_over_datatrove": round(runs["datatrove"]["seconds"] / runs["fast"]["seconds"], 2),
+                     # each ratio: the two engines' medians over the repeats
+                     "speedup_fast_over_datatrove": median_ratio(every_run, lambda x: x["seconds"]),
                      # the streaming stage the engines differ in; at scale it is nearly all of the stage's time
-                     "filter_stage_speedup": round(runs["datatrove"]["stage_seconds"]["filter"]
-                                                   / runs["fast"]["stage_seconds"]["filter"], 2),
+                     "filter_stage_speedup": median_ratio(every_run, lambda x: x["stage_seconds"]["filter"]),
+                     # per core: the work of every task of every stage, which task imbalance does not hide
+                     "per_core_speedup": median_ratio(every_run, lambda x: sum(x["task_seconds"].values())),
                      "agreement": agreement({e: runs[e]["run"] for e in ENGINES})}
             stage.append(entry)
         figures["stage"] = stage
