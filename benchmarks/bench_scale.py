@@ -18,9 +18,9 @@ Steps (`--steps`):
   plan     one epoch's plan of the selected subset. old: every run id as a Python string and tuple sorts
            (plan.py before 2026-12-04, kept in PLAN_OLD); new: curation/shards/plan.py (numpy key sorts, ids
            made only for the selected rows). Both must write the same plan
-  startup  training start-up on a shard version of N documents (2 epochs): the main rank's quick verify
-           and the loader, the other ranks' unverified open and the loader; old = the unverified open
-           reading every column quick reads (as before LOAD_COLUMNS)
+  startup  training start-up on a shard version of N documents (2 epochs), up to the first micro-batch: the
+           main rank's quick verify and the loader, the other ranks' unverified open (plans read per epoch)
+           and the loader; old = the unverified open reading every column and plan quick reads
   audit    the audit's lazy tables on that version (benchmarks/bench_audit.py's LAZY script)
 
     python benchmarks/bench_scale.py --documents 1000000 [--steps keep,select,plan,startup,audit] [--keep DIR]
@@ -197,6 +197,7 @@ if how == 'old_unverified':
 else:
     version = open_version(path, {'main_rank_quick': 'quick', 'new_unverified': 'none'}[how])
 loader = PackedLoader(version, 1024, 8)
+loader.micro_batch(0, 0)  # up to the first batch: its epoch's plan and cumulative ends are then held
 print(loader.total_sequences)
 """
 

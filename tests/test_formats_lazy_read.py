@@ -66,3 +66,45 @@ def test_string_codes_list_only_the_values_rows_hold():
     assert names == ["a", "b"] and codes.tolist() == [0, 1, 0]
     plain_names, plain_codes = string_codes(pa.table({"source": dictionary.cast(pa.string())}), "source")
     assert plain_names == names and np.array_equal(plain_codes, codes)
+
+
+def test_unverified_plans_are_read_per_epoch_and_a_loader_over_them_reads_the_same_batches(tmp_path, monkeypatch):
+    """At level none each epoch's plan is read when first asked for and only the last two are kept (a rank holds
+    one or two epochs' plans, not all); a loader over it gives the batches of a loader over the verified open,
+    across every epoch boundary, and keeps at most two epochs' cumulative ends."""
+    from stablecpt.training.loader import PackedLoader
+
+    from stablecpt.formats.version import EpochPlans
+
+    path = write_version(tmp_path, random_docs(80, seed=7), shuffled_epochs(80, 4, seed=8), docs_per_file=30)
+    quick, lazy = open_version(path, "quick"), open_version(path, "none")
+    assert isinstance(lazy.epochs, EpochPlans) and len(lazy.epochs) == 4
+    reads = []
+    real = pq.read_table
+    monkeypatch.setattr(pq, "read_table", lambda source, **kw: reads.append(str(source)) or real(source, **kw))
+    for e in (0, 1, 2, 1, -1):
+        assert np.array_equal(lazy.epochs[e], quick.epochs[e])
+        assert len(lazy.epochs._kept) <= 2
+    assert len(reads) == 4  # 0, 1, 2 once each; 1 kept; -1 (epoch 3) read again, 0 evicted
+    with np.testing.assert_raises(IndexError):
+        lazy.epochs[4]
+    a, b = PackedLoader(quick, 16, 3, order="shuffled", seed=1), PackedLoader(lazy, 16, 3, order="shuffled", seed=1)
+    assert a.sequences_per_epoch == b.sequences_per_epoch and a.total_sequences == b.total_sequences
+    for k in range(0, a.total_sequences - 2, 2):  # steps of 2 sequences of 3: windows across epoch ends too
+        x, y = a.read(k, 3), b.read(k, 3)
+        assert np.array_equal(x.input_ids, y.input_ids) and np.array_equal(x.label_sources, y.label_sources)
+        assert len(b._ends) <= 2
+
+
+def test_an_unreadable_plan_is_one_line_when_an_unverified_loader_starts(tmp_path):
+    from stablecpt.training.loader import PackedLoader
+
+    from stablecpt.core.errors import UserError
+
+    path = write_version(tmp_path, random_docs(30, seed=9), shuffled_epochs(30, 2, seed=9), docs_per_file=30)
+    version = open_version(path, "none")
+    plan = path / version.manifest.epochs[1].file
+    plan.write_bytes(plan.read_bytes()[:40])
+    with np.testing.assert_raises(UserError) as caught:
+        PackedLoader(version, 16, 2)
+    assert str(plan) in str(caught.exception) and "\n" not in str(caught.exception)

@@ -19,6 +19,7 @@ The tables are read with pyarrow (no polars on the training import path: GPU ima
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -78,7 +79,7 @@ class ShardVersion:
     doc_length: np.ndarray  # int64, separator included
     doc_source: np.ndarray  # int32 per document: index into sources
     sources: list[str]
-    epochs: list[np.ndarray]  # doc_index in consumption order, one array per epoch
+    epochs: Sequence[np.ndarray]  # doc_index in consumption order, one array per epoch (EpochPlans: read lazily)
     _maps: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -206,16 +207,49 @@ def _load(path: Path, manifest: ShardManifest, checked: bool = True) -> tuple[Sh
         if shards else np.zeros(0, dtype=np.int32),
         doc_offset=_ints(docs, "token_offset"), doc_length=_ints(docs, "token_length"),
         doc_source=source_codes.astype(np.int32), sources=sources, epochs=[])
-    for entry in manifest.epochs:
-        plan = _read_table(path / entry.file, EPOCH_PLAN_COLUMNS, tuple(EPOCH_PLAN_COLUMNS),
-                           ("position", "doc_index") if checked else ("doc_index",))
-        order = _ints(plan, "doc_index")
-        if checked and not np.array_equal(_ints(plan, "position"), np.arange(plan.num_rows)):
-            raise UserError(f"{path / entry.file}: column 'position' must be 0..m-1 in row order")
-        if len(order) and (order.min() < 0 or order.max() >= docs.num_rows):
-            raise UserError(f"{path / entry.file}: column 'doc_index' refers to documents outside {DOCUMENTS}")
-        version.epochs.append(order)
+    if checked:  # the verification counts over every plan: all of them, now
+        version.epochs = [_read_plan(path / entry.file, docs.num_rows, checked) for entry in manifest.epochs]
+    else:
+        version.epochs = EpochPlans([path / entry.file for entry in manifest.epochs], docs.num_rows)
     return version, docs
+
+
+def _read_plan(file: Path, documents: int, checked: bool) -> np.ndarray:
+    """An epoch plan's doc_index, its range checked (and its position column, when `checked`)."""
+    plan = _read_table(file, EPOCH_PLAN_COLUMNS, tuple(EPOCH_PLAN_COLUMNS),
+                       ("position", "doc_index") if checked else ("doc_index",))
+    order = _ints(plan, "doc_index")
+    if checked and not np.array_equal(_ints(plan, "position"), np.arange(plan.num_rows)):
+        raise UserError(f"{file}: column 'position' must be 0..m-1 in row order")
+    if len(order) and (order.min() < 0 or order.max() >= documents):
+        raise UserError(f"{file}: column 'doc_index' refers to documents outside {DOCUMENTS}")
+    return order
+
+
+class EpochPlans(Sequence):
+    """Each epoch's doc_index, read from its plan file when asked for, the last two kept: a run reads one
+    epoch after the other (a read at an epoch's end touches the next), so a rank holds one or two epochs'
+    plans, not all of them (8 bytes a plan row each). Unverified versions only (level none)."""
+
+    KEPT = 2
+
+    def __init__(self, files: list[Path], documents: int):
+        self.files, self.documents = files, documents
+        self._kept: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, epoch):
+        if isinstance(epoch, slice):
+            return [self[e] for e in range(len(self))[epoch]]
+        epoch = range(len(self))[epoch]  # an IndexError outside, negative indices as a list's
+        plan = self._kept.get(epoch)
+        if plan is None:
+            if len(self._kept) >= self.KEPT:
+                self._kept.pop(next(iter(self._kept)), None)
+            plan = self._kept[epoch] = _read_plan(self.files[epoch], self.documents, checked=False)
+        return plan
 
 
 def _runs_by_file(version: ShardVersion) -> list[tuple[np.ndarray, np.ndarray]]:
