@@ -1,11 +1,11 @@
 """Per-document occurrence counts over the epoch plans, as numpy counts over the dense `doc_index`.
 
 The composition and repetition tables group plan rows by document. A hash group-by (polars, even streaming)
-holds one entry per distinct document, about 300 bytes each: 27 GB at 50M documents. `doc_index` is 0..n-1
-(the reader checks it), so a count per document is an array indexed by it: `np.bincount`, a few bytes a
-document, over the arrays the reader already holds (each epoch's doc_index, the token lengths, the source
-codes); domain, category and part are read as Parquet dictionaries (no string per row). Same tables as the
-group-by queries they replace (tests/test_audit_occurrences.py holds those queries as the reference).
+holds one entry per distinct document, about 300 bytes each (the audit would have needed ~21 GB at 50M
+documents). `doc_index` is 0..n-1 (the reader checks it), so a count per document is an array indexed by it:
+`np.bincount`, a few bytes a document, over the arrays the reader already holds (each epoch's doc_index, the
+token lengths, the source codes); domain, category and part are read as Parquet dictionaries (no string per
+row). Same tables as the group-by queries they replace (tests/audit_reference.py keeps those as the reference).
 """
 
 from __future__ import annotations
@@ -45,10 +45,8 @@ def composition_table(arrays: LoadedVersion) -> pl.DataFrame:
     """Per epoch, part, source, domain and category: plan rows (documents), distinct documents and tokens, and
     each group's share of its epoch's tokens."""
     docs = arrays.path / DOCUMENTS
-    names = {"source": arrays.sources}
     domains, domain = _codes(docs, "domain")
     categories, category = _codes(docs, "category")
-    names |= {"domain": domains, "category": categories}
     kinds, doc_group = _groups([arrays.doc_source.astype(np.int64), domain, category],
                                [len(arrays.sources), len(domains), len(categories)])
     lengths = arrays.doc_length
@@ -66,7 +64,7 @@ def composition_table(arrays: LoadedVersion) -> pl.DataFrame:
             unique = np.bincount(doc_group[present], minlength=len(kinds))
             for g in np.flatnonzero(documents[p * len(kinds):(p + 1) * len(kinds)]).tolist():
                 s, d, c = kinds[g].tolist()
-                rows.append({"epoch": entry.epoch, "part": parts[p], "source": names["source"][s],
+                rows.append({"epoch": entry.epoch, "part": parts[p], "source": arrays.sources[s],
                              "domain": domains[d], "category": categories[c],
                              "documents": int(documents[p * len(kinds) + g]), "unique_documents": int(unique[g]),
                              "tokens": int(tokens[p * len(kinds) + g])})
