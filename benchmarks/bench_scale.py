@@ -18,7 +18,7 @@ Steps (`--steps`):
   plan     one epoch's plan of the selected subset. old: every run id as a Python string and tuple sorts
            (plan.py before 2026-12-04, kept in PLAN_OLD); new: curation/shards/plan.py (numpy key sorts, ids
            made only for the selected rows). Both must write the same plan
-  startup  training start-up on a shard version of N documents (2 epochs), up to the first micro-batch: the
+  startup  training start-up on a shard version of N documents (`--epochs`, 2), up to the first micro-batch: the
            main rank's quick verify and the loader, the other ranks' unverified open (plans read per epoch)
            and the loader; old = the unverified open reading every column and plan quick reads
   audit    the audit's lazy tables on that version (benchmarks/bench_audit.py's LAZY script)
@@ -254,6 +254,7 @@ def measure(argv: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--documents", type=int, default=1_000_000)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of the shard version (startup, audit)")
     parser.add_argument("--docs-per-task", type=int, default=250_000)
     parser.add_argument("--steps", default="keep,select,plan,startup,audit")
     parser.add_argument("--no-old", action="store_true", help="measure only the scaled-out code")
@@ -264,7 +265,8 @@ def main() -> None:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_scale_"))
     py, run, version = sys.executable, work / "run", work / "version" / "v1"
     load_before = list(os.getloadavg())
-    result: dict = {"benchmark": "bench_scale", "documents": args.documents, "docs_per_task": args.docs_per_task}
+    result: dict = {"benchmark": "bench_scale", "documents": args.documents, "docs_per_task": args.docs_per_task,
+                    "version_epochs": args.epochs}
     try:
         started = time.perf_counter()
         tasks = generate_run(run, args.documents, args.docs_per_task) if not (run / "documents").is_dir() else \
@@ -288,11 +290,12 @@ def main() -> None:
                     raise SystemExit("plan step: the new plan differs from the old one")
                 figures["plan_one_epoch"]["identical"] = same
         if "startup" in steps or "audit" in steps:
-            if not (version / "manifest.json").is_file():
+            manifest = version / "manifest.json"
+            if not manifest.is_file() or len(json.loads(manifest.read_text())["epochs"]) != args.epochs:
                 shutil.rmtree(version, ignore_errors=True)
                 version.parent.mkdir(parents=True, exist_ok=True)
                 started = time.perf_counter()
-                generate_version(version, args.documents)
+                generate_version(version, args.documents, args.epochs)
                 result["generate_version_s"] = round(time.perf_counter() - started, 1)
         if "startup" in steps:
             figures["training_startup"] = {how: measure([py, "-c", STARTUP, str(version), how])
