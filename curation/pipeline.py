@@ -281,6 +281,14 @@ def _preload_in_forkserver(stages: list[Stage]) -> None:
     multiprocess.get_context("forkserver").set_forkserver_preload(["__main__", __name__, *modules])
 
 
+def connect_ray(options: dict) -> None:
+    """Join the Ray cluster at `options["address"]` (None: start a local one), unless this process has."""
+    import ray
+
+    if not ray.is_initialized():  # workers' output stays in Ray's session logs, not the driver's console
+        ray.init(address=options.get("address"), ignore_reinit_error=True, log_to_driver=False)
+
+
 def make_executor(executor: ExecutorConfig, stage: Stage, logging_dir: str, depends=None,
                   console_log: str | None = None):
     options = dict(executor.options)
@@ -463,10 +471,7 @@ def _run_stages(cfg: CurateConfig, stages: list[Stage], progress: str = "auto", 
     logs = logs or work / "logs"
     cluster = cfg.executor.kind != "local"
     if cfg.executor.kind == "ray":
-        import ray
-
-        if not ray.is_initialized():  # workers' output stays in Ray's session logs, not the driver's console
-            ray.init(address=cfg.executor.options.get("address"), ignore_reinit_error=True, log_to_driver=False)
+        connect_ray(cfg.executor.options)
     previous = None
     if cfg.executor.kind == "local" and cfg.executor.workers > 1:
         _preload_in_forkserver(stages)

@@ -348,3 +348,33 @@ def test_sampling_key_is_the_documented_hash_and_ignores_input_order():
     assert (hash_order(rows, [ids[r] for r in rows], 7, "domain", 2).tolist()
             == hash_order(shuffled, [ids[r] for r in shuffled], 7, "domain", 2).tolist())
     assert (hash_order(rows, ids, 7, "domain", 2).tolist() != hash_order(rows, ids, 7, "domain", 3).tolist())
+
+
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_tokenizer_tasks_on_a_datatrove_executor_write_the_same_version(tmp_path, tiny_model_dir, kind, request):
+    """tokenize.executor runs each round of tokenizer tasks as a datatrove pipeline (Local or Ray executor,
+    two workers): the same files and fingerprint as this process's own pool, and the rounds' task logs exist."""
+    from stablecpt.curation.shards import tokenizing
+
+    docs = make_documents(seed=2)
+    run = write_curation_run(tmp_path / "run", docs, n_files=3, row_group_size=3)
+    mix = {"rates": {"web": 0.7, "code": 0.15, "wikipedia": 0.15}}
+    _, own = build_version(spec(tmp_path / "own", run, tiny_model_dir, mixture=mix, tokens_per_epoch=400,
+                                tokenize={"workers": 2, "batch_size": 4}), log=quiet)
+    rounds = []
+    real = tokenizing.Tokenizers._run_on_datatrove
+    if kind == "ray":  # a local Ray cluster of two CPUs, as tests/test_curation_ray.py starts one
+        import ray
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        request.addfinalizer(ray.shutdown)
+    options = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tokenizing.Tokenizers, "_run_on_datatrove",
+                      lambda self, tasks: rounds.append(len(tasks)) or real(self, tasks))
+        _, on_executor = build_version(spec(tmp_path / "exe", run, tiny_model_dir, mixture=mix, tokens_per_epoch=400,
+                                            tokenize={"batch_size": 4, "executor": {"kind": kind, "workers": 2,
+                                                                                    "options": options}}),
+                                       log=quiet)
+    assert rounds and all(n >= 1 for n in rounds)  # the executor ran every round
+    assert on_executor.fingerprint == own.fingerprint and on_executor.files == own.files

@@ -31,7 +31,7 @@ def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> t
     store = None
     try:
         store = TokenStore(run, tokenizer, staging, cfg.tokenize.workers, cfg.tokenize.batch_size,
-                           cfg.tokenize.max_document_tokens)
+                           cfg.tokenize.max_document_tokens, cfg.tokenize.executor)
         subset = select_domain_subset(cfg, run, store)
         log(f"selection: {subset.stats['documents']:,} '{cfg.selection.domain}' documents, "
             f"{subset.tokens:,} tokens (ranked by {cfg.selection.score} over {subset.stats['pool_documents']:,})")

@@ -14,7 +14,8 @@ def register(stages: argparse._SubParsersAction) -> None:
     build = actions.add_parser("build", help="build a new version from a shards config")
     build.add_argument("--config", required=True, help="shards config (YAML)")
     build.add_argument("--version", type=int, help="version number to write (default: the next free one)")
-    build.add_argument("--workers", type=int, help="tokenizer worker processes (overrides tokenize.workers)")
+    build.add_argument("--workers", type=int,
+                       help="tokenizer workers (overrides tokenize.workers and tokenize.executor.workers)")
     build.add_argument("--dry-run", action="store_true",
                        help="print the token budgets per epoch and share from the config alone, and exit")
     build.set_defaults(handler=_build)
@@ -48,7 +49,10 @@ def _build(args: argparse.Namespace) -> int:
         print(f"  data: {_check_local_run(cfg)}")
         return 0
     if args.workers is not None:
-        cfg = cfg.model_copy(update={"tokenize": cfg.tokenize.model_copy(update={"workers": max(1, args.workers)})})
+        workers, executor = max(1, args.workers), cfg.tokenize.executor
+        update = {"workers": workers, **({"executor": executor.model_copy(update={"workers": workers})}
+                                         if executor is not None else {})}
+        cfg = cfg.model_copy(update={"tokenize": cfg.tokenize.model_copy(update=update)})
     from pathlib import Path
 
     from stablecpt.core.locks import output_lock

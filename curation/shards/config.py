@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 from stablecpt.curation.sources.spec import CATEGORIES
@@ -142,8 +142,20 @@ class ReplayConfig(StrictModel):
         return None if value is None else _check_categories(value, "replay.categories")
 
 
+class TokenizeExecutor(StrictModel):
+    """Tokenizer tasks as datatrove pipelines: its LocalPipelineExecutor, or RayPipelineExecutor over a Ray
+    cluster (`options` go to it unchanged; `address` to ray.init). Not Slurm: `shards build` waits for each
+    round of tasks (it tokenizes the estimated prefix, then more if it falls short)."""
+
+    kind: Literal["local", "ray"] = "local"  # datatrove's Local or Ray executor (not Slurm: each round is waited for)
+    workers: int = Field(1, ge=1)  # tasks run at once
+    options: dict[str, Any] = {}  # passed to the executor unchanged; `address` goes to ray.init
+
+
 class TokenizeConfig(StrictModel):
     workers: int = Field(1, ge=1)  # tokenizer worker processes (`shards build --workers` overrides it)
+    # None: this process's own pool of `workers` processes; else the tasks run on a datatrove executor
+    executor: TokenizeExecutor | None = None
     batch_size: int = Field(1000, ge=1)  # documents per tokenizer call
     max_tokens_per_file: TokenCount = 1_000_000_000  # a token file is closed and a new one started past this
     # Longer documents keep their first N-1 tokens plus the separator (counted in the manifest). Draws take

@@ -19,10 +19,12 @@ MARGIN = 0.1  # tokenize 10 % beyond the estimated prefix so that one pass usual
 
 class TokenStore:
     def __init__(self, run: CurationRun, tokenizer: TargetTokenizer, staging_dir: Path, workers: int,
-                 batch_size: int, max_document_tokens: int | None = None):
+                 batch_size: int, max_document_tokens: int | None = None, executor=None):
         self.run, self.tokenizer, self.staging_dir = run, tokenizer, staging_dir
-        self.workers, self.max_document_tokens = workers, max_document_tokens
-        self.tokenizers = Tokenizers(tokenizer, workers, batch_size, max_document_tokens)
+        self.max_document_tokens = max_document_tokens
+        self.workers = executor.workers if executor is not None else workers  # tasks are planned per worker
+        self.tokenizers = Tokenizers(tokenizer, workers, batch_size, max_document_tokens, executor,
+                                     staging_dir / "logs")
         staging_dir.mkdir(parents=True, exist_ok=True)
         n = len(run.table)
         self.lengths = np.full(n, -1, dtype=np.int64)

@@ -1,9 +1,13 @@
-"""Tokenizing with the target model's own tokenizer: HF `tokenizers`, batched, across worker processes.
+"""Tokenizing with the target model's own tokenizer: HF `tokenizers`, batched, across worker processes or as
+datatrove tasks.
 
 Text is streamed from the curation run's Parquet files a batch at a time; each task writes its token runs
-to its own staging file and returns where every document landed. A document's token run is
-`tokenizer(text, add_special_tokens=False) + [separator]`, the same for any batch size or worker count;
-with `max_document_tokens` N, a longer document keeps its first N-1 tokens plus the separator.
+to its own staging file and returns where every document landed. The tasks of a round run in this process,
+in its own pool of worker processes, or (`tokenize.executor`) as one datatrove pipeline of `TokenizeTasks`
+on datatrove's Local or Ray executor, each task writing where its documents landed beside its runs.
+A document's token run is `tokenizer(text, add_special_tokens=False) + [separator]`, the same for any batch
+size or worker count; with `max_document_tokens` N, a longer document keeps its first N-1 tokens plus the
+separator.
 Why not datatrove's DocumentTokenizer: it does not report which document each run belongs to, and the
 shard version needs that (document table, exact budgets); benchmarks/bench_shards.py compares the two.
 """
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from datatrove.pipeline.base import PipelineStep
 
 from stablecpt.core.errors import UserError
 
@@ -165,17 +170,73 @@ def plan_tasks(files: list[Path], ids_by_file: dict[int, set[str]], staging_dir:
     return tasks
 
 
+class TokenizeTasks(PipelineStep):
+    """The tokenizer tasks of one round as a datatrove pipeline step: rank r runs task r and writes, beside its
+    token runs, where each of its documents landed (`<staging>.where.parquet`: id, offset, length) and its
+    counts (`<staging>.result.json`), each atomically, so any datatrove executor can run the round."""
+
+    type = "🔢 - TOKENIZER"
+    name = "🔢 Selection tokenizer"
+
+    def __init__(self, tasks: list[Task], args: tuple):
+        super().__init__()
+        self.tasks, self.args = tasks, args
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if data:
+            yield from data
+        if _worker.get("args") != self.args:
+            _init_worker(*self.args)
+        result = _run_task(self.tasks[rank])
+        write_result(result)
+        self.stat_update("documents", value=len(result.ids))
+
+
+def write_result(result: TaskResult) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from stablecpt.core.files import atomic_write_json
+
+    where = Path(f"{result.staging}.where.parquet")
+    partial = where.with_name(f".{where.name}.partial")
+    pq.write_table(pa.table({"id": pa.array(result.ids, pa.string()), "offset": result.offsets,
+                             "length": result.lengths}), partial)
+    partial.replace(where)
+    atomic_write_json(f"{result.staging}.result.json",
+                      {"n_bytes": result.n_bytes, "seconds": result.seconds, "cut": result.cut})
+
+
+def read_result(task: Task) -> TaskResult:
+    import pyarrow.parquet as pq
+
+    from stablecpt.core.files import read_json_object
+
+    where = pq.read_table(f"{task.staging}.where.parquet")
+    counts = read_json_object(Path(f"{task.staging}.result.json"))
+    return TaskResult(task.staging, where.column("id").to_pylist(),
+                      where.column("offset").to_numpy().astype(np.int64),
+                      where.column("length").to_numpy().astype(np.int64),
+                      int(counts["n_bytes"]), float(counts["seconds"]), int(counts["cut"]))
+
+
 class Tokenizers:
-    """Runs tokenizer tasks in this process (workers=1) or in a pool of worker processes kept for the
-    whole build, so each worker loads the tokenizer and its imports once."""
+    """Runs tokenizer tasks in this process (workers=1), in a pool of worker processes kept for the whole
+    build (so each worker loads the tokenizer and its imports once), or, with an `executor`, as one datatrove
+    pipeline per round on its Local or Ray executor (a Ray cluster's nodes tokenize; `shards build` waits for
+    each round, which Slurm's executor, submitting and returning, does not do)."""
 
     def __init__(self, tokenizer: TargetTokenizer, workers: int, batch_size: int,
-                 max_document_tokens: int | None = None):
+                 max_document_tokens: int | None = None, executor=None, logs: Path | None = None):
         self.args = (tokenizer.json, tokenizer.separator_id, tokenizer.dtype.str, batch_size, max_document_tokens)
         self.workers = workers
+        self.executor, self.logs = executor, logs
+        self.rounds = 0
         self._pool: ProcessPoolExecutor | None = None
 
     def run(self, tasks: list[Task]) -> list[TaskResult]:
+        if self.executor is not None:
+            return self._run_on_datatrove(tasks)
         if self.workers == 1:
             if _worker.get("args") != self.args:  # the in-process state belongs to another build
                 _init_worker(*self.args)
@@ -186,6 +247,27 @@ class Tokenizers:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_init_worker, initargs=self.args)
         return list(self._pool.map(_run_task, tasks))
+
+    def _run_on_datatrove(self, tasks: list[Task]) -> list[TaskResult]:
+        from stablecpt.curation.config import ExecutorConfig
+        from stablecpt.curation.pipeline import Stage, connect_ray, make_executor
+        from stablecpt.curation.progress import datatrove_console_to
+
+        logging_dir = self.logs / f"round_{self.rounds:03d}"
+        self.rounds += 1
+        config = ExecutorConfig(kind=self.executor.kind, tasks=len(tasks), workers=self.executor.workers,
+                                options=self.executor.options)
+        stage = Stage("tokenize", [TokenizeTasks(tasks, self.args)], len(tasks))
+        if config.kind == "ray":
+            connect_ray(config.options)
+        with datatrove_console_to(logging_dir / "console.log"):
+            executor = make_executor(config, stage, str(logging_dir), console_log=str(logging_dir / "console.log"))
+            executor.run()
+        incomplete = executor.get_incomplete_ranks()
+        if incomplete:
+            raise RuntimeError(f"tokenizer tasks {incomplete[:5]} did not complete; their logs are in "
+                               f"{logging_dir}/logs")
+        return [read_result(task) for task in tasks]
 
     def close(self) -> None:
         if self._pool is not None:
