@@ -4,6 +4,8 @@
    staging .ds) against datatrove's ParquetReader -> DocumentTokenizer (no shuffle), one worker each,
    side by side on the same pool, alternating, median of 3; CPU-time rates are the
    robust figure on a shared machine, wall-time rates are printed too.
+   Then the same tasks on two workers: this process's own pool against datatrove's LocalPipelineExecutor
+   (`tokenize.executor`), wall time, same token counts, alternating, median of 3.
 2. Write throughput: copying the selected token runs into the version's datatrove files (tokens/s, MB/s).
 3. Peak memory of a whole build (fresh process each) for the pool at 1x and 4x its size: it should stay flat.
 Prints ONE JSON line. Run: python benchmarks/bench_shards.py  (about 2-4 minutes on one core)
@@ -92,6 +94,37 @@ def bench_tokenize(run_dir: Path, work: Path) -> dict:
             "ratio_wall": round(rate(ours, 1) / rate(theirs, 1), 3)}
 
 
+def bench_executor(run_dir: Path, work: Path, workers: int = 2) -> dict:
+    """The selection's tokenizer tasks on `workers` workers: this process's pool, then datatrove's executor."""
+    import numpy as np
+    from stablecpt.curation.shards.config import TokenizeExecutor
+    from stablecpt.curation.shards.run import open_run
+    from stablecpt.curation.shards.store import TokenStore
+    from stablecpt.curation.shards.tokenizing import load_target_tokenizer
+
+    tokenizer = load_target_tokenizer(TOKENIZER)
+    run = open_run(run_dir)
+    ways = {"own_pool": None, "datatrove_local_executor": TokenizeExecutor(kind="local", workers=workers)}
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    lengths = {}
+    for attempt in range(REPEATS):
+        for name in (list(ways) if attempt % 2 == 0 else list(ways)[::-1]):
+            store = TokenStore(run, tokenizer, work / f"exec_{name}_{attempt}", workers=workers, batch_size=1000,
+                               executor=ways[name])
+            start = time.perf_counter()
+            store.tokenize(np.arange(len(run.table)))
+            seconds[name].append(time.perf_counter() - start)
+            lengths[name] = store.lengths.copy()
+            store.close()
+    if not np.array_equal(lengths["own_pool"], lengths["datatrove_local_executor"]):
+        raise SystemExit("executor: the two ways gave different token lengths")
+    tokens = int(lengths["own_pool"].sum())
+    wall = {name: statistics.median(values) for name, values in seconds.items()}
+    return {"workers": workers, "tokens": tokens, "seconds": {k: [round(x, 2) for x in v] for k, v in seconds.items()},
+            **{f"{name}_tok_s_wall": round(tokens / wall[name]) for name in ways},
+            "executor_time_over_own_pool": round(wall["datatrove_local_executor"] / wall["own_pool"], 2)}
+
+
 def child_build(run_dir: str, out: str) -> None:
     """One whole build (selection = the whole medical pool + a mixture), then peak RSS and write figures."""
     import stablecpt.curation.shards.writer as writer
@@ -121,7 +154,7 @@ def child_build(run_dir: str, out: str) -> None:
                   if line.startswith("VmHWM"))
     print(json.dumps({"peak_rss_mb": round(hwm_kb / 1024, 1),
                       "build_seconds": round(time.perf_counter() - started, 2),
-                      "unique_tokens": manifest["tokens"]["total_unique"],
+                      "unique_tokens": manifest.tokens.total_unique,
                       "write_tok_s": round(timing["tokens"] / timing["seconds"]),
                       "write_mb_s": round(timing["bytes"] / timing["seconds"] / 1e6, 1)}))
 
@@ -140,12 +173,14 @@ def bench_memory(work: Path) -> dict:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        tokenize = bench_tokenize(write_pool(work / "pool", 1), work)
+        pool = write_pool(work / "pool", 1)
+        tokenize = bench_tokenize(pool, work)
+        executor = bench_executor(pool, work)
         memory = bench_memory(work)
     print(json.dumps({
         "benchmark": "shards", "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                                            "load_avg_1m": round(os.getloadavg()[0], 2)},
-        "tokenize": tokenize,
+        "tokenize": tokenize, "tokenize_on_two_workers": executor,
         "write": {"tok_s": memory["x4"]["write_tok_s"], "mb_s": memory["x4"]["write_mb_s"]},
         "memory": {f"{k}_pool_mb": round(v["pool_bytes"] / 1e6, 1) for k, v in memory.items()}
         | {f"{k}_peak_rss_mb": v["peak_rss_mb"] for k, v in memory.items()}
