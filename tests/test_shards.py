@@ -378,3 +378,29 @@ def test_tokenizer_tasks_on_a_datatrove_executor_write_the_same_version(tmp_path
                                        log=quiet)
     assert rounds and all(n >= 1 for n in rounds)  # the executor ran every round
     assert on_executor.fingerprint == own.fingerprint and on_executor.files == own.files
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failed_tokenizer_task_on_the_executor_is_one_line_with_its_error(tmp_path, tiny_model_dir, monkeypatch,
+                                                                            workers):
+    """A run whose Parquet files are damaged once the tasks are planned: the tasks (in this process, or in the
+    executor's pool workers) fail to read their text; the build stops with one line and leaves nothing."""
+    from stablecpt.curation.shards import store
+
+    run = write_curation_run(tmp_path / "run", make_documents(seed=3), n_files=2)
+    real_plan = store.plan_tasks
+
+    def plan_then_damage(files, *args):
+        tasks = real_plan(files, *args)
+        for file in files:
+            file.write_bytes(file.read_bytes()[:64])
+        return tasks
+
+    monkeypatch.setattr(store, "plan_tasks", plan_then_damage)
+    with pytest.raises(RuntimeError) as caught:
+        build_version(spec(tmp_path / "v", run, tiny_model_dir,
+                           tokenize={"executor": {"kind": "local", "workers": workers}}), log=quiet)
+    message = str(caught.value)
+    assert "tokenizer task" in message and "\n" not in message
+    assert "Parquet magic bytes not found" in message  # the reason, not just that it failed
+    assert not list((tmp_path / "v").rglob(".staging-*"))  # the failed build left nothing behind

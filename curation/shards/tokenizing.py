@@ -207,6 +207,15 @@ def write_result(result: TaskResult) -> None:
                       {"n_bytes": result.n_bytes, "seconds": result.seconds, "cut": result.cut})
 
 
+def _last_error(log: Path) -> str:
+    """The last line of a task log that names an exception, or that the log is missing."""
+    if not log.is_file():
+        return f"no log at {log}"
+    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    errors = [line for line in lines if "Error" in line or "Exception" in line]
+    return (errors or lines or ["(empty log)"])[-1][:300]
+
+
 def read_result(task: Task) -> TaskResult:
     import pyarrow.parquet as pq
 
@@ -262,11 +271,15 @@ class Tokenizers:
             connect_ray(config.options)
         with datatrove_console_to(logging_dir / "console.log"):
             executor = make_executor(config, stage, str(logging_dir), console_log=str(logging_dir / "console.log"))
-            executor.run()
+            try:
+                executor.run()
+            except Exception as exc:  # a task raised in this process (one worker): its traceback is in its log
+                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+                raise RuntimeError(f"a tokenizer task failed ({reason})") from exc
         incomplete = executor.get_incomplete_ranks()
-        if incomplete:
-            raise RuntimeError(f"tokenizer tasks {incomplete[:5]} did not complete; their logs are in "
-                               f"{logging_dir}/logs")
+        if incomplete:  # the staging folder, logs included, goes with the failed build: say what the log says
+            raise RuntimeError(f"tokenizer tasks {incomplete[:5]} did not complete; task {incomplete[0]}: "
+                               f"{_last_error(logging_dir / 'logs' / f'task_{incomplete[0]:05d}.log')}")
         return [read_result(task) for task in tasks]
 
     def close(self) -> None:
