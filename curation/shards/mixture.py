@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from stablecpt.core.errors import UserError
 from stablecpt.formats.shards import TargetMixture
@@ -37,9 +38,9 @@ class EpochPlan:
     def tokens(self) -> int:
         return sum(p.tokens for p in self.parts)
 
-    def part_names(self) -> list[str]:
-        names = [p.name for p in self.parts]
-        return [names[i] for i in self.part.tolist()]
+    def part_names(self) -> pa.Array:
+        """Each row's part name, as an Arrow string array (no Python string per plan row)."""
+        return pa.array([p.name for p in self.parts], pa.string()).take(pa.array(self.part))
 
 
 def part_targets(cfg: ShardsConfig, subset: Subset) -> tuple[int, dict[str, int]]:
