@@ -19,8 +19,10 @@ Steps (`--steps`):
            (plan.py before 2026-12-04, kept in PLAN_OLD); new: curation/shards/plan.py (numpy key sorts, ids
            made only for the selected rows). Both must write the same plan
   startup  training start-up on a shard version of N documents (`--epochs`, 2), up to the first micro-batch: the
-           main rank's quick verify and the loader, the other ranks' unverified open (plans read per epoch)
-           and the loader; old = the unverified open reading every column and plan quick reads
+           other ranks' unverified open (the raw index memory-mapped) and the loader, then (a second process)
+           1,000 micro-batches spread over the run; the main rank's quick verify and the loader. Each prints its
+           RssAnon and RssFile (kB) at the end: private memory, and mapped file pages (page cache, shared by
+           the ranks of a node)
   audit    the audit's lazy tables on that version (benchmarks/bench_audit.py's LAZY script)
 
     python benchmarks/bench_scale.py --documents 1000000 [--steps keep,select,plan,startup,audit] [--keep DIR]
@@ -189,16 +191,18 @@ print(len(plan_rows))
 
 STARTUP = """
 import sys; from pathlib import Path
-from stablecpt.formats.version import _load, open_version, read_manifest
+import numpy as np
+from stablecpt.formats.version import open_version
 from stablecpt.training.loader import PackedLoader
 path, how = Path(sys.argv[1]), sys.argv[2]
-if how == 'old_unverified':
-    version, _ = _load(path, read_manifest(path), checked=True)
-else:
-    version = open_version(path, {'main_rank_quick': 'quick', 'new_unverified': 'none'}[how])
+version = open_version(path, 'quick' if how == 'main_rank_quick' else 'none')
 loader = PackedLoader(version, 1024, 8)
-loader.micro_batch(0, 0)  # up to the first batch: its epoch's plan and cumulative ends are then held
-print(loader.total_sequences)
+loader.micro_batch(0, 0)  # up to the first batch
+if how == 'other_ranks_1000_batches':  # then 1,000 micro-batches spread over the run: the pages they touch
+    for k in np.linspace(0, loader.total_sequences - 8, 1000).astype(int).tolist():
+        loader.read(k, 8)
+status = dict(x.split(':', 1) for x in open('/proc/self/status'))
+print(loader.total_sequences, 'RssAnon', status['RssAnon'].split()[0], 'RssFile', status['RssFile'].split()[0])
 """
 
 
@@ -299,7 +303,7 @@ def main() -> None:
                 result["generate_version_s"] = round(time.perf_counter() - started, 1)
         if "startup" in steps:
             figures["training_startup"] = {how: measure([py, "-c", STARTUP, str(version), how])
-                                           for how in ("new_unverified", "main_rank_quick", "old_unverified")}
+                                           for how in ("other_ranks", "other_ranks_1000_batches", "main_rank_quick")}
         if "audit" in steps:
             figures["audit_lazy"] = {"new": measure([py, "-c", LAZY, str(version)])}
         result["figures"] = figures

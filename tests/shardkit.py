@@ -215,7 +215,7 @@ def write_frame_version(out: Path, frame: Any, epochs: list, runs=None, parts: l
     orders, entries = [], []
     for e, (order, labels) in enumerate(zip(epochs, parts, strict=True)):
         index = np.asarray(order, dtype=np.int64)
-        write_epoch_plan(tmp, e, index, labels)
+        write_epoch_plan(tmp, e, index, labels, lengths)
         orders.append(index)
         entries.append(epoch_entry(e, table, index, _parts(lengths, index, labels)))
     shares = entries[0].parts if entries else {}

@@ -1,33 +1,30 @@
-"""Opening a version unverified (the ranks whose main process verified) reads only the columns reading needs,
-and gives the same arrays as a verified open."""
+"""Opening a version unverified (the ranks whose main process verified) reads no table, only the raw index
+memory-mapped, and gives the same arrays as a verified open; the verified open checks the raw index."""
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from shardkit import random_docs, shuffled_epochs, write_version
 
-from stablecpt.formats.shards import DOCUMENTS
-from stablecpt.formats.version import LOAD_COLUMNS, open_version
+from stablecpt.formats.shards import DOCUMENTS, RAW_DOCUMENTS, raw_plan_file
+from stablecpt.formats.version import open_version
 
 
-def test_unverified_open_reads_only_the_reading_columns_and_matches_quick(tmp_path, monkeypatch):
+def test_unverified_open_reads_no_table_and_maps_the_raw_index_with_quick_arrays(tmp_path, monkeypatch):
     path = write_version(tmp_path, random_docs(50, seed=4), shuffled_epochs(50, 3, seed=5), docs_per_file=20)
     quick = open_version(path, "quick")
-    read = []
-    real = pq.read_table
-
-    def recording(source, columns=None, **kwargs):
-        read.append((str(source).rsplit("/", 1)[-1], tuple(columns)))
-        return real(source, columns=columns, **kwargs)
-
-    monkeypatch.setattr(pq, "read_table", recording)
+    monkeypatch.setattr(pq, "read_table", lambda *a, **k: pytest.fail(f"level none read a table: {a}"))
+    monkeypatch.setattr(pq, "read_schema", lambda *a, **k: pytest.fail(f"level none read a schema: {a}"))
     lazy = open_version(path, "none")
-    assert dict(read)[DOCUMENTS] == LOAD_COLUMNS  # no ids, domains, categories or scores
-    assert all(columns == ("doc_index",) for name, columns in read if name != DOCUMENTS)
     for name in ("doc_file", "doc_offset", "doc_length", "doc_source"):
-        assert np.array_equal(getattr(lazy, name), getattr(quick, name))
-    assert lazy.sources == quick.sources
-    assert all(np.array_equal(a, b) for a, b in zip(lazy.epochs, quick.epochs, strict=True))
-    assert "id" in pq.read_schema(path / DOCUMENTS).names  # the table does hold more than was read
+        array = getattr(lazy, name)
+        assert np.array_equal(array, getattr(quick, name)), name
+        assert not array.flags.writeable and not array.flags.owndata  # a view of the read-only map, not a copy
+    assert lazy.sources == quick.sources and lazy.token_files == quick.token_files
+    for e in range(3):
+        assert np.array_equal(lazy.epochs[e], quick.epochs[e])
+        assert np.array_equal(lazy.epoch_ends(e), np.cumsum(quick.doc_length[quick.epochs[e]]))
+        assert lazy.epoch_tokens(e) == quick.epoch_tokens(e) == lazy.manifest.epochs[e].tokens
 
 
 def test_string_columns_read_as_dictionaries_give_the_same_arrays_over_many_row_groups(tmp_path, monkeypatch):
@@ -68,43 +65,56 @@ def test_string_codes_list_only_the_values_rows_hold():
     assert plain_names == names and np.array_equal(plain_codes, codes)
 
 
-def test_unverified_plans_are_read_per_epoch_and_a_loader_over_them_reads_the_same_batches(tmp_path, monkeypatch):
-    """At level none each epoch's plan is read when first asked for and only the last two are kept (a rank holds
-    one or two epochs' plans, not all); a loader over it gives the batches of a loader over the verified open,
-    across every epoch boundary, and keeps at most two epochs' cumulative ends."""
+def test_a_loader_over_the_unverified_open_reads_the_batches_of_the_verified_one(tmp_path):
+    """Ranks other than the main one read through the raw index, the main one through the verified tables: the
+    same batches across every epoch boundary."""
     from stablecpt.training.loader import PackedLoader
-
-    from stablecpt.formats.version import EpochPlans
 
     path = write_version(tmp_path, random_docs(80, seed=7), shuffled_epochs(80, 4, seed=8), docs_per_file=30)
     quick, lazy = open_version(path, "quick"), open_version(path, "none")
-    assert isinstance(lazy.epochs, EpochPlans) and len(lazy.epochs) == 4
-    reads = []
-    real = pq.read_table
-    monkeypatch.setattr(pq, "read_table", lambda source, **kw: reads.append(str(source)) or real(source, **kw))
-    for e in (0, 1, 2, 1, -1):
-        assert np.array_equal(lazy.epochs[e], quick.epochs[e])
-        assert len(lazy.epochs._kept) <= 2
-    assert len(reads) == 4  # 0, 1, 2 once each; 1 kept; -1 (epoch 3) read again, 0 evicted
-    with np.testing.assert_raises(IndexError):
-        lazy.epochs[4]
     a, b = PackedLoader(quick, 16, 3, order="shuffled", seed=1), PackedLoader(lazy, 16, 3, order="shuffled", seed=1)
     assert a.sequences_per_epoch == b.sequences_per_epoch and a.total_sequences == b.total_sequences
     for k in range(0, a.total_sequences - 2, 2):  # steps of 2 sequences of 3: windows across epoch ends too
         x, y = a.read(k, 3), b.read(k, 3)
         assert np.array_equal(x.input_ids, y.input_ids) and np.array_equal(x.label_sources, y.label_sources)
-        assert len(b._ends) <= 2
 
 
-def test_an_unreadable_plan_is_one_line_when_an_unverified_loader_starts(tmp_path):
-    from stablecpt.training.loader import PackedLoader
-
+@pytest.mark.parametrize("damage", ["truncated", "missing", "other_dtype", "garbage"])
+def test_a_damaged_raw_index_is_one_line_at_every_level(tmp_path, damage):
     from stablecpt.core.errors import UserError
 
     path = write_version(tmp_path, random_docs(30, seed=9), shuffled_epochs(30, 2, seed=9), docs_per_file=30)
-    version = open_version(path, "none")
-    plan = path / version.manifest.epochs[1].file
-    plan.write_bytes(plan.read_bytes()[:40])
-    with np.testing.assert_raises(UserError) as caught:
-        PackedLoader(version, 16, 2)
-    assert str(plan) in str(caught.exception) and "\n" not in str(caught.exception)
+    raw = path / raw_plan_file(1)
+    if damage == "truncated":
+        raw.write_bytes(raw.read_bytes()[:-16])
+    elif damage == "missing":
+        raw.unlink()
+    elif damage == "other_dtype":
+        np.save(raw, np.zeros(30, dtype="<i8"))
+    else:
+        raw.write_bytes(b"not numpy at all")
+    for level in ("none", "quick"):
+        with pytest.raises(UserError) as caught:
+            open_version(path, level)
+        assert str(raw) in str(caught.value) and "\n" not in str(caught.value), (level, str(caught.value))
+
+
+@pytest.mark.parametrize("name", ["documents", "plan"])
+def test_quick_refuses_a_raw_index_that_disagrees_with_the_tables(tmp_path, name):
+    """A raw index with the right shape but other values (written by hand, the manifest resealed over it): the
+    tables are the truth, and `quick` names the first record that differs."""
+    from shardkit import reseal
+
+    from stablecpt.core.errors import UserError
+
+    path = write_version(tmp_path, random_docs(40, seed=3), shuffled_epochs(40, 2, seed=3), docs_per_file=15)
+    rel = RAW_DOCUMENTS if name == "documents" else raw_plan_file(0)
+    raw = np.load(path / rel).copy()
+    field = "length" if name == "documents" else "end"
+    raw[17][field] += 1
+    np.save(path / rel, raw)
+    reseal(path, rehash=[rel])
+    open_version(path, "none")  # unverified: trusted, as a rank whose main process verified
+    with pytest.raises(UserError) as caught:
+        open_version(path, "quick")
+    assert f"{path / rel}: record 17 '{field}' disagrees" in str(caught.value)

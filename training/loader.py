@@ -58,14 +58,10 @@ class PackedLoader:
         self.rank, self.world_size = rank, world_size
         self.document_positions = document_positions
         self.order, self.seed = order, seed
-        # per epoch: cumulative end of each plan entry in the epoch stream, made when the epoch is first read
-        # and kept for the last two epochs read (8 bytes a plan row each, so not for every epoch at once)
-        self._ends: dict[int, np.ndarray] = {}
-        self.sequences_per_epoch, self.dropped_tail = [], []
-        for e in range(len(version.epochs)):  # one epoch's plan at a time (an unverified version reads lazily)
-            total = version.epoch_tokens(e)
-            self.sequences_per_epoch.append(sequences_in(total, seq_len))
-            self.dropped_tail.append(dropped_tail(total, seq_len))
+        # an epoch's tokens are its last cumulative end (the raw plan index: nothing per plan row is read here)
+        totals = [version.epoch_tokens(e) for e in range(len(version.epochs))]
+        self.sequences_per_epoch = [sequences_in(total, seq_len) for total in totals]
+        self.dropped_tail = [dropped_tail(total, seq_len) for total in totals]
         self._orders = [SequenceOrder(n, version.fingerprint, seed, e) if order == "shuffled" else None
                         for e, n in enumerate(self.sequences_per_epoch)]
         self._order_blocks: dict[tuple[int, int], np.ndarray] = {}
@@ -73,14 +69,6 @@ class PackedLoader:
         self.total_sequences = int(self._epoch_first[-1])
         self._tokens = [version.tokens(i) for i in range(len(version.token_files))]
         self._loss = [version.loss_mask(i) for i in range(len(version.token_files))] if version.has_loss_mask else []
-
-    def _epoch_ends(self, epoch: int) -> np.ndarray:
-        ends = self._ends.get(epoch)
-        if ends is None:
-            if len(self._ends) >= 2:
-                self._ends.pop(next(iter(self._ends)), None)
-            ends = self._ends[epoch] = self.version.epoch_ends(epoch)
-        return ends
 
     @property
     def sequences_per_step(self) -> int:
@@ -147,7 +135,7 @@ class PackedLoader:
 
     def _windows(self, epoch: int, sequences: np.ndarray) -> MicroBatch:
         """The windows of seq_len + 1 tokens of the given sequences of one epoch, as a batch (one row each)."""
-        v, ends, plan = self.version, self._epoch_ends(epoch), self.version.epochs[epoch]
+        v, ends, plan = self.version, self.version.epoch_ends(epoch), self.version.epochs[epoch]
         rows, width = len(sequences), self.seq_len + WINDOW_OVERLAP
         starts = sequences * self.seq_len
         stops = starts + width

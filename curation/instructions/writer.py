@@ -55,7 +55,7 @@ def write_instruction_version(target: Path, tmp: Path, tokenizer: TargetTokenize
     orders, epochs = [], []
     for plan in plans:
         index = np.array([doc_index[row] for row, _ in plan.order], dtype=np.int64)
-        write_epoch_plan(tmp, plan.epoch, index, [part for _, part in plan.order])
+        write_epoch_plan(tmp, plan.epoch, index, [part for _, part in plan.order], lengths)
         orders.append(index)
         epochs.append(epoch_entry(plan.epoch, docs, index, plan.parts))
     targets = {name: part["target"] for name, part in plans[0].parts.items()}

@@ -111,7 +111,7 @@ def write_version(target: Path, tmp: Path, run: CurationRun, store: TokenStore, 
     orders, epochs = [], []
     for plan in plans:
         index = np.searchsorted(used, plan.rows)  # a version's doc_index is the row's rank among those used
-        write_epoch_plan(tmp, plan.epoch, index, plan.part_names())
+        write_epoch_plan(tmp, plan.epoch, index, plan.part_names(), lengths)
         orders.append(index)
         epochs.append(epoch_entry(plan.epoch, docs, index, {p.name: p.summary() for p in plan.parts}))
     return seal_version(target, tmp, {

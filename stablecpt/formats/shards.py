@@ -52,6 +52,14 @@ ATTRIBUTE_TYPE = pa.float64()
 INSTRUCTION_COLUMNS: dict[str, pa.DataType] = {"quality_score": pa.float64(), "loss_tokens": pa.int64()}
 EPOCH_PLAN_COLUMNS: dict[str, pa.DataType] = {"position": pa.int64(), "doc_index": pa.int64(), "part": pa.string()}
 
+# The loader's raw index (docs/shard-format.md): what reading needs, as fixed-size little-endian records in .npy
+# files beside the tables, memory-mapped by every training rank (pages shared through the page cache and read as
+# touched: start-up reads no table and holds nothing per document). `quick` checks them against the tables.
+RAW_DOCUMENTS = "documents.npy"
+DOCUMENT_RECORD = np.dtype([("file", "<i4"), ("source", "<i4"), ("offset", "<i8"), ("length", "<i8")])
+# file: index into the version's token files, sorted; source: index into its sources, sorted (tokens.by_source)
+PLAN_RECORD = np.dtype([("doc_index", "<i8"), ("end", "<i8")])  # end: cumulative tokens through this plan row
+
 
 def same_type(stored: pa.DataType, declared: pa.DataType) -> bool:
     return stored == declared or (declared == pa.string() and pa.types.is_large_string(stored))
@@ -59,6 +67,10 @@ def same_type(stored: pa.DataType, declared: pa.DataType) -> bool:
 
 def epoch_file(epoch: int) -> str:
     return f"epochs/epoch_{epoch:04d}.parquet"
+
+
+def raw_plan_file(epoch: int) -> str:
+    return f"epochs/epoch_{epoch:04d}.npy"
 
 
 def token_dtype_for(vocab_size: int) -> str:
@@ -218,21 +230,41 @@ def documents_table(columns: Mapping[str, Any], extra: Mapping[str, pa.DataType]
 
 
 def write_documents(folder: Path, table: pa.Table) -> None:
+    """documents.parquet and its raw index, documents.npy. The token files must be written first: a document's
+    `file` is the index of its shard among the folder's .ds files, sorted (as the manifest's token_files)."""
     for name, dtype in DOCUMENT_COLUMNS.items():
         stored = table.schema.field(name).type if name in table.column_names else None
         if stored != dtype:
             raise ValueError(f"documents.parquet: column {name} must be {dtype}, got {stored}")
+    if not np.array_equal(_int_column(table, "doc_index"), np.arange(table.num_rows)):
+        raise ValueError("documents.parquet: doc_index must be 0..n-1 in row order")
     pq.write_table(table, folder / DOCUMENTS)
+    token_files = {rel: i for i, rel in enumerate(folder_files(folder, lambda rel: not rel.endswith(".ds")))}
+    shards, shard_codes = string_codes(table, "shard")
+    missing = sorted(set(shards) - set(token_files))
+    if missing:
+        raise ValueError(f"documents.parquet: column shard names {missing[0]!r}, not a .ds file in {folder}")
+    raw = np.empty(table.num_rows, dtype=DOCUMENT_RECORD)
+    raw["file"] = np.asarray([token_files[s] for s in shards], dtype=np.int32)[shard_codes] if shards else 0
+    raw["source"] = string_codes(table, "source")[1]
+    raw["offset"], raw["length"] = _int_column(table, "token_offset"), _int_column(table, "token_length")
+    np.save(folder / RAW_DOCUMENTS, raw, allow_pickle=False)
 
 
-def write_epoch_plan(folder: Path, epoch: int, doc_index: np.ndarray, parts: Any) -> str:
-    """epochs/epoch_<e>.parquet: (position, doc_index, part) in consumption order; returns its relative path."""
+def write_epoch_plan(folder: Path, epoch: int, doc_index: np.ndarray, parts: Any, lengths: np.ndarray) -> str:
+    """epochs/epoch_<e>.parquet: (position, doc_index, part) in consumption order, and its raw index
+    epochs/epoch_<e>.npy: (doc_index, end) per row, `lengths` being each document's token_length; returns the
+    Parquet file's relative path."""
     rel = epoch_file(epoch)
     (folder / rel).parent.mkdir(exist_ok=True)
     index = np.asarray(doc_index, dtype=np.int64)
     columns = {"position": np.arange(len(index), dtype=np.int64), "doc_index": index, "part": parts}
     pq.write_table(pa.table({name: _arrow(columns[name], dtype) for name, dtype in EPOCH_PLAN_COLUMNS.items()}),
                    folder / rel)
+    raw = np.empty(len(index), dtype=PLAN_RECORD)
+    raw["doc_index"] = index
+    raw["end"] = np.cumsum(np.asarray(lengths, dtype=np.int64)[index], dtype=np.int64)
+    np.save(folder / raw_plan_file(epoch), raw, allow_pickle=False)
     return rel
 
 

@@ -19,7 +19,6 @@ The tables are read with pyarrow (no polars on the training import path: GPU ima
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,13 +36,17 @@ from .base import read_record
 from .folder import MANIFEST, hash_problems, listing_problems
 from .shards import (
     DOCUMENT_COLUMNS,
+    DOCUMENT_RECORD,
     DOCUMENTS,
     EPOCH_PLAN_COLUMNS,
     INDEX_DTYPE,
     INSTRUCTION_COLUMNS,
+    PLAN_RECORD,
+    RAW_DOCUMENTS,
     ShardManifest,
     TokenCounts,
     epoch_entry,
+    raw_plan_file,
     same_type,
     scan_token_file,
     string_codes,
@@ -53,7 +56,6 @@ from .shards import (
 Level = Literal["none", "quick", "full"]
 LEVELS: tuple[Level, ...] = ("none", "quick", "full")
 READ_COLUMNS = ("doc_index", "source", "category", "shard", "token_offset", "token_length")  # + loss_tokens
-LOAD_COLUMNS = ("source", "shard", "token_offset", "token_length")  # what reading needs (level "none")
 DICTIONARY_COLUMNS = ("source", "category", "shard")  # read as Arrow dictionaries: a few distinct values each
 NOT_NULL = ("doc_index", "source", "category", "shard", "token_offset", "token_length", "loss_tokens", "position")
 
@@ -79,7 +81,8 @@ class ShardVersion:
     doc_length: np.ndarray  # int64, separator included
     doc_source: np.ndarray  # int32 per document: index into sources
     sources: list[str]
-    epochs: Sequence[np.ndarray]  # doc_index in consumption order, one array per epoch (EpochPlans: read lazily)
+    epochs: list[np.ndarray]  # doc_index in consumption order, one array per epoch
+    ends: list[np.ndarray]  # per epoch: cumulative end (in tokens) of each plan row in the epoch's stream
     _maps: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -118,11 +121,12 @@ class ShardVersion:
         return self._maps[key]
 
     def epoch_tokens(self, epoch: int) -> int:
-        return int(self.doc_length[self.epochs[epoch]].sum())
+        ends = self.ends[epoch]
+        return int(ends[-1]) if len(ends) else 0
 
     def epoch_ends(self, epoch: int) -> np.ndarray:
         """Cumulative end (in tokens) of each plan position in the epoch's stream."""
-        return np.cumsum(self.doc_length[self.epochs[epoch]], dtype=np.int64)
+        return self.ends[epoch]
 
     def document_tokens(self, doc_index: int) -> np.ndarray:
         start = int(self.doc_offset[doc_index])
@@ -184,72 +188,113 @@ def _ints(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).to_numpy().astype(np.int64, copy=False)
 
 
-def _load(path: Path, manifest: ShardManifest, checked: bool = True) -> tuple[ShardVersion, pa.Table]:
+def _load(path: Path, manifest: ShardManifest, checked: bool = True) -> tuple[ShardVersion, pa.Table | None]:
     """The version's arrays, and the document table columns read (for the structure check). Unchecked (level
-    "none": ranks whose main process verified), only the columns reading needs are read (LOAD_COLUMNS: no
-    ids, domains, categories or scores) and doc_index is taken as the row number the check enforces."""
+    "none": ranks whose main process verified), no table is read: the document and plan arrays are views of the
+    raw index (documents.npy, epochs/epoch_<e>.npy) memory-mapped, so nothing per document is read or held."""
+    token_files = sorted(manifest.token_files)
+    if not checked:  # the raw index's shapes against the manifest's counts, which the main process verified
+        raw = _open_raw(path / RAW_DOCUMENTS, DOCUMENT_RECORD, sum(i.documents for i in manifest.token_files.values()),
+                        "one per document of manifest.json token_files")
+        plans = [_open_raw(path / raw_plan_file(e.epoch), PLAN_RECORD, e.documents,
+                           f"one per plan row: manifest.json epochs[{e.epoch}].documents") for e in manifest.epochs]
+        return ShardVersion(path=path, manifest=manifest, token_files=token_files, doc_file=raw["file"],
+                            doc_offset=raw["offset"], doc_length=raw["length"], doc_source=raw["source"],
+                            sources=sorted(manifest.tokens.by_source), epochs=[p["doc_index"] for p in plans],
+                            ends=[p["end"] for p in plans]), None
     docs_path = path / DOCUMENTS
     required = (*DOCUMENT_COLUMNS, *(("loss_tokens",) if manifest.has_loss_mask else ()))
-    read = (*READ_COLUMNS, *(("loss_tokens",) if manifest.has_loss_mask else ())) if checked else LOAD_COLUMNS
+    read = (*READ_COLUMNS, *(("loss_tokens",) if manifest.has_loss_mask else ()))
     docs = _read_table(docs_path, {**DOCUMENT_COLUMNS, **INSTRUCTION_COLUMNS}, required, read)
-    if checked and not np.array_equal(_ints(docs, "doc_index"), np.arange(docs.num_rows)):
+    if not np.array_equal(_ints(docs, "doc_index"), np.arange(docs.num_rows)):
         raise UserError(f"{docs_path}: column 'doc_index' must be 0..n-1 in row order")
-    token_files = sorted(manifest.token_files)
     shards, shard_codes = string_codes(docs, "shard")
     unknown = sorted(set(shards) - set(token_files))
     if unknown:
         raise UserError(f"{docs_path}: column 'shard' names {unknown[0]!r}, not a token file of manifest.json")
     file_ids = {rel: i for i, rel in enumerate(token_files)}
     sources, source_codes = string_codes(docs, "source")
+    orders = [_read_plan(path / entry.file, docs.num_rows) for entry in manifest.epochs]
+    # the raw index's shapes against the tables (their values: _raw_problems; the manifest's counts: the
+    # structure check, which names the count that disagrees)
+    _open_raw(path / RAW_DOCUMENTS, DOCUMENT_RECORD, docs.num_rows, f"one per row of {DOCUMENTS}")
+    plans = [_open_raw(path / raw_plan_file(e.epoch), PLAN_RECORD, len(order), f"one per row of {e.file}")
+             for e, order in zip(manifest.epochs, orders, strict=True)]
     version = ShardVersion(
         path=path, manifest=manifest, token_files=token_files,
         doc_file=np.asarray([file_ids[name] for name in shards], dtype=np.int32)[shard_codes]
         if shards else np.zeros(0, dtype=np.int32),
         doc_offset=_ints(docs, "token_offset"), doc_length=_ints(docs, "token_length"),
-        doc_source=source_codes.astype(np.int32), sources=sources, epochs=[])
-    if checked:  # the verification counts over every plan: all of them, now
-        version.epochs = [_read_plan(path / entry.file, docs.num_rows, checked) for entry in manifest.epochs]
-    else:
-        version.epochs = EpochPlans([path / entry.file for entry in manifest.epochs], docs.num_rows)
+        doc_source=source_codes.astype(np.int32), sources=sources, epochs=orders,
+        ends=[p["end"] for p in plans])  # the raw ends: _raw_problems compares them with the tables
     return version, docs
 
 
-def _read_plan(file: Path, documents: int, checked: bool) -> np.ndarray:
-    """An epoch plan's doc_index, its range checked (and its position column, when `checked`)."""
-    plan = _read_table(file, EPOCH_PLAN_COLUMNS, tuple(EPOCH_PLAN_COLUMNS),
-                       ("position", "doc_index") if checked else ("doc_index",))
+def _read_plan(file: Path, documents: int) -> np.ndarray:
+    """An epoch plan's doc_index, its range and position column checked."""
+    plan = _read_table(file, EPOCH_PLAN_COLUMNS, tuple(EPOCH_PLAN_COLUMNS), ("position", "doc_index"))
     order = _ints(plan, "doc_index")
-    if checked and not np.array_equal(_ints(plan, "position"), np.arange(plan.num_rows)):
+    if not np.array_equal(_ints(plan, "position"), np.arange(plan.num_rows)):
         raise UserError(f"{file}: column 'position' must be 0..m-1 in row order")
     if len(order) and (order.min() < 0 or order.max() >= documents):
         raise UserError(f"{file}: column 'doc_index' refers to documents outside {DOCUMENTS}")
     return order
 
 
-class EpochPlans(Sequence):
-    """Each epoch's doc_index, read from its plan file when asked for, the last two kept: a run reads one
-    epoch after the other (a read at an epoch's end touches the next), so a rank holds one or two epochs'
-    plans, not all of them (8 bytes a plan row each). Unverified versions only (level none)."""
+def _open_raw(file: Path, record: np.dtype, rows: int, what: str) -> np.ndarray:
+    """A raw index file memory-mapped read-only, after checking its header: `rows` records of `record`."""
+    if not file.is_file():
+        raise UserError(f"{file}: missing (versions written before the raw index, 2026-12-04, lack it: rebuild "
+                        "the version with this stablecpt)")
+    try:
+        array = np.load(file, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{file}: not readable as a .npy array ({str(exc).splitlines()[0]})") from None
+    if array.dtype != record or array.shape != (rows,):
+        raise UserError(f"{file}: holds {array.shape} of {array.dtype}, the format declares {rows} records of "
+                        f"{record} ({what})")
+    return np.asarray(array) if rows else np.zeros(0, record)
 
-    KEPT = 2
 
-    def __init__(self, files: list[Path], documents: int):
-        self.files, self.documents = files, documents
-        self._kept: dict[int, np.ndarray] = {}
+RAW_BLOCK = 1 << 20  # records compared at a time
 
-    def __len__(self) -> int:
-        return len(self.files)
 
-    def __getitem__(self, epoch):
-        if isinstance(epoch, slice):
-            return [self[e] for e in range(len(self))[epoch]]
-        epoch = range(len(self))[epoch]  # an IndexError outside, negative indices as a list's
-        plan = self._kept.get(epoch)
-        if plan is None:
-            if len(self._kept) >= self.KEPT:
-                self._kept.pop(next(iter(self._kept)), None)
-            plan = self._kept[epoch] = _read_plan(self.files[epoch], self.documents, checked=False)
-        return plan
+def _raw_problems(version: ShardVersion) -> list[str]:
+    """The raw index against the tables it indexes, a block at a time (read, not mapped: the check adds a block's
+    memory, not the files')."""
+    v, path, problems = version, version.path, []
+    for name, table_column in {"file": v.doc_file, "source": v.doc_source, "offset": v.doc_offset,
+                               "length": v.doc_length}.items():
+        row = _first_difference(path / RAW_DOCUMENTS, name, table_column)
+        if row is not None:
+            problems.append(f"{path / RAW_DOCUMENTS}: record {row} '{name}' disagrees with {DOCUMENTS} (the raw "
+                            "index was not written with this table)")
+    for entry, order in zip(v.manifest.epochs, v.epochs, strict=True):
+        raw, ends = path / raw_plan_file(entry.epoch), np.cumsum(v.doc_length[order], dtype=np.int64)
+        for name, table_column in (("doc_index", order), ("end", ends)):
+            row = _first_difference(raw, name, table_column)
+            if row is not None:
+                problems.append(f"{raw}: record {row} '{name}' disagrees with {entry.file} (doc_index, and 'end' "
+                                f"the cumulative token_length of {DOCUMENTS})")
+                break
+        del ends
+    return problems
+
+
+def _first_difference(file: Path, name: str, expected: np.ndarray) -> int | None:
+    """The first record whose field `name` differs from `expected`, the file read a block at a time."""
+    with open(file, "rb") as f:
+        major, _ = np.lib.format.read_magic(f)  # _open_raw checked the header's dtype and shape
+        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        rows, _, dtype = read_header(f)
+        done = 0
+        while done < rows[0]:
+            block = np.fromfile(f, dtype=dtype, count=min(RAW_BLOCK, rows[0] - done))
+            wrong = np.flatnonzero(block[name] != expected[done:done + len(block)])
+            if len(wrong):
+                return done + int(wrong[0])
+            done += len(block)
+    return None
 
 
 def _runs_by_file(version: ShardVersion) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -380,6 +425,7 @@ def verify_version(path: str | Path, level: Level = "quick", vocab_size: int | N
         return report, None
     if level != "none":
         report.problems += _structure_problems(version, docs)
+        report.problems += _raw_problems(version)
     if level == "full" and not report.problems:
         report.problems += _content_problems(version)
     return report, version
