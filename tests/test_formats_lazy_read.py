@@ -1,6 +1,8 @@
 """Opening a version unverified (the ranks whose main process verified) reads no table, only the raw index
 memory-mapped, and gives the same arrays as a verified open; the verified open checks the raw index."""
 
+import re
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -27,11 +29,15 @@ def test_unverified_open_reads_no_table_and_maps_the_raw_index_with_quick_arrays
         assert lazy.epoch_tokens(e) == quick.epoch_tokens(e) == lazy.manifest.epochs[e].tokens
 
 
-def test_string_columns_read_as_dictionaries_give_the_same_arrays_over_many_row_groups(tmp_path, monkeypatch):
-    """The reader takes source, category and shard as Parquet's dictionaries (no string per row): over row groups
-    whose dictionaries differ (a source found in one row group only) the arrays and counts are those of plain
-    strings, at every level."""
+@pytest.mark.parametrize("batch_rows", [4, 1 << 20])
+def test_string_columns_read_as_dictionaries_give_the_same_arrays_over_many_row_groups(tmp_path, monkeypatch,
+                                                                                       batch_rows):
+    """The check reads source, category and shard as Parquet's dictionaries (no string per row), a batch of rows
+    at a time: over row groups whose dictionaries differ (a source found in the last ones only), in batches
+    smaller than a row group or larger than the file, the raw index and the manifest's counts agree with them."""
     from shardkit import reseal
+
+    from stablecpt.formats import structure
 
     docs = random_docs(60, seed=6, sources=("medical", "general", "code"))
     for d in docs[40:]:
@@ -42,15 +48,12 @@ def test_string_columns_read_as_dictionaries_give_the_same_arrays_over_many_row_
     pq.write_table(table, path / DOCUMENTS, row_group_size=7)
     reseal(path, rehash=[DOCUMENTS])
     assert pq.ParquetFile(path / DOCUMENTS).metadata.num_row_groups == 9
-    kwargs = []
-    real = pq.read_table
-    monkeypatch.setattr(pq, "read_table", lambda *a, **k: kwargs.append(k) or real(*a, **k))
+    monkeypatch.setattr(structure, "BATCH_ROWS", batch_rows)
     for level in ("none", "quick", "full"):
         opened = open_version(path, level)
         assert opened.sources == plain.sources == ["code", "general", "late", "medical"]
-        for name in ("doc_file", "doc_offset", "doc_length", "doc_source"):
+        for name in ("doc_file", "doc_offset", "doc_length", "doc_source", "doc_category"):
             assert np.array_equal(getattr(opened, name), getattr(plain, name)), (level, name)
-    assert {"source", "shard"} <= set(kwargs[0]["read_dictionary"])
 
 
 def test_string_codes_list_only_the_values_rows_hold():
@@ -99,13 +102,17 @@ def test_a_damaged_raw_index_is_one_line_at_every_level(tmp_path, damage):
         assert str(raw) in str(caught.value) and "\n" not in str(caught.value), (level, str(caught.value))
 
 
+@pytest.mark.parametrize("batch_rows", [4, 1 << 20])
 @pytest.mark.parametrize("name", ["documents", "plan"])
-def test_quick_refuses_a_raw_index_that_disagrees_with_the_tables(tmp_path, name):
+def test_quick_refuses_a_raw_index_that_disagrees_with_the_tables(tmp_path, monkeypatch, name, batch_rows):
     """A raw index with the right shape but other values (written by hand, the manifest resealed over it): the
-    tables are the truth, and `quick` names the first record that differs."""
+    tables are the truth, and `quick` names the first record that differs, in whichever batch it is."""
     from shardkit import reseal
 
     from stablecpt.core.errors import UserError
+    from stablecpt.formats import structure
+
+    monkeypatch.setattr(structure, "BATCH_ROWS", batch_rows)
 
     path = write_version(tmp_path, random_docs(40, seed=3), shuffled_epochs(40, 2, seed=3), docs_per_file=15)
     rel = RAW_DOCUMENTS if name == "documents" else raw_plan_file(0)
@@ -118,3 +125,73 @@ def test_quick_refuses_a_raw_index_that_disagrees_with_the_tables(tmp_path, name
     with pytest.raises(UserError) as caught:
         open_version(path, "quick")
     assert f"{path / rel}: record 17 '{field}' disagrees" in str(caught.value)
+
+
+def _rewrite(path, rel, edit):
+    import pyarrow as pa
+    from shardkit import reseal
+
+    table = pq.read_table(path / rel)
+    columns = {name: table.column(name).to_pylist() for name in table.column_names}
+    edit(columns)
+    pq.write_table(pa.table(columns, schema=table.schema), path / rel)
+    reseal(path, rehash=[rel])
+
+
+@pytest.mark.parametrize("batch_rows", [4, 1 << 20])
+@pytest.mark.parametrize("damage, message", [
+    (lambda c: c["token_length"].__setitem__(21, None), "documents.parquet: column 'token_length' has null value(s)"),
+    (lambda c: c["doc_index"].__setitem__(21, 22), "documents.parquet: column 'doc_index' must be 0..n-1 in row order "
+                                                   "(row 21 holds 22)"),
+    (lambda c: c["shard"].__setitem__(21, "tokens/elsewhere.ds"), "column 'shard' names 'tokens/elsewhere.ds', not a "
+                                                                  "token file"),
+])
+def test_a_damaged_document_table_is_one_line_naming_file_and_column(tmp_path, monkeypatch, batch_rows, damage,
+                                                                     message):
+    from stablecpt.core.errors import UserError
+    from stablecpt.formats import structure
+
+    monkeypatch.setattr(structure, "BATCH_ROWS", batch_rows)
+    path = write_version(tmp_path, random_docs(40, seed=3), shuffled_epochs(40, 2, seed=3), docs_per_file=15)
+    _rewrite(path, DOCUMENTS, damage)
+    with pytest.raises(UserError, match=re.escape(message)) as caught:
+        open_version(path, "quick")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("batch_rows", [4, 1 << 20])
+def test_documents_out_of_token_order_are_named(tmp_path, monkeypatch, batch_rows):
+    """The check reads documents in order and needs each token file's documents to be one contiguous range: two
+    documents swapped in the table (and in the raw index, so both agree) are named, at any batch boundary."""
+    from shardkit import reseal
+
+    from stablecpt.formats import structure
+    from stablecpt.formats.version import verify_version
+
+    monkeypatch.setattr(structure, "BATCH_ROWS", batch_rows)
+    path = write_version(tmp_path, random_docs(40, seed=3), shuffled_epochs(40, 2, seed=3), docs_per_file=15)
+
+    def swap(c):
+        for name in c:
+            if name != "doc_index":
+                c[name][7], c[name][8] = c[name][8], c[name][7]
+    _rewrite(path, DOCUMENTS, swap)
+    raw = np.load(path / RAW_DOCUMENTS).copy()
+    raw[[7, 8]] = raw[[8, 7]]
+    np.save(path / RAW_DOCUMENTS, raw)
+    reseal(path, rehash=[RAW_DOCUMENTS])
+    problems = verify_version(path, "quick")[0].problems
+    assert any("documents.parquet: row 7 (tokens/00000.ds from token" in p and "token order" in p for p in problems)
+
+
+@pytest.mark.parametrize("batch_rows", [3, 1 << 20])
+def test_a_plan_position_out_of_order_is_one_line(tmp_path, monkeypatch, batch_rows):
+    from stablecpt.core.errors import UserError
+    from stablecpt.formats import structure
+
+    monkeypatch.setattr(structure, "BATCH_ROWS", batch_rows)
+    path = write_version(tmp_path, random_docs(20, seed=3), shuffled_epochs(20, 2, seed=3), docs_per_file=15)
+    _rewrite(path, "epochs/epoch_0001.parquet", lambda c: c["position"].__setitem__(10, 3))
+    with pytest.raises(UserError, match="epoch_0001.parquet: column 'position' must be 0..m-1 in row order "
+                                        r"\(row 10 holds 3\)"):
+        open_version(path, "quick")

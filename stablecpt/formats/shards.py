@@ -56,8 +56,10 @@ EPOCH_PLAN_COLUMNS: dict[str, pa.DataType] = {"position": pa.int64(), "doc_index
 # files beside the tables, memory-mapped by every training rank (pages shared through the page cache and read as
 # touched: start-up reads no table and holds nothing per document). `quick` checks them against the tables.
 RAW_DOCUMENTS = "documents.npy"
-DOCUMENT_RECORD = np.dtype([("file", "<i4"), ("source", "<i4"), ("offset", "<i8"), ("length", "<i8")])
-# file: index into the version's token files, sorted; source: index into its sources, sorted (tokens.by_source)
+DOCUMENT_RECORD = np.dtype([("file", "<i4"), ("source", "<i4"), ("category", "<i4"), ("offset", "<i8"),
+                            ("length", "<i8")])
+# file: index into the version's token files, sorted; source, category: index into the sorted names of
+# manifest.json tokens.by_source, tokens.by_category
 PLAN_RECORD = np.dtype([("doc_index", "<i8"), ("end", "<i8")])  # end: cumulative tokens through this plan row
 
 
@@ -246,7 +248,7 @@ def write_documents(folder: Path, table: pa.Table) -> None:
         raise ValueError(f"documents.parquet: column shard names {missing[0]!r}, not a .ds file in {folder}")
     raw = np.empty(table.num_rows, dtype=DOCUMENT_RECORD)
     raw["file"] = np.asarray([token_files[s] for s in shards], dtype=np.int32)[shard_codes] if shards else 0
-    raw["source"] = string_codes(table, "source")[1]
+    raw["source"], raw["category"] = string_codes(table, "source")[1], string_codes(table, "category")[1]
     raw["offset"], raw["length"] = _int_column(table, "token_offset"), _int_column(table, "token_length")
     np.save(folder / RAW_DOCUMENTS, raw, allow_pickle=False)
 
