@@ -112,7 +112,8 @@ class ShardVersion:
 
 def open_raw(file: Path, record: np.dtype, rows: int, what: str) -> np.ndarray:
     """A raw index file memory-mapped read-only, after checking its header and size: `rows` records of `record`.
-    MADV_RANDOM: the loader looks records up at random, so a page fault should not read ahead."""
+    The kernel's default read-ahead is kept: MADV_RANDOM made a training rank's first batch 0.6 s faster from a
+    cold page cache at 50M documents but the quick check's sequential passes 2.5x slower (66 s against 26 s)."""
     if not file.is_file():
         raise UserError(f"{file}: missing (versions written before the raw index, 2026-12-04, lack it: rebuild "
                         "the version with this stablecpt)")
@@ -132,5 +133,4 @@ def open_raw(file: Path, record: np.dtype, rows: int, what: str) -> np.ndarray:
                         "declares (truncated or extended)")
     if mapped is None:
         return np.zeros(0, record)
-    mapped.madvise(mmap.MADV_RANDOM)
     return np.frombuffer(mapped, dtype=record, count=rows, offset=start)

@@ -239,7 +239,8 @@ def _scan_plan(v: ShardVersion, epoch: int, loss: np.ndarray | None, problems: l
         index = _ints(batch, "doc_index")
         if len(index) and (index.min() < 0 or index.max() >= documents):
             raise UserError(f"{plan_path}: column 'doc_index' refers to documents outside {DOCUMENTS}")
-        lengths = v.doc_length[index]
+        records = v.raw_documents[index]  # one gather of each row's document record, not one per field
+        lengths = records["length"]
         ends = carried + np.cumsum(lengths, dtype=np.int64)
         block = raw[done:done + len(index)]
         for name, values in (("doc_index", index), ("end", ends)):
@@ -250,8 +251,8 @@ def _scan_plan(v: ShardVersion, epoch: int, loss: np.ndarray | None, problems: l
                                 f"(doc_index, and 'end' the cumulative token_length of {DOCUMENTS})")
         carried = int(ends[-1]) if len(ends) else carried
         scan.documents += len(index)
-        _sums(v.sources, v.doc_source[index].astype(np.int64), lengths, scan.by_source)
-        _sums(v.categories, v.doc_category[index].astype(np.int64), lengths, scan.by_category)
+        _sums(v.sources, records["source"].astype(np.int64), lengths, scan.by_source)
+        _sums(v.categories, records["category"].astype(np.int64), lengths, scan.by_category)
         if loss is not None:
             scan.loss_tokens += int(loss[index].sum())
     scan.tokens = carried
