@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import polars as pl
 from stablecpt.audit.readers import CurationRun
 from stablecpt.audit.report import Check, check
-from stablecpt.audit.tables import Scores, collect_all, score_columns, score_histograms, score_summary_query
+from stablecpt.audit.tables import Scores, collect_all, score_columns, score_histograms, score_summaries
 
 DEDUP_SUFFIX = "duplicate"  # drop reasons "exact_duplicate", "minhash_duplicate", ...
 CONTAMINATED = "contaminated"
@@ -91,9 +91,9 @@ def curation_tables(run: CurationRun) -> CurationTables:
                        .sort("source"))
     kept_docs_q = docs.group_by("source").agg(n=pl.len())
     unexplained_q = attrs.filter(~kept & reason.is_null()).group_by("source").agg(n=pl.len()).sort("source")
-    accounting, composition, dropped, dedup, contamination, scores, kept_docs, unexplained = collect_all(
-        [accounting_q, composition_q, dropped_q, dedup_q, contamination_q, score_summary_query(docs, specs),
-         kept_docs_q, unexplained_q])
+    accounting, composition, dropped, dedup, contamination, kept_docs, unexplained = collect_all(
+        [accounting_q, composition_q, dropped_q, dedup_q, contamination_q, kept_docs_q, unexplained_q])
+    scores = score_summaries(docs, specs)
     listing = run.listing_problems()
     accounts = accounting_findings(run, accounting, kept_docs, unexplained)
     checks = [check("curation run files", listing, "every listed file present with its size, none unlisted, the "

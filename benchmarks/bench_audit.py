@@ -95,15 +95,16 @@ print(len(comp), len(rep), len(scores))
 EAGER_POLARS = """
 import sys; from pathlib import Path; import polars as pl
 from stablecpt.audit.readers import open_audited
-from audit_reference import composition_query, repetition_queries  # the group-by queries before numpy counts
-from stablecpt.audit.tables import score_summary_query, selection_boundary
+from audit_reference import composition_query, repetition_queries, score_summary_query  # the queries before
+from stablecpt.audit.tables import score_columns, selection_boundary
 v = open_audited(sys.argv[1])
 docs = pl.read_parquet(v.path / 'documents.parquet').lazy()
 plan = pl.concat([pl.read_parquet(v.path / e.file).with_columns(epoch=pl.lit(e.epoch, pl.Int64))
                   for e in v.manifest.epochs]).select('epoch', 'position', 'doc_index', 'part').lazy()
 hist, summ = repetition_queries(plan, docs)
-out = [q.collect(engine='in-memory') for q in (composition_query(plan, docs), hist, summ, score_summary_query(docs),
-       selection_boundary(docs, v.manifest))]
+specs = score_columns(v.manifest.lineage.scorers)
+out = [q.collect(engine='in-memory') for q in (composition_query(plan, docs), hist, summ,
+       score_summary_query(docs, specs), selection_boundary(docs, v.manifest, specs))]
 print(out[0].height, out[1].height, out[3].height)
 """
 

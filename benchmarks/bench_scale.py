@@ -141,7 +141,7 @@ print(ids[order[k]], k + 1, int(running[k]))
 
 SELECT_NEW = """
 import sys; from pathlib import Path; import polars as pl
-from stablecpt.curation.shards.cut import find_cut, keep_expr
+from stablecpt.core.cut import find_cut, keep_expr
 run, share = Path(sys.argv[1]), float(sys.argv[2])
 pool = (pl.scan_parquet(run / 'documents' / '*.parquet').filter(pl.col('domain') == 'medical')
         .filter(pl.col('kenlm_perplexity').is_not_null()).rename({'kenlm_perplexity': 'key', 'token_length': 'tokens'}))

@@ -1,6 +1,7 @@
 """The audit's composition and repetition tables as the polars group-by queries they were before 2026-12-04
-(audit/occurrences.py computes them with numpy counts now): the reference tests/test_audit_occurrences.py
-compares against, and benchmarks/bench_audit.py's eager polars comparison."""
+(audit/occurrences.py computes them with numpy counts now), and its score summaries as the group-by quantiles
+they were (audit/tables.py `score_summaries` finds them by cuts now): the reference the tests compare against,
+and benchmarks/bench_audit.py's eager polars comparison."""
 
 import polars as pl
 
@@ -30,3 +31,14 @@ def repetition_queries(plan: pl.LazyFrame, docs: pl.LazyFrame) -> tuple[pl.LazyF
                     max_epochs=pl.col("epochs").max())
                .sort("source"))
     return histogram, summary
+
+
+def score_summary_query(docs: pl.LazyFrame, scores) -> pl.LazyFrame:
+    parts = []
+    for score in scores:
+        value = pl.col(score)
+        parts.append(docs.group_by("domain", "source").agg(
+            score=pl.lit(score), documents=pl.len(), scored=value.count(), min=value.min(),
+            p10=value.quantile(0.1, "nearest"), median=value.quantile(0.5, "nearest"),
+            p90=value.quantile(0.9, "nearest"), max=value.max()))
+    return pl.concat(parts).sort("score", "domain", "source")

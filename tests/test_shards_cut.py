@@ -10,11 +10,12 @@ import polars as pl
 import pytest
 from curation_run_factory import make_documents, write_curation_run
 from stablecpt.curation.shards.config import ShardsConfig
-from stablecpt.curation.shards.cut import find_cut, keep_expr
 from stablecpt.curation.shards.run import open_run
 from stablecpt.curation.shards.select import select_domain_subset
 from stablecpt.curation.shards.store import TokenStore
 from stablecpt.curation.shards.tokenizing import load_target_tokenizer
+
+from stablecpt.core.cut import find_cut, keep_expr
 
 
 def _pool(n: int, seed: int) -> pl.DataFrame:
