@@ -3,12 +3,16 @@
 The composition and repetition tables group plan rows by document. A hash group-by (polars, even streaming)
 holds one entry per distinct document, about 300 bytes each (the audit would have needed ~21 GB at 50M
 documents). `doc_index` is 0..n-1 (the reader checks it), so a count per document is an array indexed by it:
-`np.bincount`, a few bytes a document, over the arrays the reader already holds (each epoch's doc_index, the
-token lengths, the source codes); domain, category and part are read as Parquet dictionaries (no string per
-row). Same tables as the group-by queries they replace (tests/audit_reference.py keeps those as the reference).
+`np.bincount`, a few bytes a document, over the arrays the reader maps (each epoch's doc_index, the token
+lengths, the source and category codes: the raw index); domain and part are read as Parquet dictionaries (no
+string per row), each plan a block of rows at a time for the composition. Still linear in documents: a group
+number and one flag per part (composition), three int32 counters (repetition) per document. Same tables as the
+group-by queries they replace (tests/audit_reference.py keeps those as the reference).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import polars as pl
@@ -36,38 +40,62 @@ def _groups(codes: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, np.n
     for code, size in zip(codes, sizes, strict=True):
         key = key * size + code
     occurs = np.flatnonzero(np.bincount(key, minlength=int(np.prod(sizes))))
-    number = np.full(int(np.prod(sizes)), -1, dtype=np.int64)
+    number = np.full(int(np.prod(sizes)), -1, dtype=np.int32)
     number[occurs] = np.arange(len(occurs))
     return np.stack(np.unravel_index(occurs, sizes), axis=1), number[key]
 
 
+BLOCK = 1 << 22  # plan rows counted at a time
+
+
+def _plan_parts(path) -> Iterator[tuple[list[str], np.ndarray]]:
+    """An epoch plan's `part`, a batch at a time: (the batch's part names, each row's index into them)."""
+    for batch in pq.ParquetFile(path, read_dictionary=["part"]).iter_batches(batch_size=BLOCK, columns=["part"]):
+        column = batch.column("part")
+        yield column.dictionary.to_pylist(), column.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
 def composition_table(arrays: LoadedVersion) -> pl.DataFrame:
     """Per epoch, part, source, domain and category: plan rows (documents), distinct documents and tokens, and
-    each group's share of its epoch's tokens."""
-    docs = arrays.path / DOCUMENTS
-    domains, domain = _codes(docs, "domain")
-    categories, category = _codes(docs, "category")
-    kinds, doc_group = _groups([arrays.doc_source.astype(np.int64), domain, category],
-                               [len(arrays.sources), len(domains), len(categories)])
-    lengths = arrays.doc_length
+    each group's share of its epoch's tokens. Each plan is counted a block of rows at a time; what is held per
+    document is its group number (int32) and one flag per part (the documents a part used)."""
+    domains, domain = _codes(arrays.path / DOCUMENTS, "domain")
+    kinds, doc_group = _groups([arrays.doc_source.astype(np.int64), domain, arrays.doc_category.astype(np.int64)],
+                               [len(arrays.sources), len(domains), len(arrays.categories)])
+    del domain
+    lengths, n_kinds = arrays.doc_length, len(kinds)
     rows: list[dict] = []
     for entry, index in zip(arrays.manifest.epochs, arrays.epochs, strict=True):
-        parts, part = _codes(arrays.path / entry.file, "part")
-        group = doc_group[index]
-        key = part * len(kinds) + group
-        size = len(parts) * len(kinds)
-        documents = np.bincount(key, minlength=size)
-        tokens = np.bincount(key, weights=lengths[index], minlength=size)
-        for p in np.unique(part).tolist():
-            present = np.zeros(len(lengths), dtype=bool)
-            present[index[part == p]] = True
-            unique = np.bincount(doc_group[present], minlength=len(kinds))
-            for g in np.flatnonzero(documents[p * len(kinds):(p + 1) * len(kinds)]).tolist():
+        names: list[str] = []  # the epoch's part names, in order of appearance
+        documents: dict[int, np.ndarray] = {}
+        tokens: dict[int, np.ndarray] = {}
+        used: dict[int, np.ndarray] = {}  # per part: the documents it drew
+        done = 0
+        for batch_names, codes in _plan_parts(arrays.path / entry.file):
+            for name in batch_names:
+                if name not in names:
+                    names.append(name)
+            part = np.array([names.index(name) for name in batch_names], dtype=np.int64)[codes]
+            docs = index[done:done + len(part)]
+            group = doc_group[docs]
+            for p in np.unique(part).tolist():
+                mine = part == p
+                if p not in documents:
+                    documents[p], tokens[p] = np.zeros(n_kinds, np.int64), np.zeros(n_kinds)
+                    used[p] = np.zeros(len(lengths), dtype=bool)
+                documents[p] += np.bincount(group[mine], minlength=n_kinds)
+                tokens[p] += np.bincount(group[mine], weights=lengths[docs[mine]], minlength=n_kinds)
+                used[p][docs[mine]] = True
+            done += len(part)
+        for p in documents:
+            unique = np.bincount(doc_group[used[p]], minlength=n_kinds)
+            for g in np.flatnonzero(documents[p]).tolist():
                 s, d, c = kinds[g].tolist()
-                rows.append({"epoch": entry.epoch, "part": parts[p], "source": arrays.sources[s],
-                             "domain": domains[d], "category": categories[c],
-                             "documents": int(documents[p * len(kinds) + g]), "unique_documents": int(unique[g]),
-                             "tokens": int(tokens[p * len(kinds) + g])})
+                rows.append({"epoch": entry.epoch, "part": names[p], "source": arrays.sources[s],
+                             "domain": domains[d], "category": arrays.categories[c],
+                             "documents": int(documents[p][g]), "unique_documents": int(unique[g]),
+                             "tokens": int(tokens[p][g])})
+        del used
     schema = {"epoch": pl.Int64, "part": pl.String, "source": pl.String, "domain": pl.String,
               "category": pl.String, "documents": pl.Int64, "unique_documents": pl.Int64, "tokens": pl.Int64}
     return (pl.DataFrame(rows, schema=schema, orient="row")
@@ -79,17 +107,18 @@ def repetition_tables(arrays: LoadedVersion) -> tuple[pl.DataFrame, pl.DataFrame
     """(per source and number of occurrences over all epochs: documents and tokens; per source: stored and
     unused documents, mean and max occurrences, documents repeated within an epoch, most epochs one is in)."""
     n = len(arrays.doc_length)
-    occurrences = np.zeros(n, dtype=np.int64)
-    epochs = np.zeros(n, dtype=np.int64)
-    most_in_epoch = np.zeros(n, dtype=np.int64)
+    occurrences = np.zeros(n, dtype=np.int32)  # int32 per document: a plan row count of an epoch fits
+    epochs = np.zeros(n, dtype=np.int32)
+    most_in_epoch = np.zeros(n, dtype=np.int32)
     for index in arrays.epochs:
-        counts = np.bincount(index, minlength=n)
+        counts = np.bincount(index, minlength=n).astype(np.int32)
         occurrences += counts
         epochs += counts > 0
         np.maximum(most_in_epoch, counts, out=most_in_epoch)
+        del counts
     source = arrays.doc_source.astype(np.int64)
     width = int(occurrences.max(initial=0)) + 1
-    key = source * width + occurrences
+    key = source * width + occurrences.astype(np.int64)
     size = len(arrays.sources) * width
     documents = np.bincount(key, minlength=size)
     tokens = np.bincount(key, weights=arrays.doc_length, minlength=size)
