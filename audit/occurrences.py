@@ -18,31 +18,39 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from stablecpt.formats.shards import DOCUMENTS, string_codes
+from stablecpt.formats.shards import DOCUMENTS
 from stablecpt.formats.version import ShardVersion as LoadedVersion
 
 
-def _codes(path, column: str) -> tuple[list[str | None], np.ndarray]:
-    """(values, each row's index into them) of a string column read as its dictionary; a null is value None."""
-    table = pq.read_table(path, columns=[column], read_dictionary=[column])
-    chunked = table.column(column)
-    if not chunked.null_count:
-        return string_codes(table, column)
-    encoded = chunked.unify_dictionaries().combine_chunks()
-    values = [*encoded.dictionary.to_pylist(), None]
-    return values, encoded.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
-
-
-def _groups(codes: list[np.ndarray], sizes: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(the combinations of codes that occur, as rows; each element's combination number), by counting over
-    the dense product of the codes (no sort)."""
-    key = np.zeros(len(codes[0]), dtype=np.int64)
-    for code, size in zip(codes, sizes, strict=True):
-        key = key * size + code
-    occurs = np.flatnonzero(np.bincount(key, minlength=int(np.prod(sizes))))
+def _doc_groups(arrays: LoadedVersion) -> tuple[list[str | None], np.ndarray, np.ndarray]:
+    """(the domains, the (source, domain, category) combinations that occur as rows of codes, each document's
+    combination number as int32), a batch of documents at a time: domain read as Parquet's dictionary (a null is
+    the value None), source and category from the raw index. Holds 4 bytes a document."""
+    file = pq.ParquetFile(arrays.path / DOCUMENTS, read_dictionary=["domain"])
+    domains: list[str | None] = []
+    for batch in file.iter_batches(batch_size=BLOCK, columns=["domain"]):  # the names: dictionary pages only
+        column = batch.column("domain")
+        domains += [v for v in column.dictionary.to_pylist() if v not in domains]
+        if column.null_count and None not in domains:
+            domains.append(None)
+    domains = sorted(d for d in domains if d is not None) + ([None] if None in domains else [])
+    position = {d: i for i, d in enumerate(domains)}
+    sizes = (len(arrays.sources), len(domains), len(arrays.categories))
+    group, done = np.empty(len(arrays.doc_length), dtype=np.int32), 0
+    for batch in file.iter_batches(batch_size=BLOCK, columns=["domain"]):
+        column = batch.column("domain")
+        lut = np.array([position[v] for v in column.dictionary.to_pylist()] + [position.get(None, -1)], np.int64)
+        domain = lut[column.indices.fill_null(len(lut) - 1).to_numpy(zero_copy_only=False)]
+        rows = slice(done, done + batch.num_rows)
+        group[rows] = (arrays.doc_source[rows].astype(np.int64) * sizes[1] + domain) * sizes[2] \
+            + arrays.doc_category[rows]
+        done += batch.num_rows
+    occurs = np.flatnonzero(np.bincount(group, minlength=int(np.prod(sizes))))
     number = np.full(int(np.prod(sizes)), -1, dtype=np.int32)
     number[occurs] = np.arange(len(occurs))
-    return np.stack(np.unravel_index(occurs, sizes), axis=1), number[key]
+    for start in range(0, len(group), BLOCK):  # combination -> its number, in place
+        group[start:start + BLOCK] = number[group[start:start + BLOCK]]
+    return domains, np.stack(np.unravel_index(occurs, sizes), axis=1), group
 
 
 BLOCK = 1 << 22  # plan rows counted at a time
@@ -59,10 +67,7 @@ def composition_table(arrays: LoadedVersion) -> pl.DataFrame:
     """Per epoch, part, source, domain and category: plan rows (documents), distinct documents and tokens, and
     each group's share of its epoch's tokens. Each plan is counted a block of rows at a time; what is held per
     document is its group number (int32) and one flag per part (the documents a part used)."""
-    domains, domain = _codes(arrays.path / DOCUMENTS, "domain")
-    kinds, doc_group = _groups([arrays.doc_source.astype(np.int64), domain, arrays.doc_category.astype(np.int64)],
-                               [len(arrays.sources), len(domains), len(arrays.categories)])
-    del domain
+    domains, kinds, doc_group = _doc_groups(arrays)
     lengths, n_kinds = arrays.doc_length, len(kinds)
     rows: list[dict] = []
     for entry, index in zip(arrays.manifest.epochs, arrays.epochs, strict=True):
