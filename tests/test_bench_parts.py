@@ -48,3 +48,19 @@ def test_median_ratio_and_median_run():
     assert bench_curation.median_ratio(runs, lambda r: r["seconds"]) == pytest.approx(round(35.0 / 11.0, 2))
     assert bench_curation.median_run(runs["datatrove"])["seconds"] == 35.0
     assert bench_curation.median_run(runs["fast"])["seconds"] == 10.0  # the lower middle of an even number
+
+
+def test_startup_before_after_measures_both_trees_on_a_small_version(tmp_path):
+    """benchmarks/startup_before_after.py with this tree on both sides: every figure present, both sides count
+    the same sequences (it exits otherwise)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from shardkit import random_docs, shuffled_epochs, write_version
+
+    version = write_version(tmp_path, random_docs(300, seed=1, max_len=200), shuffled_epochs(300, 2, seed=1))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "startup_before_after.py"), "--before",
+                           str(ROOT), str(version)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(done.stdout.strip().splitlines()[-1])["figures"][str(version)]
+    assert set(figures) == {"before_none", "before_quick", "now_none", "now_quick"}
+    assert all(f["private_mb"] > 0 and f["peak_mb"] >= f["private_mb"] and f["sequences"] > 0
+               for f in figures.values())

@@ -404,3 +404,14 @@ def test_a_failed_tokenizer_task_on_the_executor_is_one_line_with_its_error(tmp_
     assert "tokenizer task" in message and "\n" not in message
     assert "Parquet magic bytes not found" in message  # the reason, not just that it failed
     assert not list((tmp_path / "v").rglob(".staging-*"))  # the failed build left nothing behind
+
+
+def test_a_run_file_damaged_before_the_tokenizer_tasks_are_planned_is_one_line(tmp_path):
+    """open_run reads the files just before, so it takes damage in between; still one line naming the file."""
+    from stablecpt.curation.shards.tokenizing import plan_tasks
+
+    damaged = tmp_path / "part-0.parquet"
+    damaged.write_bytes(b"PAR1 not really")
+    with pytest.raises(UserError, match=r"part-0.parquet: not readable as Parquet \(") as caught:
+        plan_tasks([damaged], {0: {"a/1"}}, tmp_path / "staging", "r0", workers=1)
+    assert "\n" not in str(caught.value)

@@ -160,7 +160,12 @@ def plan_tasks(files: list[Path], ids_by_file: dict[int, set[str]], staging_dir:
     """Split the files that hold wanted documents into about 4 tasks per worker, by row groups."""
     import pyarrow.parquet as pq
 
-    groups = {i: pq.ParquetFile(files[i]).metadata.num_row_groups for i in sorted(ids_by_file)}
+    groups = {}
+    for i in sorted(ids_by_file):
+        try:
+            groups[i] = pq.ParquetFile(files[i]).metadata.num_row_groups
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise UserError(f"{files[i]}: not readable as Parquet ({str(exc).splitlines()[0]})") from None
     per_task = max(1, math.ceil(sum(groups.values()) / (4 * workers)))
     tasks = []
     for i, n in groups.items():
