@@ -1,8 +1,9 @@
 """Loader alone: tokens/s of training's PackedLoader, shuffled (the default: each row a window somewhere in the
-epoch) and sequential (plan order), side by side with the loader of another git revision (--baseline-ref, default
-main: the loader before shuffling, when the ref still has it), datatrove's DatatroveFolderDataset (file order,
-the obvious alternative) and a raw memmap slice loop (upper bound), on the same token files, one core, warm page
-cache. Goal: shuffled >= 0.8x the baseline loader. Prints ONE JSON line.
+epoch) and sequential (plan order), side by side with the same loader over the version's index copied into
+memory (the raw index is memory-mapped since 2026-12-04: what the maps cost), the loader of another git revision
+(--baseline-ref: the loader before shuffling, when the ref still has it), datatrove's DatatroveFolderDataset
+(file order, the obvious alternative) and a raw memmap slice loop (upper bound), on the same token files, one
+core, warm page cache. Goal: shuffled >= 0.8x the baseline loader. Prints ONE JSON line.
 
     python benchmarks/bench_loader.py [--tokens 20000000] [--seq-len 2048] [--micro-batch 8] [--baseline-ref main]
 """
@@ -64,6 +65,25 @@ def baseline_loader(ref: str):
     return module.PackedLoader
 
 
+def in_memory_index(version):
+    """The version with its document and plan arrays copied into contiguous in-memory columns, as the Parquet
+    reader held them before the raw index (2026-12-04): what memory-mapping the raw index costs the loader."""
+    from stablecpt.formats.raw_index import ShardVersion
+
+    class InMemory(ShardVersion):
+        doc_file = property(lambda self: self.columns["file"])
+        doc_offset = property(lambda self: self.columns["offset"])
+        doc_length = property(lambda self: self.columns["length"])
+        doc_source = property(lambda self: self.columns["source"])
+
+    copy = InMemory(**{name: getattr(version, name) for name in ("path", "manifest", "token_files", "sources",
+                                                                 "categories", "raw_documents", "raw_plans")})
+    copy.columns = {k: np.ascontiguousarray(version.raw_documents[k]) for k in ("file", "offset", "length", "source")}
+    copy.__dict__["epochs"] = [np.ascontiguousarray(plan["doc_index"]) for plan in version.raw_plans]
+    copy.__dict__["ends"] = [np.ascontiguousarray(plan["end"]) for plan in version.raw_plans]
+    return copy
+
+
 def timed(fn, repeats: int) -> float:
     fn()  # warm the page cache and the code paths
     times = []
@@ -91,6 +111,7 @@ def main() -> None:
         version_path = build(Path(tmp), args.tokens)
         version = open_version(version_path)
         shuffled = PackedLoader(version, args.seq_len, args.micro_batch)
+        in_memory = PackedLoader(in_memory_index(version), args.seq_len, args.micro_batch)
         sequential = PackedLoader(version, args.seq_len, args.micro_batch, order="sequential")
         steps = shuffled.sequences_per_epoch[0] // args.micro_batch  # one epoch
         tokens = steps * args.micro_batch * args.seq_len
@@ -128,6 +149,7 @@ def main() -> None:
                 torch.from_numpy(tokens_file[start:start + args.seq_len].astype(np.int64))
 
         runs = [("packed_loader_shuffled", reader(shuffled)), ("packed_loader_sequential", reader(sequential)),
+                ("packed_loader_shuffled_index_in_memory", reader(in_memory)),
                 *([(f"loader_at_{args.baseline_ref}", baseline)] if baseline else []),
                 ("datatrove_folder_dataset", datatrove), ("raw_memmap", raw_memmap)]
         seconds = {name: timed(fn, args.repeats) for name, fn in runs}
@@ -139,6 +161,8 @@ def main() -> None:
         "ratio_shuffled_vs_baseline": round(rates["packed_loader_shuffled"] / base, 3) if base else None,
         "goal_shuffled_0.8x_baseline_met": rates["packed_loader_shuffled"] >= 0.8 * base if base else None,
         "ratio_vs_datatrove": round(rates["packed_loader_shuffled"] / rates["datatrove_folder_dataset"], 2),
+        "ratio_mapped_index_vs_in_memory": round(rates["packed_loader_shuffled"]
+                                                 / rates["packed_loader_shuffled_index_in_memory"], 3),
         "goal_50M_met": rates["packed_loader_shuffled"] >= 50e6,
         "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads_used": 1,
                     "load_average_1m": round(os.getloadavg()[0], 2)},

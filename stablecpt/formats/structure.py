@@ -136,6 +136,8 @@ def _scan_documents(v: ShardVersion) -> _DocumentScan:
     wrong_field: set[str] = set()
     for done, batch in _batches(docs_path, table, read):
         n = batch.num_rows
+        if not n:  # an empty row group
+            continue
         _rows_in_order(docs_path, "doc_index", _ints(batch, "doc_index"), done, "0..n-1")
         shard = batch.column("shard")
         names = shard.dictionary.to_pylist()
