@@ -14,7 +14,9 @@ naming the file and column; a disagreement is a problem in the list.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +40,7 @@ from .shards import (
     same_type,
 )
 
-BATCH_ROWS = 1 << 20  # rows read at a time: ~50 MB of decoded columns and comparisons
+BATCH_ROWS = 1 << 18  # rows read at a time: tens of MB of decoded columns and comparisons per pass
 DOCUMENT_READ = ("doc_index", "source", "category", "shard", "token_offset", "token_length")  # + loss_tokens
 DICTIONARY_COLUMNS = ("source", "category", "shard")  # read as Arrow dictionaries: a few distinct values each
 
@@ -228,13 +230,13 @@ def _sums(names: list[str], codes: np.ndarray, lengths: np.ndarray, into: dict[s
         into[names[i]] = into.get(names[i], 0) + int(totals[i])
 
 
-def _scan_plan(v: ShardVersion, epoch: int, loss: np.ndarray | None, problems: list[str]) -> _EpochScan:
+def _scan_plan(v: ShardVersion, epoch: int, loss: np.ndarray | None) -> tuple[_EpochScan, list[str]]:
     """One pass over an epoch plan: its rows in order and in range, equal to its raw index (doc_index and the
     cumulative 'end'), and its counts (each row's document looked up in the mapped raw index)."""
     entry = v.manifest.epochs[epoch]
     plan_path, raw_path = v.path / entry.file, v.path / raw_plan_file(epoch)
     plan = parquet_rows(plan_path, EPOCH_PLAN_COLUMNS, tuple(EPOCH_PLAN_COLUMNS))
-    raw, documents = v.raw_plans[epoch], len(v.doc_length)
+    raw, documents, problems = v.raw_plans[epoch], len(v.doc_length), []
     scan, carried, reported = _EpochScan(loss_tokens=0 if loss is not None else None), 0, False
     for done, batch in _batches(plan_path, plan, ("position", "doc_index")):
         _rows_in_order(plan_path, "position", _ints(batch, "position"), done, "0..m-1")
@@ -259,17 +261,28 @@ def _scan_plan(v: ShardVersion, epoch: int, loss: np.ndarray | None, problems: l
             scan.loss_tokens += int(loss[index].sum())
     scan.tokens = carried
     scan.by_source, scan.by_category = dict(sorted(scan.by_source.items())), dict(sorted(scan.by_category.items()))
-    return scan
+    return scan, problems
 
 
-def structure_problems(v: ShardVersion) -> list[str]:
-    """Every disagreement quick finds (a damaged table raises a UserError naming it)."""
+def structure_problems(v: ShardVersion, workers: int | None = None) -> list[str]:
+    """Every disagreement quick finds (a damaged table raises a UserError naming it), in the order: documents,
+    token files, plans, the manifest's counts."""
     m, problems = v.manifest, []
-    scan = _scan_documents(v)
-    problems += scan.problems
+    # the document pass and each plan's pass in threads of their own (Parquet decoding and numpy's gathers run
+    # without the GIL); the plans need the documents' loss_tokens first, only instruction versions have them
+    with ThreadPoolExecutor(max_workers=workers or min(len(m.epochs) + 1, os.cpu_count() or 1)) as pool:
+        documents = pool.submit(_scan_documents, v)
+        loss = documents.result().loss if m.has_loss_mask else None
+        plans = [pool.submit(_scan_plan, v, e.epoch, loss) for e in m.epochs]
+        scan = documents.result()  # a damaged table: the documents' error first, then the plans' in order
+        epochs = []
+        for plan in plans:
+            found, plan_problems = plan.result()
+            epochs.append(found)
+            problems += plan_problems
+    problems[:0] = scan.problems
     if not any("token order" in p for p in scan.problems):  # each file's documents are one range of doc_index
-        problems += _file_problems(v, scan)
-    epochs = [_scan_plan(v, e.epoch, scan.loss, problems) for e in m.epochs]
+        problems[len(scan.problems):len(scan.problems)] = _file_problems(v, scan)
     counted = TokenCounts(total_unique=scan.total, loss_unique=scan.loss_unique, by_source=scan.by_source,
                           by_category=scan.by_category,
                           by_epoch_source={str(e): s.by_source for e, s in enumerate(epochs)},
