@@ -6,8 +6,8 @@ documents). `doc_index` is 0..n-1 (the reader checks it), so a count per documen
 `np.bincount`, a few bytes a document, over the arrays the reader maps (each epoch's doc_index, the token
 lengths, the source and category codes: the raw index); domain and part are read as Parquet dictionaries (no
 string per row), each plan a block of rows at a time for the composition. Still linear in documents: a group
-number and one flag per part (composition), three int32 counters (repetition) per document. Same tables as the
-group-by queries they replace (tests/audit_reference.py keeps those as the reference).
+number and one flag per part (composition) per document; the repetition counters per range of documents.
+Same tables as the group-by queries they replace (tests/audit_reference.py keeps those as the reference).
 """
 
 from __future__ import annotations
@@ -108,41 +108,60 @@ def composition_table(arrays: LoadedVersion) -> pl.DataFrame:
             .sort("epoch", "part", "source", "domain", "category"))
 
 
+RANGE = 1 << 24  # documents whose occurrences are counted in one pass over the plans (~200 MB of counters)
+
+
 def repetition_tables(arrays: LoadedVersion) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(per source and number of occurrences over all epochs: documents and tokens; per source: stored and
-    unused documents, mean and max occurrences, documents repeated within an epoch, most epochs one is in)."""
-    n = len(arrays.doc_length)
-    occurrences = np.zeros(n, dtype=np.int32)  # int32 per document: a plan row count of an epoch fits
-    epochs = np.zeros(n, dtype=np.int32)
-    most_in_epoch = np.zeros(n, dtype=np.int32)
-    for index in arrays.epochs:
-        counts = np.bincount(index, minlength=n).astype(np.int32)
-        occurrences += counts
-        epochs += counts > 0
-        np.maximum(most_in_epoch, counts, out=most_in_epoch)
-        del counts
-    source = arrays.doc_source.astype(np.int64)
-    width = int(occurrences.max(initial=0)) + 1
-    key = source * width + occurrences.astype(np.int64)
-    size = len(arrays.sources) * width
-    documents = np.bincount(key, minlength=size)
-    tokens = np.bincount(key, weights=arrays.doc_length, minlength=size)
-    cells = np.flatnonzero(documents)
+    unused documents, mean and max occurrences, documents repeated within an epoch, most epochs one is in).
+
+    Counted for a range of RANGE documents at a time, each range one pass over every plan (read a block at a
+    time from the mapped raw index): the counters are a range's, whatever the version's size; a version of n
+    documents costs ceil(n / RANGE) passes over its plans."""
+    n, groups = len(arrays.doc_length), len(arrays.sources)
+    cells: dict[tuple[int, int], list[int]] = {}  # (source, occurrences) -> [documents, tokens]
+    stored, unused, total, repeated = (np.zeros(groups, dtype=np.int64) for _ in range(4))
+    max_occurrences, max_epochs = np.zeros(groups, dtype=np.int64), np.zeros(groups, dtype=np.int64)
+    for first in range(0, n, RANGE):
+        last = min(n, first + RANGE)
+        occurrences, epochs, most_in_epoch = (np.zeros(last - first, dtype=np.int32) for _ in range(3))
+        for index in arrays.epochs:
+            counts = np.zeros(last - first, dtype=np.int32)
+            for start in range(0, len(index), BLOCK):
+                block = index[start:start + BLOCK]
+                counts += np.bincount(block[(block >= first) & (block < last)] - first,
+                                      minlength=last - first).astype(np.int32)
+            occurrences += counts
+            epochs += counts > 0
+            np.maximum(most_in_epoch, counts, out=most_in_epoch)
+            del counts
+        source = arrays.doc_source[first:last].astype(np.int64)
+        lengths = arrays.doc_length[first:last]
+        width = int(occurrences.max(initial=0)) + 1
+        key = source * width + occurrences
+        documents = np.bincount(key, minlength=groups * width)
+        tokens = np.bincount(key, weights=lengths, minlength=groups * width)
+        for cell in np.flatnonzero(documents).tolist():
+            entry = cells.setdefault((cell // width, cell % width), [0, 0])
+            entry[0] += int(documents[cell])
+            entry[1] += int(tokens[cell])
+        stored += np.bincount(source, minlength=groups)
+        unused += np.bincount(source, weights=occurrences == 0, minlength=groups).astype(np.int64)
+        total += np.bincount(source, weights=occurrences, minlength=groups).astype(np.int64)
+        repeated += np.bincount(source, weights=most_in_epoch > 1, minlength=groups).astype(np.int64)
+        np.maximum(max_occurrences, _group_max(source, occurrences, groups), out=max_occurrences)
+        np.maximum(max_epochs, _group_max(source, epochs, groups), out=max_epochs)
+    ordered = sorted(cells)
     histogram = pl.DataFrame({
-        "source": np.array(arrays.sources, dtype=object)[cells // width] if len(cells) else [],
-        "occurrences": cells % width, "documents": documents[cells], "tokens": tokens[cells].astype(np.int64)},
+        "source": [arrays.sources[s] for s, _ in ordered], "occurrences": [o for _, o in ordered],
+        "documents": [cells[c][0] for c in ordered], "tokens": [cells[c][1] for c in ordered]},
         schema={"source": pl.String, "occurrences": pl.Int64, "documents": pl.UInt32, "tokens": pl.Int64})
-    groups = len(arrays.sources)
-    stored = np.bincount(source, minlength=groups)
     present = np.flatnonzero(stored)
     summary = pl.DataFrame({
         "source": [arrays.sources[s] for s in present.tolist()],
-        "stored_documents": stored[present],
-        "unused_documents": np.bincount(source, weights=occurrences == 0, minlength=groups)[present],
-        "mean_occurrences": np.bincount(source, weights=occurrences, minlength=groups)[present] / stored[present],
-        "max_occurrences": _group_max(source, occurrences, groups)[present],
-        "repeated_within_an_epoch": np.bincount(source, weights=most_in_epoch > 1, minlength=groups)[present],
-        "max_epochs": _group_max(source, epochs, groups)[present]},
+        "stored_documents": stored[present], "unused_documents": unused[present],
+        "mean_occurrences": total[present] / stored[present], "max_occurrences": max_occurrences[present],
+        "repeated_within_an_epoch": repeated[present], "max_epochs": max_epochs[present]},
         schema={"source": pl.String, "stored_documents": pl.UInt32, "unused_documents": pl.UInt32,
                 "mean_occurrences": pl.Float64, "max_occurrences": pl.Int64, "repeated_within_an_epoch": pl.UInt32,
                 "max_epochs": pl.Int64}, strict=False)

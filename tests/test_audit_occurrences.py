@@ -54,14 +54,17 @@ def synthetic(folder: Path, seed: int, n: int, epochs: int, parts: int, empty_ep
     return folder
 
 
-@pytest.mark.parametrize("block", [7, 1 << 22])
+@pytest.mark.parametrize("block, documents_range", [(7, 13), (1 << 22, 1 << 24)])
 @pytest.mark.parametrize("seed, n, epochs, parts, empty", [(0, 300, 3, 2, False), (1, 57, 4, 3, True),
                                                            (2, 1000, 1, 1, False)])
-def test_numpy_counts_equal_the_group_by_queries(tmp_path, monkeypatch, seed, n, epochs, parts, empty, block):
-    """In blocks of plan rows smaller than a Parquet row group (7) or larger than the plan."""
+def test_numpy_counts_equal_the_group_by_queries(tmp_path, monkeypatch, seed, n, epochs, parts, empty, block,
+                                                 documents_range):
+    """In blocks of plan rows smaller than a Parquet row group (7) or larger than the plan, and the repetition
+    counted in ranges of 13 documents (many passes) or one range."""
     from stablecpt.audit import occurrences
 
     monkeypatch.setattr(occurrences, "BLOCK", block)
+    monkeypatch.setattr(occurrences, "RANGE", documents_range)
     composition, histogram, summary = assert_same_tables(
         synthetic(tmp_path / "syn" / "v1", seed, n, epochs, parts, empty))
     assert (histogram["occurrences"] == 0).any()  # unused documents are counted

@@ -143,17 +143,19 @@ def _content_problems(version: ShardVersion, workers: int | None = None) -> list
 
 
 CHECKED = {
-    "none": ["manifest.json against its model"],
+    "none": ["manifest.json against its model", "raw index headers and sizes against its counts"],
     "quick": ["manifest.json against its model (recorded token ids within the vocabulary)",
               "listing: every listed file present with its size, none unlisted, none outside the version",
               "fingerprint recomputed from the listed hashes",
-              "structure: documents.parquet against .ds.index, .ds.metadata, token file sizes and epoch plans",
+              "structure: documents.parquet and the epoch plans against the raw index, .ds.index, .ds.metadata "
+              "and token file sizes",
               "manifest counts against the tables",
               "file contents NOT hashed (level quick)"],
     "full": ["manifest.json against its model (recorded token ids within the vocabulary)",
              "listing: every listed file present with its size, none unlisted, none outside the version",
              "fingerprint recomputed from the listed hashes",
-             "structure: documents.parquet against .ds.index, .ds.metadata, token file sizes and epoch plans",
+             "structure: documents.parquet and the epoch plans against the raw index, .ds.index, .ds.metadata "
+             "and token file sizes",
              "manifest counts against the tables",
              "sha256 of every file, largest token id and document separators read from every token file"],
 }
