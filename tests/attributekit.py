@@ -30,13 +30,16 @@ def scorer_lineage() -> dict[str, Any]:
     return {name: dump_record(use) for name, use in scorer_uses().items()}
 
 
-def write_attribute_folders(run_dir: Path, rows: list[dict[str, Any]], n_files: int = 1) -> None:
-    """attributes/<scorer>/ for the kept documents `rows` (their score keys, None where absent)."""
+def write_attribute_folders(run_dir: Path, rows: list[dict[str, Any]], n_files: int = 1,
+                            parts: list[list[dict[str, Any]]] | None = None, row_group_size: int | None = None) -> None:
+    """attributes/<scorer>/ for the kept documents `rows` (their score keys, None where absent): file k holds
+    rows[k::n_files], or `parts[k]` when given (as the score stage writes them: task k's documents in order)."""
+    parts = parts if parts is not None else [rows[k::n_files] for k in range(n_files)]
     for name, cls in SHIPPED.items():
         folder = run_dir / "attributes" / name
         folder.mkdir(parents=True, exist_ok=True)
         schema = attribute_schema(cls.columns)
-        for k in range(n_files):
-            part = [{"id": r["id"], **{c: r.get(c) for c in cls.columns}, IN_REFERENCE: False}
-                    for r in rows[k::n_files]]
-            pq.write_table(pa.Table.from_pylist(part, schema=schema), folder / f"{k:05d}.parquet")
+        for k, part in enumerate(parts):
+            table = [{"id": r["id"], **{c: r.get(c) for c in cls.columns}, IN_REFERENCE: False} for r in part]
+            pq.write_table(pa.Table.from_pylist(table, schema=schema), folder / f"{k:05d}.parquet",
+                           row_group_size=row_group_size)

@@ -46,8 +46,12 @@ def make_documents(n_medical: int = 60, general: dict[str, int] | None = None, s
 
 
 def write_curation_run(path: Path, docs: list[dict], n_files: int = 2, shuffle_seed: int | None = None,
-                       row_group_size: int = 7) -> Path:
-    """documents/, attributes/, excluded/, heldout/ and manifest.json (written last), as `curate run` does."""
+                       row_group_size: int = 7, score_tasks: int | None = None,
+                       shuffle_attributes: int | None = None) -> Path:
+    """documents/, attributes/, excluded/, heldout/ and manifest.json (written last), as `curate run` does.
+    `score_tasks`: attribute files as a score stage of that many tasks writes them (task r: documents files r,
+    r + tasks, ... in order, row groups of 5); `shuffle_attributes`: a seed to shuffle each attribute file's rows
+    (a producer that does not keep the documents' order)."""
     docs = list(docs)
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(docs)
@@ -66,7 +70,14 @@ def write_curation_run(path: Path, docs: list[dict], n_files: int = 2, shuffle_s
                       "reason": pa.array([], pa.string()), "text": pa.array([], pa.string())})
     pq.write_table(empty, path / "excluded" / "00000.parquet")
     pq.write_table(pa.Table.from_pylist([], schema=DOC_SCHEMA), path / "heldout" / "00000.parquet")
-    write_attribute_folders(path, docs, n_files)
+    parts = None
+    if score_tasks is not None:
+        files = [docs[k::n_files] for k in range(n_files)]
+        parts = [[d for f in files[r::score_tasks] for d in f] for r in range(score_tasks)]
+    if shuffle_attributes is not None:
+        parts = parts if parts is not None else [docs[k::n_files] for k in range(n_files)]
+        parts = [random.Random(shuffle_attributes + k).sample(p, len(p)) for k, p in enumerate(parts)]
+    write_attribute_folders(path, docs, n_files, parts, row_group_size=5 if score_tasks else None)
     sources = sorted({d["source"] for d in docs})
     write_manifest(path, config={"synthetic": True}, inputs={s: f"input-{s}" for s in sources},
                    counts={s: {"input": sum(d["source"] == s for d in docs),

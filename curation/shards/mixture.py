@@ -22,7 +22,7 @@ from stablecpt.formats.shards import TargetMixture
 
 from .config import ShardsConfig
 from .plan import Part, draw, epoch_order, hash_order
-from .run import CurationRun
+from .run import CurationRun, RunScan
 from .select import Subset
 from .store import TokenStore
 
@@ -98,7 +98,12 @@ def general_parts(cfg: ShardsConfig) -> list[str]:
     return ["replay"] if cfg.replay is not None else []
 
 
-def general_pool(cfg: ShardsConfig, run: CurationRun, part: str) -> np.ndarray:
+def general_epoch_keys(cfg: ShardsConfig) -> list[int]:
+    """The epoch keys of the general draws: one per epoch with `resample_general`, else 0 for every epoch."""
+    return list(range(cfg.epochs)) if cfg.resample_general else [0]
+
+
+def general_pool_expr(cfg: ShardsConfig, part: str) -> pl.Expr:
     recipe = cfg.mixture if cfg.mixture is not None else cfg.replay
     domains = recipe.general_domains
     mask = pl.col("domain").is_in(domains) if domains is not None else pl.col("domain") != cfg.selection.domain
@@ -106,27 +111,42 @@ def general_pool(cfg: ShardsConfig, run: CurationRun, part: str) -> np.ndarray:
         mask &= pl.col("category") == part
     elif cfg.replay.categories is not None:
         mask &= pl.col("category").is_in(cfg.replay.categories)
-    rows = run.rows(mask)
+    return mask
+
+
+def _empty_pool(cfg: ShardsConfig, path, part: str) -> UserError:
+    recipe = cfg.mixture if cfg.mixture is not None else cfg.replay
+    domains = recipe.general_domains
+    from_ = ", ".join(domains) if domains is not None else f"domains other than '{cfg.selection.domain}'"
+    where = "replay.general_domains" if part == "replay" else "mixture.general_domains"
+    if part == "replay":
+        what, fix = "replay", "widen replay.categories"
+    elif isinstance(cfg.mixture.rates, str):
+        rate = cfg.mixture.category_rates()[part]
+        what = f"mixture category '{part}' (mixture.rates: '{cfg.mixture.rates}' gives it {rate:.1%})"
+        fix = f"give mixture.rates as a dict with '{part}': 0"
+    else:
+        what, fix = f"mixture category '{part}' (mixture.rates.{part})", f"set mixture.rates.{part} to 0"
+    return UserError(f"{what}: no documents of {from_} in curation run {path}; {fix}, add a source of "
+                     f"that category or change {where}")
+
+
+def general_pool(cfg: ShardsConfig, run: CurationRun, part: str) -> np.ndarray:
+    rows = run.rows(general_pool_expr(cfg, part))
     if len(rows) == 0:
-        from_ = ", ".join(domains) if domains is not None else f"domains other than '{cfg.selection.domain}'"
-        where = "replay.general_domains" if part == "replay" else "mixture.general_domains"
-        if part == "replay":
-            what, fix = "replay", "widen replay.categories"
-        elif isinstance(cfg.mixture.rates, str):
-            rate = cfg.mixture.category_rates()[part]
-            what = f"mixture category '{part}' (mixture.rates: '{cfg.mixture.rates}' gives it {rate:.1%})"
-            fix = f"give mixture.rates as a dict with '{part}': 0"
-        else:
-            what, fix = f"mixture category '{part}' (mixture.rates.{part})", f"set mixture.rates.{part} to 0"
-        raise UserError(f"{what}: no documents of {from_} in curation run {run.path}; {fix}, add a source of "
-                        f"that category or change {where}")
+        raise _empty_pool(cfg, run.path, part)
     return rows
 
 
-def check_general_pools(cfg: ShardsConfig, run: CurationRun) -> dict[str, int]:
+def check_general_pools(cfg: ShardsConfig, scan: RunScan) -> dict[str, int]:
     """Documents in each general part's pool; the first empty one is a UserError naming it and its config key.
-    Run before anything is tokenized: an empty category is known from the curation run's table alone."""
-    return {part: len(general_pool(cfg, run, part)) for part in general_parts(cfg)}
+    Run before anything is tokenized: an empty category is known from the run's index alone."""
+    counts = {}
+    for part in general_parts(cfg):
+        counts[part] = scan.count(general_pool_expr(cfg, part))
+        if not counts[part]:
+            raise _empty_pool(cfg, scan.path, part)
+    return counts
 
 
 def plan_epochs(cfg: ShardsConfig, run: CurationRun, store: TokenStore, subset: Subset) -> list[EpochPlan]:
@@ -140,7 +160,9 @@ def plan_epochs(cfg: ShardsConfig, run: CurationRun, store: TokenStore, subset: 
         parts = [draw("domain", order, domain_target, store.take_prefix, cfg.repetition_cap, where)]
         for name, target in general_targets.items():
             key = epoch if cfg.resample_general else 0
+            limit = f"general:{name}:{key}"  # the candidates may hold only a prefix of this order
             general_order = hash_order(pools[name], run.ids_at(pools[name]), cfg.seed, f"general:{name}", key)
-            parts.append(draw(name, general_order, target, store.take_prefix, cfg.repetition_cap, where))
+            parts.append(draw(name, run.within_limit(general_order, limit), target,
+                              run.guarded(store.take_prefix, limit), cfg.repetition_cap, where))
         plans.append(EpochPlan(epoch, parts, *epoch_order(parts, run.ids_at, cfg.seed, epoch)))
     return plans

@@ -1,14 +1,28 @@
-"""Reading a curation run (contract C1) without loading its text: one small row per kept document, with every
-attribute column of the run's scorers (attributes/<scorer>/, joined on id; a document a scorer has no row for
-gets null)."""
+"""Reading a curation run (contract C1) without holding it.
+
+`scan_run` makes one pass over the run, a documents file at a time, and writes its index: per kept document a
+small row (id, source, domain, category, UTF-8 bytes of its text, file number, every attribute column of the
+run's scorers, and any hash keys the build asks for) into one Parquet file per documents file, in a staging
+folder. The text is measured, never held. Every later pass over a pool (counts, top-S cuts) is a polars scan of
+that index; only the documents a build may use are then materialised (`RunScan.materialise`), as a
+`CurationRun` sorted by id.
+
+Attributes: the score stage's task r scored documents files r, r+W, ... in order (W = its file count:
+curation/attributes.py), so each documents file's rows are a slice of one attribute file, read by row groups and
+checked id by id. A scorer whose files do not line up so (another producer) is joined by id instead, which holds
+that scorer's whole attribute table; the build logs it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from stablecpt.core.errors import UserError
 from stablecpt.formats.curation import (
@@ -20,7 +34,28 @@ from stablecpt.formats.curation import (
     read_curation_manifest,
 )
 
+from .plan import sample_key
+
 DOCUMENT_COLUMNS = ("id", "text", "source", "domain", "category")
+
+
+@dataclass(frozen=True, eq=False)
+class HashKey:
+    """A sampling key column of the index: sample_key(seed, purpose, epoch, id) for the rows of `pool`."""
+
+    column: str
+    seed: int
+    purpose: str
+    epoch: int
+    pool: pl.Expr
+
+
+class Widen(Exception):
+    """A walk reached the end of a limit short of its target: the candidates must grow (candidates.py)."""
+
+    def __init__(self, order: str):
+        super().__init__(order)
+        self.order = order
 
 
 @dataclass
@@ -33,6 +68,9 @@ class CurationRun:
 
     ids: pl.Series  # table["id"]: strings are made only for the rows that need them (ids_at)
     attributes: dict[str, AttributeColumn]  # the attribute columns of `table`, as the scorers declared them
+    # orders of which `table` holds only a prefix (curation/shards/candidates.py): each one's rows in that prefix
+    limits: dict[str, np.ndarray] = field(default_factory=dict)
+    facts: dict = field(default_factory=dict)  # counts over the whole run, where `table` holds only a part
 
     def ids_at(self, rows: np.ndarray) -> list[str]:
         return self.ids.gather(np.asarray(rows, dtype=np.int64)).to_list()
@@ -43,13 +81,91 @@ class CurationRun:
     def rows(self, mask: pl.Expr) -> np.ndarray:
         return self.table.with_row_index("row").filter(mask)["row"].to_numpy().astype(np.int64)
 
+    def within_limit(self, rows: np.ndarray, order: str) -> np.ndarray:
+        """`rows` (in walk order) that lie in the prefix `order` is limited to; all of them when it has none."""
+        mask = self.limits.get(order)
+        return rows if mask is None else rows[mask[rows]]
 
-def open_run(path: str | Path) -> CurationRun:
+    def guarded(self, take_prefix, order: str):
+        """`take_prefix` that raises Widen when the limited `order` runs out before its target."""
+        if order not in self.limits:
+            return take_prefix
+
+        def take(rows: np.ndarray, target: int):
+            taken = take_prefix(rows, target)
+            if taken[2]:
+                raise Widen(order)
+            return taken
+
+        return take
+
+
+@dataclass
+class RunScan:
+    path: Path
+    manifest: CurationManifest
+    files: list[Path]
+    attributes: dict[str, AttributeColumn]
+    index: list[Path] = field(default_factory=list)  # one index file per documents file (write_index)
+    joined_by_id: list[str] = field(default_factory=list)  # scorers whose attribute files did not line up
+
+    def write_index(self, folder: Path, keys: Sequence[HashKey] = (), log: Callable = print) -> None:
+        """One pass over the run, a documents file at a time: its index rows into folder/<file number>.parquet."""
+        rows = [_rows(f) for f in self.files]
+        scorers = [_ScorerFiles(self.path / ATTRIBUTES_DIR / name, list(use.columns), rows)
+                   for name, use in self.manifest.scorers.items() if use.columns]
+        folder.mkdir(parents=True, exist_ok=True)
+        self.index = []
+        for i, file in enumerate(self.files):
+            part = _read_documents(file, i)
+            for scorer in scorers:
+                part = scorer.attach(part, i)
+            for key in keys:
+                part = _with_hash_key(part, key)
+            target = folder / f"{i:05d}.parquet"
+            part.write_parquet(target)
+            self.index.append(target)
+        self.joined_by_id = [s.folder.name for s in scorers if s.joined is not None]
+        for name in self.joined_by_id:
+            log(f"attributes/{name}: its files are not in the score stage's order; joined by id")
+
+    def lazy(self) -> pl.LazyFrame:
+        if not self.index:
+            raise RuntimeError("RunScan.write_index first")
+        return pl.scan_parquet(self.index)
+
+    def count(self, mask: pl.Expr) -> int:
+        return int(self.lazy().filter(mask).select(pl.len()).collect(engine="streaming").item())
+
+    def domains(self) -> list[str]:
+        return sorted(self.lazy().select(pl.col("domain").unique()).collect(engine="streaming")["domain"].to_list())
+
+    def materialise(self, keep: pl.Expr | None = None, limits: dict[str, pl.Expr] | None = None,
+                    facts: dict | None = None) -> CurationRun:
+        """The rows matching `keep` (all by default) as an in-memory run sorted by id, with each of `limits` as
+        a mask over its rows; duplicate ids among them are an error naming the id."""
+        limits = limits or {}
+        frame = self.lazy() if keep is None else self.lazy().filter(keep)
+        columns = ["id", "source", "domain", "category", "n_bytes", "file", *self.attributes]
+        names = [f"limit:{name}" for name in limits]
+        table = (frame.select(*columns, *(expr.fill_null(False).alias(n) for n, expr in zip(names, limits.values(),
+                                                                                          strict=True)))
+                 .collect(engine="streaming").sort("id"))
+        masks = {name: table[n].to_numpy() for name, n in zip(limits, names, strict=True)}
+        table = table.drop(names)
+        dupes = table.filter(pl.col("id").is_duplicated())
+        if len(dupes):
+            raise UserError(f"{self.path / 'documents'}: document id '{dupes['id'][0]}' occurs {len(dupes)} times")
+        return CurationRun(path=self.path, manifest=self.manifest, files=self.files, table=table, ids=table["id"],
+                           attributes=self.attributes, limits=masks, facts=facts or {})
+
+
+def scan_run(path: str | Path) -> RunScan:
+    """The run checked (manifest, listing, files); its index is written by `RunScan.write_index`."""
     path = Path(path)
-    manifest_path = path / "manifest.json"
     if not path.is_dir():
         raise UserError(f"{path}: curation run folder not found (run `stablecpt curate run` first)")
-    if not manifest_path.is_file():
+    if not (path / "manifest.json").is_file():
         raise UserError(f"{path}: not a complete curation run (no manifest.json)")
     manifest = read_curation_manifest(path)
     problems = curation_listing_problems(path, manifest)
@@ -58,15 +174,16 @@ def open_run(path: str | Path) -> CurationRun:
     files = sorted((path / "documents").glob("*.parquet"))
     if not files:
         raise UserError(f"{path / 'documents'}: no *.parquet files in the curation run")
-    parts = [_scan(f, i) for i, f in enumerate(files)]
-    table = pl.concat(parts).sort("id")
-    dupes = table.filter(pl.col("id").is_duplicated())
-    if len(dupes):
-        raise UserError(f"{path / 'documents'}: document id '{dupes['id'][0]}' occurs {len(dupes)} times")
-    for name, use in manifest.scorers.items():
-        table = join_attributes(table, path / ATTRIBUTES_DIR / name, list(use.columns))
-    return CurationRun(path=path, manifest=manifest, files=files, table=table, ids=table["id"],
-                       attributes=attribute_columns(manifest.scorers))
+    return RunScan(path=path, manifest=manifest, files=files, attributes=attribute_columns(manifest.scorers))
+
+
+def open_run(path: str | Path) -> CurationRun:
+    """The whole run in memory (small runs, tests, benchmarks): `scan_run`, its index in a temporary folder,
+    every row materialised."""
+    scan = scan_run(path)
+    with tempfile.TemporaryDirectory(prefix="stablecpt-index-") as index:
+        scan.write_index(Path(index), log=lambda *_: None)
+        return scan.materialise()
 
 
 def rows_in_sorted(sorted_ids: pl.Series, ids: list[str]) -> np.ndarray:
@@ -84,19 +201,76 @@ def rows_in_sorted(sorted_ids: pl.Series, ids: list[str]) -> np.ndarray:
     return rows
 
 
-def join_attributes(table: pl.DataFrame, folder: Path, columns: list[str]) -> pl.DataFrame:
-    """`table` with one scorer's columns (attributes/<name>/*.parquet), by id, keeping its row order."""
-    if not columns:
-        return table
-    files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
-    if not files:
-        raise UserError(f"{folder}: no attribute files, though manifest.json lists the scorer (rerun "
-                        "`stablecpt curate score`)")
-    attrs = pl.read_parquet(files, columns=["id", *columns]).with_columns(pl.col(c).cast(pl.Float64) for c in columns)
-    return table.join(attrs, on="id", how="left", maintain_order="left")
+class _ScorerFiles:
+    """One scorer's attributes/<name>/*.parquet, each documents file's rows read as the slice of the attribute
+    file that scored it; joined by id (the whole table read once) where that slice is not those documents."""
+
+    def __init__(self, folder: Path, columns: list[str], doc_rows: list[int]):
+        self.folder, self.columns = folder, columns
+        self.files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+        if not self.files:
+            raise UserError(f"{folder}: no attribute files, though manifest.json lists the scorer (rerun "
+                            "`stablecpt curate score`)")
+        self.joined: pl.DataFrame | None = None
+        width = len(self.files)
+        self.offsets = [sum(doc_rows[j] for j in range(i % width, i, width)) for i in range(len(doc_rows))]
+        self.groups = [_row_groups(f) for f in self.files]
+        if any(sum(self.groups[r]) != sum(doc_rows[r::width]) for r in range(width)):
+            self._join()
+
+    def attach(self, part: pl.DataFrame, i: int) -> pl.DataFrame:
+        if not len(part):
+            return part.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in self.columns)
+        if self.joined is None:
+            piece = self._slice(i, len(part))
+            if piece["id"].equals(part["id"]):
+                return pl.concat([part, self._floats(piece).drop("id")], how="horizontal")
+            self._join()
+        return part.join(self.joined, on="id", how="left", maintain_order="left")
+
+    def _slice(self, i: int, n: int) -> pl.DataFrame:
+        if not n:
+            return pl.DataFrame({"id": pl.Series([], dtype=pl.String)})
+        file = self.files[i % len(self.files)]
+        start, stop = self.offsets[i], self.offsets[i] + n
+        bounds = np.concatenate([[0], np.cumsum(self.groups[i % len(self.files)])])
+        first = int(np.searchsorted(bounds, start, side="right")) - 1
+        last = int(np.searchsorted(bounds, stop, side="left"))
+        groups = list(range(max(first, 0), max(last, first + 1)))
+        table = _attribute_table(pq.ParquetFile(file).read_row_groups(groups, columns=["id", *self.columns]), file)
+        return table.slice(start - int(bounds[groups[0]]), n)
+
+    def _join(self) -> None:
+        if self.joined is None:
+            parts = [_attribute_table(pq.read_table(f, columns=["id", *self.columns]), f) for f in self.files]
+            self.joined = self._floats(pl.concat(parts))
+
+    def _floats(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.col(c).cast(pl.Float64) for c in self.columns)
 
 
-def _scan(file: Path, index: int) -> pl.DataFrame:
+def _attribute_table(table, file: Path) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    return frame.with_columns(pl.col("id").cast(pl.String))
+
+
+def _row_groups(file: Path) -> list[int]:
+    meta = _metadata(file)
+    return [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+
+
+def _rows(file: Path) -> int:
+    return _metadata(file).num_rows
+
+
+def _metadata(file: Path):
+    try:
+        return pq.ParquetFile(file).metadata
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise UserError(f"{file}: not readable as Parquet ({str(exc).splitlines()[0]})") from None
+
+
+def _read_documents(file: Path, index: int) -> pl.DataFrame:
     schema = pl.read_parquet_schema(file)
     missing = [c for c in DOCUMENT_COLUMNS if c not in schema]
     if missing:
@@ -109,3 +283,14 @@ def _scan(file: Path, index: int) -> pl.DataFrame:
                     pl.col("text").str.len_bytes().cast(pl.Int64).fill_null(0).alias("n_bytes"),
                     pl.lit(index, dtype=pl.Int32).alias("file"))
             .collect(engine="streaming"))
+
+
+def _with_hash_key(part: pl.DataFrame, key: HashKey) -> pl.DataFrame:
+    rows = part.with_row_index("row").filter(key.pool)["row"].to_numpy()
+    values = np.zeros(len(part), dtype=np.uint64)
+    ids = part["id"].gather(rows).to_list()
+    values[rows] = np.fromiter((sample_key(key.seed, key.purpose, key.epoch, doc_id) for doc_id in ids),
+                               dtype=np.uint64, count=len(ids))
+    valid = np.zeros(len(part), dtype=bool)
+    valid[rows] = True
+    return part.with_columns(pl.when(pl.Series(valid)).then(pl.Series(values)).otherwise(None).alias(key.column))

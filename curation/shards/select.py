@@ -24,7 +24,7 @@ from stablecpt.core.errors import UserError
 from .config import ShardsConfig
 from .cut import take_top
 from .plan import hash_order
-from .run import CurationRun
+from .run import CurationRun, Widen
 from .store import TokenStore
 
 
@@ -35,8 +35,17 @@ class Subset:
     stats: dict = field(default_factory=dict)
 
 
-def score_direction(score: str, run: CurationRun, where: str, key: str = "selection.score") -> str | None:
-    """Which way `score` is better, as its scorer declared it in the run (None for `random`)."""
+def selection_pool_expr(cfg: ShardsConfig) -> pl.Expr:
+    """The domain pool the selection ranks: its domain, and its categories if it names them."""
+    mask = pl.col("domain") == cfg.selection.domain
+    if cfg.selection.categories is not None:
+        mask &= pl.col("category").is_in(cfg.selection.categories)
+    return mask
+
+
+def score_direction(score: str, run, where: str, key: str = "selection.score") -> str | None:
+    """Which way `score` is better, as its scorer declared it in the run (None for `random`). `run`: anything
+    with the run's `attributes` (a CurationRun or a RunScan)."""
     if score == "random":
         return None
     spec = run.attributes.get(score)
@@ -49,38 +58,54 @@ def score_direction(score: str, run: CurationRun, where: str, key: str = "select
 
 
 def _ranking(pool: np.ndarray, score: str, cfg: ShardsConfig, run: CurationRun, where: str,
-             key: str = "selection.score") -> tuple[np.ndarray, np.ndarray | None, int, str | None]:
+             key: str = "selection.score", order: str | None = None) -> tuple[np.ndarray, np.ndarray | None, int,
+                                                                             str | None]:
     """(the pool's rows that can be ranked, their rank key (lower first; None for random: the rows are then
-    already in hash order), documents left out for lacking the score, the score's direction)."""
+    already in hash order), documents left out for lacking the score, the score's direction). `order`: the
+    candidates' name for this ranking over the whole domain pool, of which `run` may hold only a prefix: its
+    rows are then those within the prefix, and the unscored count is the whole run's."""
     direction = score_direction(score, run, where, key)
     if direction is None:
-        return hash_order(pool, run.ids_at(pool), cfg.seed, "select", 0), None, 0, None
+        ranked = hash_order(pool, run.ids_at(pool), cfg.seed, "select", 0)
+        return (run.within_limit(ranked, order) if order else ranked), None, 0, None
     values = run.table[score].to_numpy()[pool]
     has = ~np.isnan(values)
     scored = pool[has]
     if len(scored) == 0:
         raise UserError(f"{where}: empty selection: none of the {len(pool):,} '{cfg.selection.domain}' documents "
                         f"has a {score} (was the curation run scored?)")
-    return scored, values[has] * (1.0 if direction == "lower" else -1.0), len(pool) - len(scored), direction
+    unscored = len(pool) - len(scored)
+    rank_key = values[has] * (1.0 if direction == "lower" else -1.0)
+    if order:
+        unscored = run.facts.get("unscored", {}).get(score, unscored)
+        inside = run.limits.get(order)
+        if inside is not None:
+            scored, rank_key = scored[inside[scored]], rank_key[inside[scored]]
+    return scored, rank_key, unscored, direction
 
 
 def _take(rows: np.ndarray, rank_key: np.ndarray | None, run: CurationRun, store: TokenStore,
-          budget: int | None) -> tuple[np.ndarray, int, bool]:
+          budget: int | None, order: str | None = None) -> tuple[np.ndarray, int, bool]:
     """store.take_prefix over the rows in rank order (ties by id): for a token budget, the top without sorting
-    the pool (curation/shards/cut.py); without one, or for random, the ranking itself."""
+    the pool (curation/shards/cut.py); without one, or for random, the ranking itself. Running out of a
+    limited `order`'s rows is Widen (run.py)."""
     if rank_key is None:
-        return store.take_prefix(rows, budget if budget is not None else np.iinfo(np.int64).max)
-    if budget is None:
-        return store.take_prefix(rows[np.lexsort((rows, rank_key))], np.iinfo(np.int64).max)  # rows are id-sorted
-    return take_top(rows, rank_key, run.table["id"], store, budget)
+        taken = store.take_prefix(rows, budget if budget is not None else np.iinfo(np.int64).max)
+    elif budget is None:
+        taken = store.take_prefix(rows[np.lexsort((rows, rank_key))], np.iinfo(np.int64).max)  # rows are id-sorted
+    else:
+        taken = take_top(rows, rank_key, run.table["id"], store, budget)
+    if taken[2] and order in run.limits:
+        raise Widen(order)
+    return taken
 
 
 def _pre_cut(cfg: ShardsConfig, run: CurationRun, store: TokenStore, pool: np.ndarray, where: str) -> tuple[
         np.ndarray, dict]:
     """The documents of the pool's top `within.tokens` tokens by `within.score`, in row order."""
     within = cfg.selection.within
-    ranked, rank_key, unscored, _ = _ranking(pool, within.score, cfg, run, where, "selection.within.score")
-    rows, tokens, exhausted = _take(ranked, rank_key, run, store, within.tokens)
+    ranked, rank_key, unscored, _ = _ranking(pool, within.score, cfg, run, where, "selection.within.score", "within")
+    rows, tokens, exhausted = _take(ranked, rank_key, run, store, within.tokens, "within")
     if exhausted:
         raise UserError(f"{where}: selection.within.tokens {within.tokens:,} is larger than the pool ({tokens:,} "
                         f"tokens in {len(ranked):,} '{cfg.selection.domain}' documents with a {within.score}); "
@@ -93,20 +118,19 @@ def _pre_cut(cfg: ShardsConfig, run: CurationRun, store: TokenStore, pool: np.nd
 def select_domain_subset(cfg: ShardsConfig, run: CurationRun, store: TokenStore) -> Subset:
     sel = cfg.selection
     where = f"selection (curation run {run.path})"
-    mask = pl.col("domain") == sel.domain
-    if sel.categories is not None:
-        mask &= pl.col("category").is_in(sel.categories)
-    pool = run.rows(mask)
+    pool = run.rows(selection_pool_expr(cfg))
     if len(pool) == 0:
         domains = ", ".join(sorted(run.table["domain"].unique().to_list()))
         cats = f" in categories {sel.categories}" if sel.categories else ""
         raise UserError(f"{where}: empty selection: no documents of domain '{sel.domain}'{cats} "
                         f"(domains in the run: {domains})")
-    pool_documents, within = len(pool), None
+    pool_documents, within = run.facts.get("pool_documents", len(pool)), None
+    order = "selection"  # the ranking over the whole domain pool: the candidates may hold only its prefix
     if sel.within is not None:
         pool, within = _pre_cut(cfg, run, store, pool, where)
-    ranked, rank_key, unscored, direction = _ranking(pool, sel.score, cfg, run, where)
-    rows, tokens, exhausted = _take(ranked, rank_key, run, store, sel.tokens)
+        order = None  # ranks the pre-cut, which the candidates hold whole
+    ranked, rank_key, unscored, direction = _ranking(pool, sel.score, cfg, run, where, order=order)
+    rows, tokens, exhausted = _take(ranked, rank_key, run, store, sel.tokens, order)
     stats = {"domain": sel.domain, "categories": sel.categories, "score": sel.score, "direction": direction,
              "pool_documents": pool_documents, "unscored_documents": unscored, "tokens_target": sel.tokens,
              "boundary_document": None, "pool_short": False}
