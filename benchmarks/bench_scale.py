@@ -11,19 +11,27 @@ Steps (`--steps`):
   keep     the dedup keep rule. old: every task's keys and clusters read in one process, one polars query
            (curation/blocks/dedup.py `select_keepers`, as the single dedup_keep task did); new: the
            dedup_partition tasks then the dedup_keep tasks (DedupKeyPartitioner, KeeperSelection)
-  select   the top-S cut (S = 10 % of the medical pool's tokens, ranked by kenlm_perplexity). old: the table
+  select   the top-S cut (S = --subset: 10 % of the medical pool's tokens, or a number of tokens; ranked by
+           kenlm_perplexity). old: the table
            loaded as `shards build` loaded it (ids to Python strings, sorted by id), np.lexsort of the pool,
            cumulative sum; new: curation/shards/cut.py over Parquet scans, then one streaming pass writing the
            kept ids. Both must name the same boundary document.
   plan     one epoch's plan of the selected subset. old: every run id as a Python string and tuple sorts
-           (plan.py before 2026-12-04, kept in PLAN_OLD); new: curation/shards/plan.py (numpy key sorts, ids
-           made only for the selected rows). Both must write the same plan
+           (plan.py before 2026-12-04, kept in PLAN_OLD); new: curation/shards/plan.py over the selected
+           documents' ids alone (numpy key sorts), as `shards build` now plans its candidates, not the run.
+           Both must write the same plan (the ids in order)
   startup  training start-up on a shard version of N documents (`--epochs`, 2), up to the first micro-batch: the
            other ranks' unverified open (the raw index memory-mapped) and the loader, then (a second process)
            1,000 micro-batches spread over the run; the main rank's quick verify and the loader. Each prints its
            RssAnon and RssFile (kB) at the end: private memory, and mapped file pages (page cache, shared by
            the ranks of a node)
   audit    the audit's lazy tables on that version (benchmarks/bench_audit.py's LAZY script)
+  candidates  what `shards build` holds of a curation run (contract C1: documents with text, KenLM and fastText
+           attributes, manifest) before it tokenizes, for a fixed recipe (S = --subset-tokens, 5M, ranked by
+           KenLM, 10 % replay): old: the whole run in memory (open_run before 2026-12-04, kept in RUN_OLD:
+           every row, ids sorted, attributes joined); new: the run's index written a documents file at a time,
+           then only the candidates materialised (curation/shards/run.py, candidates.py). Both must count the
+           same documents
 
     python benchmarks/bench_scale.py --documents 1000000 [--steps keep,select,plan,startup,audit] [--keep DIR]
 Prints one JSON line; with --append, also appends it to benchmarks/results.jsonl.
@@ -133,7 +141,7 @@ scores = table['kenlm_perplexity'].to_numpy()[pool]
 scored = pool[~np.isnan(scores)]
 order = scored[np.lexsort((scored, scores[~np.isnan(scores)]))]
 lengths = table['token_length'].to_numpy()
-budget = int(share * lengths[scored].sum())
+budget = int(share * lengths[scored].sum()) if share <= 1 else int(share)
 running = np.cumsum(lengths[order])
 k = int(np.searchsorted(running, budget, side='left'))
 print(ids[order[k]], k + 1, int(running[k]))
@@ -146,7 +154,7 @@ run, share = Path(sys.argv[1]), float(sys.argv[2])
 pool = (pl.scan_parquet(run / 'documents' / '*.parquet').filter(pl.col('domain') == 'medical')
         .filter(pl.col('kenlm_perplexity').is_not_null()).rename({'kenlm_perplexity': 'key', 'token_length': 'tokens'}))
 total = pool.select(pl.col('tokens').sum()).collect(engine='streaming').item()
-cut = find_cut(pool, int(share * total))
+cut = find_cut(pool, int(share * total) if share <= 1 else int(share))
 pool.filter(keep_expr(cut)).select('id').sink_parquet(run / 'selected.parquet')
 print(cut.id, cut.documents, cut.tokens)
 """
@@ -170,7 +178,7 @@ ids = table['id'].to_list()
 rows = np.fromiter((i for i, d in enumerate(ids) if d in selected), dtype=np.int64)
 order = hash_order(rows, ids, 0, 'domain', 0)
 plan = epoch_order([('domain', [(int(r), 0) for r in order])], ids, 0, 0)
-pl.DataFrame({'position': np.arange(len(plan)), 'doc_index': [r for r, _ in plan],
+pl.DataFrame({'position': np.arange(len(plan)), 'id': [ids[r] for r, _ in plan],
               'part': [p for _, p in plan]}).write_parquet(run / 'plan_old.parquet')
 print(len(plan))
 """
@@ -178,13 +186,15 @@ print(len(plan))
 PLAN_NEW = """
 import sys; from pathlib import Path; import numpy as np, polars as pl
 from stablecpt.curation.shards.plan import Part, epoch_order, hash_order
+# shards build numbers the candidates it materialised (curation/shards/candidates.py), not the run: the
+# selected documents stand for them here (the build's candidates are about twice as many)
 run = Path(sys.argv[1])
-ids = pl.read_parquet(sorted((run / 'documents').glob('*.parquet')), columns=['id']).sort('id')['id']
-rows = np.flatnonzero(ids.is_in(pl.read_parquet(run / 'selected.parquet')['id']).to_numpy())
-order = hash_order(rows, ids.gather(rows).to_list(), 0, 'domain', 0)
+ids = pl.read_parquet(run / 'selected.parquet')['id'].sort()
+rows = np.arange(len(ids))
+order = hash_order(rows, ids.to_list(), 0, 'domain', 0)
 part = Part(name='domain', target=0, rows=order, repeat=np.zeros(len(order), dtype=np.int64))
 plan_rows, plan_part = epoch_order([part], lambda r: ids.gather(r).to_list(), 0, 0)
-pl.DataFrame({'position': np.arange(len(plan_rows)), 'doc_index': plan_rows,
+pl.DataFrame({'position': np.arange(len(plan_rows)), 'id': ids.gather(plan_rows),
               'part': np.array([part.name])[plan_part]}).write_parquet(run / 'plan_new.parquet')
 print(len(plan_rows))
 """
@@ -203,6 +213,83 @@ if how == 'other_ranks_1000_batches':  # then 1,000 micro-batches spread over th
         loader.read(k, 8)
 status = dict(x.split(':', 1) for x in open('/proc/self/status'))
 print(loader.total_sequences, 'RssAnon', status['RssAnon'].split()[0], 'RssFile', status['RssFile'].split()[0])
+"""
+
+
+def generate_c1_run(folder: Path, n: int, per_task: int, seed: int = 0) -> None:
+    """A curation run as `curate run` writes it: documents/<task>.parquet (id, text, source, domain, category),
+    attributes/{kenlm,fasttext}/<task>.parquet (the score stage's task t scores documents file t) and the
+    manifest. Texts are runs of "0" of lognormal byte lengths (mean ~400): the build only measures them."""
+    import pyarrow.parquet as pq
+    from attributekit import SHIPPED, scorer_uses
+    from stablecpt.curation.attributes import IN_REFERENCE, attribute_schema
+    from stablecpt.curation.outputs import write_manifest
+
+    rng = np.random.default_rng(seed)
+    names, domains, categories = (np.array([s[k] for s in SOURCES]) for k in range(3))
+    for sub in ("documents", "attributes/kenlm", "attributes/fasttext"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    perm = rng.permutation(n)
+    for t in range(max(1, -(-n // per_task))):
+        a, b = t * per_task, min(n, (t + 1) * per_task)
+        source = rng.choice(len(SOURCES), size=b - a, p=[0.3, 0.1, 0.4, 0.1, 0.1])
+        medical = source < 2
+        part = pl.DataFrame({
+            "id": pl.select(pl.lit("doc/") + pl.Series(perm[a:b]).cast(pl.String).str.zfill(10)).to_series(),
+            "n": np.clip(rng.lognormal(5.6, 0.8, b - a), 1, 200_000).astype(np.int64),
+            "source": names[source], "domain": domains[source], "category": categories[source],
+            "kenlm_perplexity": np.where(medical, np.round(rng.lognormal(6.0, 0.6, b - a), 2), np.nan),
+            "fasttext_score": np.where(medical, rng.beta(5, 2, b - a), np.nan)}).with_columns(
+            pl.col("kenlm_perplexity", "fasttext_score").fill_nan(None), pl.lit(False).alias(IN_REFERENCE))
+        part.select("id", pl.lit("").str.zfill(pl.col("n")).alias("text"), "source", "domain", "category"
+                    ).write_parquet(folder / "documents" / f"{t:05d}.parquet")
+        for name, cls in SHIPPED.items():  # every column the scorer declares; the ranking one generated
+            schema = attribute_schema(cls.columns)
+            columns = [pl.col(c) if c in part.columns else pl.lit(None).alias(c) for c in cls.columns]
+            table = part.select("id", *columns, IN_REFERENCE).to_arrow().cast(schema)
+            pq.write_table(table, folder / "attributes" / name / f"{t:05d}.parquet")
+    sources = [s[0] for s in SOURCES]
+    write_manifest(folder, config={"synthetic": True}, inputs={s: f"input-{s}" for s in sources},
+                   counts={s: {"input": 0, "kept": 0, "dropped": {}} for s in sources}, scorers=scorer_uses())
+
+
+RUN_OLD = """
+import sys; from pathlib import Path; import polars as pl
+from stablecpt.formats.curation import read_curation_manifest, curation_listing_problems
+# open_run before 2026-12-04: the whole run in memory, sorted by id, each scorer's attributes joined by id
+path = Path(sys.argv[1])
+manifest = read_curation_manifest(path)
+assert not curation_listing_problems(path, manifest)
+files = sorted((path / 'documents').glob('*.parquet'))
+parts = [pl.scan_parquet(f).select(pl.col('id').cast(pl.String), pl.col('source').cast(pl.String),
+         pl.col('domain').cast(pl.String), pl.col('category').cast(pl.String),
+         pl.col('text').str.len_bytes().cast(pl.Int64).fill_null(0).alias('n_bytes'),
+         pl.lit(i, dtype=pl.Int32).alias('file')).collect(engine='streaming') for i, f in enumerate(files)]
+table = pl.concat(parts).sort('id')
+assert not table['id'].is_duplicated().any()
+for name, use in manifest.scorers.items():
+    columns = list(use.columns)
+    attrs = pl.read_parquet(sorted((path / 'attributes' / name).glob('*.parquet')), columns=['id', *columns])
+    table = table.join(attrs.with_columns(pl.col(c).cast(pl.Float64) for c in columns), on='id', how='left',
+                       maintain_order='left')
+print(len(table), len(table))
+"""
+
+RUN_NEW = """
+import sys, tempfile; from pathlib import Path
+from stablecpt.curation.shards.candidates import candidate_run, check_scores, hash_keys
+from stablecpt.curation.shards.config import ShardsConfig
+from stablecpt.curation.shards.run import scan_run
+path, subset = Path(sys.argv[1]), int(sys.argv[2])
+cfg = ShardsConfig.model_validate({'name': 'bench', 'curation_run': str(path), 'output_root': str(path / 'out'),
+    'tokenizer': 'unused', 'tokens_per_epoch': round(subset / 0.9), 'selection': {'tokens': subset},
+    'replay': {'fraction': 0.1}})
+scan = scan_run(path)
+check_scores(cfg, scan)
+with tempfile.TemporaryDirectory(dir=path.parent) as index:
+    scan.write_index(Path(index), hash_keys(cfg), log=print)
+    run = candidate_run(cfg, scan)
+    print(scan.count(True), len(run.table))
 """
 
 
@@ -261,6 +348,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the shard version (startup, audit)")
     parser.add_argument("--docs-per-task", type=int, default=250_000)
     parser.add_argument("--steps", default="keep,select,plan,startup,audit")
+    parser.add_argument("--subset", default="0.1", help="S of the select and plan steps: a share of the medical "
+                        "pool's tokens (<= 1) or a number of tokens")
+    parser.add_argument("--subset-tokens", type=int, default=5_000_000, help="S of the candidates step")
     parser.add_argument("--no-old", action="store_true", help="measure only the scaled-out code")
     parser.add_argument("--keep", help="generate here and keep it")
     parser.add_argument("--append", action="store_true", help="append the line to benchmarks/results.jsonl")
@@ -282,9 +372,10 @@ def main() -> None:
             if not args.no_old:
                 figures["keep_rule"]["old"] = measure([py, "-c", KEEP_OLD, str(run)])
         if "select" in steps or "plan" in steps:
-            figures["selection"] = {"new": measure([py, "-c", SELECT_NEW, str(run), "0.1"])}
+            figures["selection"] = {"subset": args.subset,
+                                    "new": measure([py, "-c", SELECT_NEW, str(run), args.subset])}
             if not args.no_old:
-                figures["selection"]["old"] = measure([py, "-c", SELECT_OLD, str(run), "0.1"])
+                figures["selection"]["old"] = measure([py, "-c", SELECT_OLD, str(run), args.subset])
         if "plan" in steps:
             figures["plan_one_epoch"] = {"new": measure([py, "-c", PLAN_NEW, str(run)])}
             if not args.no_old:
@@ -306,6 +397,18 @@ def main() -> None:
                                            for how in ("other_ranks", "other_ranks_1000_batches", "main_rank_quick")}
         if "audit" in steps:
             figures["audit_lazy"] = {"new": measure([py, "-c", LAZY, str(version)])}
+        if "candidates" in steps:
+            c1 = work / "c1run"
+            if not (c1 / "manifest.json").is_file():
+                started = time.perf_counter()
+                generate_c1_run(c1, args.documents, args.docs_per_task)
+                result["generate_c1_run_s"] = round(time.perf_counter() - started, 1)
+            figures["build_tables"] = {"subset_tokens": args.subset_tokens,
+                                       "new": measure([py, "-c", RUN_NEW, str(c1), str(args.subset_tokens)])}
+            if not args.no_old:
+                figures["build_tables"]["old"] = measure([py, "-c", RUN_OLD, str(c1)])
+                if figures["build_tables"]["old"]["out"].split()[0] != figures["build_tables"]["new"]["out"].split()[0]:
+                    raise SystemExit("candidates step: the index and the old table count different documents")
         result["figures"] = figures
         result["machine"] = {**machine(), "threads_used": 1, "polars": pl.__version__}
         result["load_average_1_5_15"] = {"before": load_before, "after": list(os.getloadavg())}

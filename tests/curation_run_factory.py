@@ -78,9 +78,14 @@ def write_curation_run(path: Path, docs: list[dict], n_files: int = 2, shuffle_s
         parts = parts if parts is not None else [docs[k::n_files] for k in range(n_files)]
         parts = [random.Random(shuffle_attributes + k).sample(p, len(p)) for k, p in enumerate(parts)]
     write_attribute_folders(path, docs, n_files, parts, row_group_size=5 if score_tasks else None)
+    write_curation_run_manifest(path, docs)
+    return path
+
+
+def write_curation_run_manifest(path: Path, docs: list[dict]) -> None:
+    """manifest.json over the run's files as they are now (after a test rewrote one of them)."""
     sources = sorted({d["source"] for d in docs})
     write_manifest(path, config={"synthetic": True}, inputs={s: f"input-{s}" for s in sources},
                    counts={s: {"input": sum(d["source"] == s for d in docs),
                                "kept": sum(d["source"] == s for d in docs), "dropped": {}} for s in sources},
                    scorers=scorer_uses())
-    return path

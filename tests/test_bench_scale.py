@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_steps_agree_old_and_new_at_a_small_size(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_scale.py"), "--documents", "4000",
-                           "--docs-per-task", "1000", "--steps", "keep,select,plan,startup,audit",
-                           "--keep", str(tmp_path)],
+                           "--docs-per-task", "1000", "--steps", "keep,select,plan,startup,audit,candidates",
+                           "--subset-tokens", "20000", "--keep", str(tmp_path)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads(done.stdout.strip().splitlines()[-1])["figures"]
@@ -27,3 +27,6 @@ def test_steps_agree_old_and_new_at_a_small_size(tmp_path):
     assert int(sequences["main_rank_quick"]) > 0 and "RssAnon" in startup["other_ranks"]["out"]
     # the audit's composition, repetition and score rows: 2 epochs x 5 sources, 5 sources, 2 scores x 5 sources
     assert figures["audit_lazy"]["new"]["out"] == "10 5 10"
+    # the build's tables: the index counts every document the old table held; the candidates are fewer
+    indexed, candidates = map(int, figures["build_tables"]["new"]["out"].split())
+    assert indexed == int(figures["build_tables"]["old"]["out"].split()[0]) == 4000 and 0 < candidates < indexed

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from curation_run_factory import make_documents, write_curation_run
+from curation_run_factory import make_documents, write_curation_run, write_curation_run_manifest
 from stablecpt.curation.shards import build
 from stablecpt.curation.shards.build import build_version
 from stablecpt.curation.shards.config import ShardsConfig
 from stablecpt.curation.shards.run import open_run, scan_run
+
+from stablecpt.core.errors import UserError
 
 DIAGNOSTICS = ("tokenized_tokens", "tokenize_rounds", "documents_cut_to_max_tokens")  # how much was tokenized
 
@@ -144,3 +146,35 @@ def test_the_real_score_stage_writes_attributes_the_index_slices(tmp_path):
     expected = ref.join(attrs.select("id", pl.col("kenlm_perplexity").cast(pl.Float64)), on="id", how="left").sort("id")
     assert table.select("id", "kenlm_perplexity").equals(expected)
     assert table["kenlm_perplexity"].is_not_null().sum() > 0
+
+
+@pytest.mark.parametrize("how", [{"workers": 2}, {"executor": "local"}])
+def test_the_index_pass_as_parallel_tasks_writes_the_same_index(tmp_path, how):
+    """In two worker processes, or as datatrove tasks on its local executor (two workers): the same rows, and
+    the same scorers found out of order (here: fasttext's rows shuffled)."""
+    from stablecpt.curation.shards.config import TokenizeExecutor
+
+    docs = make_documents(n_medical=90, general={"code": 20, "web": 25}, seed=1, unscored=9)
+    run = write_curation_run(tmp_path / "run", docs, n_files=5, score_tasks=2)
+    rows = pl.read_parquet(run / "attributes" / "fasttext" / "00001.parquet").reverse()
+    rows.write_parquet(run / "attributes" / "fasttext" / "00001.parquet")
+    write_curation_run_manifest(run, docs)
+    one = scan_run(run)
+    one.write_index(tmp_path / "one", log=lambda *_: None)
+    many = scan_run(run)
+    executor = TokenizeExecutor(kind="local", workers=2) if how.get("executor") else None
+    many.write_index(tmp_path / "many", log=lambda *_: None, workers=how.get("workers", 1), executor=executor)
+    assert many.materialise().table.equals(one.materialise().table)
+    assert one.joined_by_id == many.joined_by_id == ["fasttext"]
+    assert one.materialise().table.equals(reference_table(run))
+
+
+def test_a_documents_file_damaged_before_the_index_pass_is_one_line(tmp_path):
+    docs = make_documents(n_medical=30, general={"web": 10}, seed=2)
+    run = write_curation_run(tmp_path / "run", docs, n_files=2)
+    scan = scan_run(run)  # the listing matches; then the file is damaged in place, its size kept
+    file = run / "documents" / "00001.parquet"
+    file.write_bytes(b"\0" * file.stat().st_size)
+    with pytest.raises(UserError, match=r"00001.parquet: not readable as Parquet \(") as caught:
+        scan.write_index(tmp_path / "index", log=lambda *_: None)
+    assert "\n" not in str(caught.value)

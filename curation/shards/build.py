@@ -31,7 +31,7 @@ def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> t
     tmp.mkdir()
     store = None
     try:
-        scan.write_index(staging / "index", hash_keys(cfg), log)
+        scan.write_index(staging / "index", hash_keys(cfg), log, cfg.tokenize.workers, cfg.tokenize.executor)
         check_general_pools(cfg, scan)  # an empty mixture category: one line now, not after tokenizing
         tokenizer = load_target_tokenizer(cfg.tokenizer)
         bytes_per_token, attempt = BYTES_PER_TOKEN, 0

@@ -15,16 +15,20 @@ that scorer's whole attribute table; the build logs it.
 
 from __future__ import annotations
 
+import multiprocessing
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
+from datatrove.pipeline.base import PipelineStep
 
 from stablecpt.core.errors import UserError
+from stablecpt.core.files import atomic_path, atomic_write_json, read_json_object
 from stablecpt.formats.curation import (
     ATTRIBUTES_DIR,
     AttributeColumn,
@@ -109,23 +113,32 @@ class RunScan:
     index: list[Path] = field(default_factory=list)  # one index file per documents file (write_index)
     joined_by_id: list[str] = field(default_factory=list)  # scorers whose attribute files did not line up
 
-    def write_index(self, folder: Path, keys: Sequence[HashKey] = (), log: Callable = print) -> None:
-        """One pass over the run, a documents file at a time: its index rows into folder/<file number>.parquet."""
+    def write_index(self, folder: Path, keys: Sequence[HashKey] = (), log: Callable = print, workers: int = 1,
+                    executor=None) -> None:
+        """The index pass: folder/<n>.parquet for documents file n, as tasks of one or more documents files each:
+        in this process, in `workers` processes, or on a datatrove executor (tokenize.executor)."""
         rows = [_rows(f) for f in self.files]
         scorers = [_ScorerFiles(self.path / ATTRIBUTES_DIR / name, list(use.columns), rows)
                    for name, use in self.manifest.scorers.items() if use.columns]
         folder.mkdir(parents=True, exist_ok=True)
-        self.index = []
-        for i, file in enumerate(self.files):
-            part = _read_documents(file, i)
-            for scorer in scorers:
-                part = scorer.attach(part, i)
-            for key in keys:
-                part = _with_hash_key(part, key)
-            target = folder / f"{i:05d}.parquet"
-            part.write_parquet(target)
-            self.index.append(target)
-        self.joined_by_id = [s.folder.name for s in scorers if s.joined is not None]
+        step = IndexFiles([str(f) for f in self.files], scorers, list(keys), str(folder))
+        n = len(self.files)
+        if executor is not None:
+            from .tasks import run_on_datatrove
+
+            run_on_datatrove(step, n, executor, folder.with_name(f"{folder.name}-logs"), "index")
+        elif workers > 1 and n > 1:
+            # spawn, not fork: the parent may hold polars' and tokenizers' thread pools
+            with ProcessPoolExecutor(min(workers, n), mp_context=multiprocessing.get_context("spawn")) as pool:
+                list(pool.map(step.write_file, range(n)))
+        else:
+            for i in range(n):
+                step.write_file(i)
+        self.index = [folder / f"{i:05d}.parquet" for i in range(n)]
+        joined = set()
+        for i in range(n):
+            joined.update(read_json_object(folder / f"{i:05d}.json")["joined_by_id"])
+        self.joined_by_id = [s.folder.name for s in scorers if s.folder.name in joined]
         for name in self.joined_by_id:
             log(f"attributes/{name}: its files are not in the score stage's order; joined by id")
 
@@ -201,6 +214,38 @@ def rows_in_sorted(sorted_ids: pl.Series, ids: list[str]) -> np.ndarray:
     return rows
 
 
+class IndexFiles(PipelineStep):
+    """The index pass as a datatrove step: rank r writes the index of documents files r, r + world, ... (each
+    atomically, then `<n>.json` naming the scorers it had to join by id)."""
+
+    type = "📇 - INDEX"
+    name = "📇 Curation run index"
+
+    def __init__(self, files: list[str], scorers: list[_ScorerFiles], keys: list[HashKey], folder: str):
+        super().__init__()
+        self.files, self.scorers, self.keys, self.folder = files, scorers, keys, folder
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        if data:
+            yield from data
+        for i in range(rank, len(self.files), world_size):
+            self.write_file(i)
+            self.stat_update("files")
+
+    def write_file(self, i: int) -> None:
+        part = _read_documents(Path(self.files[i]), i)
+        joined = []
+        for scorer in self.scorers:
+            part = scorer.attach(part, i)
+            if scorer.joined is not None:
+                joined.append(scorer.folder.name)
+        for key in self.keys:
+            part = _with_hash_key(part, key)
+        with atomic_path(Path(self.folder) / f"{i:05d}.parquet") as tmp:
+            part.write_parquet(tmp)
+        atomic_write_json(Path(self.folder) / f"{i:05d}.json", {"joined_by_id": joined})
+
+
 class _ScorerFiles:
     """One scorer's attributes/<name>/*.parquet, each documents file's rows read as the slice of the attribute
     file that scored it; joined by id (the whole table read once) where that slice is not those documents."""
@@ -215,12 +260,13 @@ class _ScorerFiles:
         width = len(self.files)
         self.offsets = [sum(doc_rows[j] for j in range(i % width, i, width)) for i in range(len(doc_rows))]
         self.groups = [_row_groups(f) for f in self.files]
-        if any(sum(self.groups[r]) != sum(doc_rows[r::width]) for r in range(width)):
-            self._join()
+        self.aligned = all(sum(self.groups[r]) == sum(doc_rows[r::width]) for r in range(width))
 
     def attach(self, part: pl.DataFrame, i: int) -> pl.DataFrame:
         if not len(part):
             return part.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in self.columns)
+        if not self.aligned:
+            self._join()
         if self.joined is None:
             piece = self._slice(i, len(part))
             if piece["id"].equals(part["id"]):
@@ -271,6 +317,13 @@ def _metadata(file: Path):
 
 
 def _read_documents(file: Path, index: int) -> pl.DataFrame:
+    try:
+        return _measured(file, index)
+    except (pl.exceptions.PolarsError, OSError) as exc:  # damaged, truncated, not Parquet
+        raise UserError(f"{file}: not readable as Parquet ({str(exc).strip().splitlines()[0]})") from None
+
+
+def _measured(file: Path, index: int) -> pl.DataFrame:
     schema = pl.read_parquet_schema(file)
     missing = [c for c in DOCUMENT_COLUMNS if c not in schema]
     if missing:

@@ -27,6 +27,8 @@ from datatrove.pipeline.base import PipelineStep
 
 from stablecpt.core.errors import UserError
 
+from .tasks import run_on_datatrove
+
 
 @dataclass(frozen=True)
 class TargetTokenizer:
@@ -212,15 +214,6 @@ def write_result(result: TaskResult) -> None:
                       {"n_bytes": result.n_bytes, "seconds": result.seconds, "cut": result.cut})
 
 
-def _last_error(log: Path) -> str:
-    """The last line of a task log that names an exception, or that the log is missing."""
-    if not log.is_file():
-        return f"no log at {log}"
-    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
-    errors = [line for line in lines if "Error" in line or "Exception" in line]
-    return (errors or lines or ["(empty log)"])[-1][:300]
-
-
 def read_result(task: Task) -> TaskResult:
     import pyarrow.parquet as pq
 
@@ -263,28 +256,9 @@ class Tokenizers:
         return list(self._pool.map(_run_task, tasks))
 
     def _run_on_datatrove(self, tasks: list[Task]) -> list[TaskResult]:
-        from stablecpt.curation.config import ExecutorConfig
-        from stablecpt.curation.pipeline import Stage, connect_ray, make_executor
-        from stablecpt.curation.progress import datatrove_console_to
-
         logging_dir = self.logs / f"round_{self.rounds:03d}"
         self.rounds += 1
-        config = ExecutorConfig(kind=self.executor.kind, tasks=len(tasks), workers=self.executor.workers,
-                                options=self.executor.options)
-        stage = Stage("tokenize", [TokenizeTasks(tasks, self.args)], len(tasks))
-        if config.kind == "ray":
-            connect_ray(config.options)
-        with datatrove_console_to(logging_dir / "console.log"):
-            executor = make_executor(config, stage, str(logging_dir), console_log=str(logging_dir / "console.log"))
-            try:
-                executor.run()
-            except Exception as exc:  # a task raised in this process (one worker): its traceback is in its log
-                reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-                raise RuntimeError(f"a tokenizer task failed ({reason})") from exc
-        incomplete = executor.get_incomplete_ranks()
-        if incomplete:  # the staging folder, logs included, goes with the failed build: say what the log says
-            raise RuntimeError(f"tokenizer tasks {incomplete[:5]} did not complete; task {incomplete[0]}: "
-                               f"{_last_error(logging_dir / 'logs' / f'task_{incomplete[0]:05d}.log')}")
+        run_on_datatrove(TokenizeTasks(tasks, self.args), len(tasks), self.executor, logging_dir, "tokenizer")
         return [read_result(task) for task in tasks]
 
     def close(self) -> None:
