@@ -15,7 +15,8 @@ def register(stages: argparse._SubParsersAction) -> None:
     build.add_argument("--config", required=True, help="shards config (YAML)")
     build.add_argument("--version", type=int, help="version number to write (default: the next free one)")
     build.add_argument("--workers", type=int,
-                       help="tokenizer workers (overrides tokenize.workers and tokenize.executor.workers)")
+                       help="workers of the index pass and the tokenizer (overrides tokenize.workers and "
+                            "tokenize.executor.workers)")
     build.add_argument("--dry-run", action="store_true",
                        help="print the token budgets per epoch and share from the config alone, and exit")
     build.set_defaults(handler=_build)

@@ -143,9 +143,10 @@ class ReplayConfig(StrictModel):
 
 
 class TokenizeExecutor(StrictModel):
-    """Tokenizer tasks as datatrove pipelines: its LocalPipelineExecutor, or RayPipelineExecutor over a Ray
-    cluster (`options` go to it unchanged; `address` to ray.init). Not Slurm: `shards build` waits for each
-    round of tasks (it tokenizes the estimated prefix, then more if it falls short)."""
+    """The build's tasks (the run's index pass, the tokenizer rounds) as datatrove pipelines: its
+    LocalPipelineExecutor, or RayPipelineExecutor over a Ray cluster (`options` go to it unchanged; `address` to
+    ray.init). Not Slurm: `shards build` waits for each round of tasks (it tokenizes the estimated prefix, then
+    more if it falls short)."""
 
     kind: Literal["local", "ray"] = "local"  # datatrove's Local or Ray executor (not Slurm: each round is waited for)
     workers: int = Field(1, ge=1)  # tasks run at once
@@ -153,7 +154,7 @@ class TokenizeExecutor(StrictModel):
 
 
 class TokenizeConfig(StrictModel):
-    workers: int = Field(1, ge=1)  # tokenizer worker processes (`shards build --workers` overrides it)
+    workers: int = Field(1, ge=1)  # worker processes of the index pass and the tokenizer (`shards build --workers`)
     # None: this process's own pool of `workers` processes; else the tasks run on a datatrove executor
     executor: TokenizeExecutor | None = None
     batch_size: int = Field(1000, ge=1)  # documents per tokenizer call
