@@ -40,6 +40,8 @@ def build_version(cfg: ShardsConfig, version: int | None = None, log=print) -> t
             store = TokenStore(run, tokenizer, staging / f"tokens-{attempt}", cfg.tokenize.workers,
                                cfg.tokenize.batch_size, cfg.tokenize.max_document_tokens, cfg.tokenize.executor)
             try:
+                if len(limited := run.limited_rows()):  # every limited prefix in one round: one read of the run
+                    store.tokenize(limited)
                 subset = select_domain_subset(cfg, run, store)
                 plans = plan_epochs(cfg, run, store, subset)
                 break

@@ -90,6 +90,14 @@ class CurationRun:
         mask = self.limits.get(order)
         return rows if mask is None else rows[mask[rows]]
 
+    def limited_rows(self) -> np.ndarray:
+        """The rows inside any limit: the walks of the limited orders stay within them, so the build tokenizes
+        them in one round (each round streams every documents file holding a wanted document) rather than a
+        round per walk; ~1.6x the tokens the walks take against ~1.1x, one read of the run against three."""
+        if not self.limits:
+            return np.empty(0, dtype=np.int64)
+        return np.flatnonzero(np.logical_or.reduce(list(self.limits.values())))
+
     def guarded(self, take_prefix, order: str):
         """`take_prefix` that raises Widen when the limited `order` runs out before its target."""
         if order not in self.limits:
