@@ -8,6 +8,8 @@ GPU image that has neither, passing `token_writer="numpy"` (the same bytes: test
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -304,3 +306,16 @@ def random_docs(n: int, vocab_size: int = 512, min_len: int = 5, max_len: int = 
 def shuffled_epochs(n_docs: int, n_epochs: int, seed: int = 0) -> list[list[int]]:
     rng = np.random.default_rng(seed)
     return [rng.permutation(n_docs).tolist() for _ in range(n_epochs)]
+
+
+DIAGNOSTICS = ("tokenized_tokens", "tokenize_rounds", "documents_cut_to_max_tokens")  # how much was tokenized
+
+
+def version_content(path: Path) -> dict:
+    """Every file's sha256 (the manifest aside) and the manifest's epochs, tokens and selection, less the
+    counts of how much was tokenized to find them."""
+    files = {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(path.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+    manifest = json.loads((path / "manifest.json").read_text())
+    selection = {k: v for k, v in manifest["selection"].items() if k not in DIAGNOSTICS}
+    return {"files": files, "epochs": manifest["epochs"], "tokens": manifest["tokens"], "selection": selection}

@@ -4,13 +4,12 @@ file at a time with each scorer's attribute slice, and only the ranked prefixes 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import polars as pl
 import pytest
 from curation_run_factory import make_documents, write_curation_run, write_curation_run_manifest
+from shardkit import version_content
 from stablecpt.curation.shards import build
 from stablecpt.curation.shards.build import build_version
 from stablecpt.curation.shards.config import ShardsConfig
@@ -18,23 +17,11 @@ from stablecpt.curation.shards.run import open_run, scan_run
 
 from stablecpt.core.errors import UserError
 
-DIAGNOSTICS = ("tokenized_tokens", "tokenize_rounds", "documents_cut_to_max_tokens")  # how much was tokenized
-
 
 @pytest.fixture(scope="module")
 def big_run(tmp_path_factory) -> Path:
     docs = make_documents(n_medical=400, general={"code": 150, "wikipedia": 150, "web": 200}, seed=5, unscored=20)
     return write_curation_run(tmp_path_factory.mktemp("cand") / "run", docs, n_files=3, shuffle_seed=2)
-
-
-def version_content(path: Path) -> dict:
-    """Every file's sha256 (the manifest aside) and the manifest's epochs, tokens and selection, less the
-    counts of how much was tokenized to find them."""
-    files = {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(path.rglob("*")) if p.is_file() and p.name != "manifest.json"}
-    manifest = json.loads((path / "manifest.json").read_text())
-    selection = {k: v for k, v in manifest["selection"].items() if k not in DIAGNOSTICS}
-    return {"files": files, "epochs": manifest["epochs"], "tokens": manifest["tokens"], "selection": selection}
 
 
 def whole_run(cfg, scan, bytes_per_token=None):

@@ -144,13 +144,15 @@ class ReplayConfig(StrictModel):
 
 class TokenizeExecutor(StrictModel):
     """The build's tasks (the run's index pass, the tokenizer rounds) as datatrove pipelines: its
-    LocalPipelineExecutor, or RayPipelineExecutor over a Ray cluster (`options` go to it unchanged; `address` to
-    ray.init). Not Slurm: `shards build` waits for each round of tasks (it tokenizes the estimated prefix, then
-    more if it falls short)."""
+    LocalPipelineExecutor, RayPipelineExecutor over a Ray cluster, or SlurmPipelineExecutor (`options` go to it
+    unchanged: Slurm needs partition and time; `address` goes to ray.init). `shards build` waits for each round
+    of tasks (it tokenizes the estimated prefix, then more if it falls short); on Slurm it polls the tasks'
+    completion files while the job is queued or running, and its output_root must be on shared storage."""
 
-    kind: Literal["local", "ray"] = "local"  # datatrove's Local or Ray executor (not Slurm: each round is waited for)
+    kind: Literal["local", "ray", "slurm"] = "local"  # datatrove's Local, Ray or Slurm executor
     workers: int = Field(1, ge=1)  # tasks run at once
     options: dict[str, Any] = {}  # passed to the executor unchanged; `address` goes to ray.init
+    poll_seconds: float = Field(30.0, gt=0)  # on Slurm: how often the build looks for finished tasks
 
 
 class TokenizeConfig(StrictModel):
