@@ -89,3 +89,19 @@ def write_curation_run_manifest(path: Path, docs: list[dict]) -> None:
                    counts={s: {"input": sum(d["source"] == s for d in docs),
                                "kept": sum(d["source"] == s for d in docs), "dropped": {}} for s in sources},
                    scorers=scorer_uses())
+
+
+def damage_files_once_tokenizer_tasks_are_planned(monkeypatch) -> None:
+    """Each documents file the selection's tokenizer tasks will read is cut to 64 bytes right after the tasks
+    are planned (the tasks then fail to read it)."""
+    from stablecpt.curation.shards import store
+
+    real_plan = store.plan_tasks
+
+    def plan_then_damage(files, *args):
+        tasks = real_plan(files, *args)
+        for file in files:
+            file.write_bytes(file.read_bytes()[:64])
+        return tasks
+
+    monkeypatch.setattr(store, "plan_tasks", plan_then_damage)

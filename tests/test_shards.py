@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from curation_run_factory import make_documents, write_curation_run
+from curation_run_factory import damage_files_once_tokenizer_tasks_are_planned, make_documents, write_curation_run
 from stablecpt.curation.shards.build import build_version
 from stablecpt.curation.shards.config import ShardsConfig
 from stablecpt.curation.shards.run import open_run
@@ -385,18 +385,8 @@ def test_a_failed_tokenizer_task_on_the_executor_is_one_line_with_its_error(tmp_
                                                                             workers):
     """A run whose Parquet files are damaged once the tasks are planned: the tasks (in this process, or in the
     executor's pool workers) fail to read their text; the build stops with one line and leaves nothing."""
-    from stablecpt.curation.shards import store
-
     run = write_curation_run(tmp_path / "run", make_documents(seed=3), n_files=2)
-    real_plan = store.plan_tasks
-
-    def plan_then_damage(files, *args):
-        tasks = real_plan(files, *args)
-        for file in files:
-            file.write_bytes(file.read_bytes()[:64])
-        return tasks
-
-    monkeypatch.setattr(store, "plan_tasks", plan_then_damage)
+    damage_files_once_tokenizer_tasks_are_planned(monkeypatch)
     with pytest.raises(RuntimeError) as caught:
         build_version(spec(tmp_path / "v", run, tiny_model_dir,
                            tokenize={"executor": {"kind": "local", "workers": workers}}), log=quiet)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from curation_run_factory import make_documents, write_curation_run
+from curation_run_factory import damage_files_once_tokenizer_tasks_are_planned, make_documents, write_curation_run
 from shardkit import version_content
 from stablecpt.curation.shards.build import build_version
 from stablecpt.curation.shards.config import ShardsConfig
@@ -50,18 +50,8 @@ def test_a_build_on_slurm_waits_for_its_tasks_and_writes_the_same_version(tmp_pa
 
 def test_a_task_that_fails_on_slurm_is_one_line_once_the_job_is_gone(tmp_path, tiny_model_dir, fake_slurm,
                                                                      monkeypatch):
-    from stablecpt.curation.shards import store
-
     run = write_curation_run(tmp_path / "run", make_documents(seed=3), n_files=2)
-    real_plan = store.plan_tasks
-
-    def plan_then_damage(files, *args):
-        tasks = real_plan(files, *args)
-        for file in files:
-            file.write_bytes(file.read_bytes()[:64])
-        return tasks
-
-    monkeypatch.setattr(store, "plan_tasks", plan_then_damage)
+    damage_files_once_tokenizer_tasks_are_planned(monkeypatch)
     with pytest.raises(RuntimeError) as caught:
         build_version(spec(tmp_path, run, tiny_model_dir, "v", SLURM), log=lambda *_: None)
     message = str(caught.value)
