@@ -6,6 +6,8 @@ Tests never reach the network: HF_HUB_OFFLINE is forced and HF_HOME stays inside
 from __future__ import annotations
 
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,20 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     build_tiny_llama(tiny_tokenizer).save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+@dataclass(frozen=True)
+class FakeSlurm:
+    bin: Path  # sbatch, squeue, srun, scontrol stand-ins (tests/fakeslurm)
+    state: Path  # their state: each job's script, process ids, outputs
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch) -> FakeSlurm:
+    """Slurm's commands on PATH, run on this machine (tests/fakeslurm/sbatch says how), and the interpreter's
+    bin folder, where datatrove's launch_pickled_pipeline is, for the jobs' tasks."""
+    fake = FakeSlurm(Path(__file__).resolve().parent / "fakeslurm", tmp_path / "slurm")
+    monkeypatch.setenv("FAKE_SLURM_DIR", str(fake.state))
+    monkeypatch.setenv("PATH", os.pathsep.join([str(fake.bin), str(Path(sys.executable).parent), os.environ["PATH"]]))
+    return fake
+

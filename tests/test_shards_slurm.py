@@ -6,7 +6,6 @@ a task runs; the tasks themselves are datatrove's launch script, srun and launch
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,7 @@ from shardkit import version_content
 from stablecpt.curation.shards.build import build_version
 from stablecpt.curation.shards.config import ShardsConfig
 
-FAKE_SLURM = Path(__file__).resolve().parent / "fakeslurm"
 SLURM = {"kind": "slurm", "workers": 2, "poll_seconds": 0.2, "options": {"partition": "cpu", "time": "1:00:00"}}
-
-
-@pytest.fixture
-def fake_slurm(tmp_path, monkeypatch) -> Path:
-    state = tmp_path / "slurm"
-    monkeypatch.setenv("FAKE_SLURM_DIR", str(state))
-    # launch_pickled_pipeline is in this interpreter's bin folder; the tasks run with this environment
-    monkeypatch.setenv("PATH", os.pathsep.join([str(FAKE_SLURM), str(Path(sys.executable).parent),
-                                                os.environ["PATH"]]))
-    return state
 
 
 def spec(tmp_path: Path, run: Path, tokenizer: Path, name: str, executor: dict | None) -> ShardsConfig:
@@ -43,7 +31,7 @@ def test_a_build_on_slurm_waits_for_its_tasks_and_writes_the_same_version(tmp_pa
     on_slurm, _ = build_version(spec(tmp_path, run, tiny_model_dir, "slurm", SLURM), log=logs.append)
     assert version_content(on_slurm) == version_content(here)
     # the index pass (one task per documents file) and at least one tokenizer round went through sbatch
-    scripts = sorted(fake_slurm.glob("*.sh"))
+    scripts = sorted(fake_slurm.state.glob("*.sh"))
     assert any("stablecpt-index" in s.read_text() for s in scripts)
     assert any("stablecpt-tokenizer" in s.read_text() for s in scripts)
 
@@ -64,7 +52,7 @@ def test_a_task_that_dies_before_its_log_is_named_from_slurms_own_output(tmp_pat
                                                                           monkeypatch):
     """The nodes' environment lacks datatrove's launcher: the task dies in its launch script, before datatrove's
     logger starts; the line quotes Slurm's output for that task."""
-    monkeypatch.setenv("PATH", os.pathsep.join([str(FAKE_SLURM), "/usr/bin", "/bin"]))
+    monkeypatch.setenv("PATH", os.pathsep.join([str(fake_slurm.bin), "/usr/bin", "/bin"]))
     run = write_curation_run(tmp_path / "run", make_documents(seed=5), n_files=2)
     with pytest.raises(RuntimeError) as caught:
         build_version(spec(tmp_path, run, tiny_model_dir, "v", SLURM), log=lambda *_: None)
