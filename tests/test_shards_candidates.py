@@ -165,3 +165,16 @@ def test_a_documents_file_damaged_before_the_index_pass_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"00001.parquet: not readable as Parquet \(") as caught:
         scan.write_index(tmp_path / "index", log=lambda *_: None)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "zeroed"])
+def test_an_attribute_file_damaged_before_the_index_pass_is_one_line(tmp_path, damage):
+    docs = make_documents(n_medical=30, general={"web": 10}, seed=2)
+    run = write_curation_run(tmp_path / "run", docs, n_files=2)
+    scan = scan_run(run)
+    file = run / "attributes" / "kenlm" / "00001.parquet"
+    size = file.stat().st_size
+    file.write_bytes(file.read_bytes()[: size // 2] if damage == "truncated" else b"\0" * size)
+    with pytest.raises(UserError, match=r"kenlm/00001.parquet: not readable") as caught:
+        scan.write_index(tmp_path / "index", log=lambda *_: None)
+    assert "\n" not in str(caught.value)

@@ -294,21 +294,27 @@ class _ScorerFiles:
         first = int(np.searchsorted(bounds, start, side="right")) - 1
         last = int(np.searchsorted(bounds, stop, side="left"))
         groups = list(range(max(first, 0), max(last, first + 1)))
-        table = _attribute_table(pq.ParquetFile(file).read_row_groups(groups, columns=["id", *self.columns]), file)
+        table = _attribute_table(file, self.columns, groups)
         return table.slice(start - int(bounds[groups[0]]), n)
 
     def _join(self) -> None:
         if self.joined is None:
-            parts = [_attribute_table(pq.read_table(f, columns=["id", *self.columns]), f) for f in self.files]
+            parts = [_attribute_table(f, self.columns) for f in self.files]
             self.joined = self._floats(pl.concat(parts))
 
     def _floats(self, frame: pl.DataFrame) -> pl.DataFrame:
         return frame.with_columns(pl.col(c).cast(pl.Float64) for c in self.columns)
 
 
-def _attribute_table(table, file: Path) -> pl.DataFrame:
-    frame = pl.from_arrow(table)
-    return frame.with_columns(pl.col("id").cast(pl.String))
+def _attribute_table(file: Path, columns: list[str], groups: list[int] | None = None) -> pl.DataFrame:
+    """id and `columns` of an attribute file (of its row groups `groups`); unreadable is one line naming it."""
+    try:
+        parquet = pq.ParquetFile(file)
+        table = parquet.read(columns=["id", *columns]) if groups is None else \
+            parquet.read_row_groups(groups, columns=["id", *columns])
+    except (OSError, ValueError, KeyError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise UserError(f"{file}: not readable as an attribute file ({str(exc).strip().splitlines()[0]})") from None
+    return pl.from_arrow(table).with_columns(pl.col("id").cast(pl.String))
 
 
 def _row_groups(file: Path) -> list[int]:
