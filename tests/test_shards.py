@@ -269,13 +269,19 @@ def test_an_empty_mixture_category_is_one_line_before_anything_is_tokenized(tmp_
     assert "(mixture.rates: 'llama1' gives it" in err and "give mixture.rates as a dict with" in err
 
 
-def test_shards_dry_run_counts_the_pools_of_a_local_curation_run(tmp_path, run_dir, capsys):
-    from stablecpt.curation.shards.run import open_run
+def test_shards_dry_run_counts_the_pools_of_a_local_curation_run(tmp_path, run_dir, capsys, monkeypatch):
+    """From the documents' labels alone: no index pass (which reads every text) for a dry run."""
+    from stablecpt.curation.shards.run import RunScan, open_run
 
     data = {"name": "t", "curation_run": str(run_dir), "selection": {"tokens": 300},
             "mixture": {"rates": {"web": 0.9, "wikipedia": 0.1}}}
-    assert main(["shards", "build", "--config", str(write_yaml(tmp_path / "a.yaml", data)), "--dry-run"]) == 0
     table = open_run(run_dir).table
+
+    def no_index_pass(*_args, **_kwargs):
+        raise AssertionError("the dry run wrote the run's index")
+
+    monkeypatch.setattr(RunScan, "write_index", no_index_pass)
+    assert main(["shards", "build", "--config", str(write_yaml(tmp_path / "a.yaml", data)), "--dry-run"]) == 0
     general = table.filter((pl.col("domain") != "medical") & (pl.col("category") == "wikipedia"))
     medical = table.filter(pl.col("domain") == "medical")
     assert (f"data: {run_dir}: documents per pool: domain 'medical' {len(medical):,}, wikipedia {len(general):,}"

@@ -66,20 +66,15 @@ def _build(args: argparse.Namespace) -> int:
 
 def _check_local_run(cfg) -> str:
     """When the curation run is here: each general part's pool (an empty one is the one-line error)."""
-    import tempfile
-    from pathlib import Path
-
     import polars as pl
     from stablecpt.curation.shards.mixture import check_general_pools
     from stablecpt.curation.shards.run import scan_run
 
     if not (cfg.curation_run / "manifest.json").is_file():
         return f"{cfg.curation_run} is not here; the mixture's pools are checked when the build starts"
-    scan = scan_run(cfg.curation_run)
-    with tempfile.TemporaryDirectory(prefix="stablecpt-index-") as index:
-        scan.write_index(Path(index), log=lambda *_: None)
-        pools = check_general_pools(cfg, scan)
-        domain = scan.count(pl.col("domain") == cfg.selection.domain)
+    scan = scan_run(cfg.curation_run)  # counted from the documents' labels: no index pass, no text read
+    pools = check_general_pools(cfg, scan)
+    domain = scan.count(pl.col("domain") == cfg.selection.domain)
     parts = "".join(f", {part} {n:,}" for part, n in pools.items())
     return f"{cfg.curation_run}: documents per pool: domain '{cfg.selection.domain}' {domain:,}{parts}"
 

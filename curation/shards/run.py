@@ -41,6 +41,7 @@ from stablecpt.formats.curation import (
 from .plan import sample_key
 
 DOCUMENT_COLUMNS = ("id", "text", "source", "domain", "category")
+LABELS = ("id", "source", "domain", "category")
 
 
 @dataclass(frozen=True, eq=False)
@@ -152,9 +153,11 @@ class RunScan:
             log(f"attributes/{name}: its files are not in the score stage's order; joined by id")
 
     def lazy(self) -> pl.LazyFrame:
-        if not self.index:
-            raise RuntimeError("RunScan.write_index first")
-        return pl.scan_parquet(self.index)
+        """The index; before it is written, the documents files' labels (id, source, domain, category: no text
+        is read), enough for counting pools (`shards build --dry-run`)."""
+        if self.index:
+            return pl.scan_parquet(self.index)
+        return pl.concat([pl.scan_parquet(f).select(pl.col(c).cast(pl.String) for c in LABELS) for f in self.files])
 
     def count(self, mask: pl.Expr) -> int:
         return int(self.lazy().filter(mask).select(pl.len()).collect(engine="streaming").item())
