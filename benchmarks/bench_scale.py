@@ -282,7 +282,7 @@ for name, use in manifest.scorers.items():
     attrs = pl.read_parquet(sorted((path / 'attributes' / name).glob('*.parquet')), columns=['id', *columns])
     table = table.join(attrs.with_columns(pl.col(c).cast(pl.Float64) for c in columns), on='id', how='left',
                        maintain_order='left')
-print(len(table), len(table))
+print(len(table), len(table))  # documents read, documents held: the same two counts as RUN_NEW prints
 """
 
 RUN_NEW = """

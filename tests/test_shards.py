@@ -403,7 +403,7 @@ def test_a_failed_tokenizer_task_on_the_executor_is_one_line_with_its_error(tmp_
 
 
 def test_a_run_file_damaged_before_the_tokenizer_tasks_are_planned_is_one_line(tmp_path):
-    """open_run reads the files just before, so it takes damage in between; still one line naming the file."""
+    """The index pass reads the files just before, so it takes damage in between; still one line naming the file."""
     from stablecpt.curation.shards.tokenizing import plan_tasks
 
     damaged = tmp_path / "part-0.parquet"

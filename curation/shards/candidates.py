@@ -67,9 +67,9 @@ def candidate_run(cfg: ShardsConfig, scan: RunScan, bytes_per_token: float = BYT
     pool = selection_pool_expr(cfg)
     prefixes: dict[str, tuple[pl.Expr, bool]] = {}
     if sel.within is not None:
-        prefixes["within"] = _prefix(scan, pool, _rank_key(cfg, scan, sel.within.score), sel.within.tokens, tokens)
+        prefixes["within"] = _prefix(scan, pool, _rank_key(scan, sel.within.score), sel.within.tokens, tokens)
     else:
-        prefixes["selection"] = _prefix(scan, pool, _rank_key(cfg, scan, sel.score), sel.tokens, tokens)
+        prefixes["selection"] = _prefix(scan, pool, _rank_key(scan, sel.score), sel.tokens, tokens)
     for name, target in _general_targets(cfg).items():
         for k in general_epoch_keys(cfg):
             prefixes[f"general:{name}:{k}"] = _prefix(scan, general_pool_expr(cfg, name),
@@ -79,7 +79,7 @@ def candidate_run(cfg: ShardsConfig, scan: RunScan, bytes_per_token: float = BYT
     return scan.materialise(keep, limits, facts)
 
 
-def _rank_key(cfg: ShardsConfig, scan: RunScan, score: str) -> pl.Expr:
+def _rank_key(scan: RunScan, score: str) -> pl.Expr:
     direction = score_direction(score, scan, f"selection (curation run {scan.path})")
     if direction is None:
         return pl.col(SELECT_KEY)

@@ -1,11 +1,11 @@
 """Reading a curation run (contract C1) without holding it.
 
-`scan_run` makes one pass over the run, a documents file at a time, and writes its index: per kept document a
-small row (id, source, domain, category, UTF-8 bytes of its text, file number, every attribute column of the
-run's scorers, and any hash keys the build asks for) into one Parquet file per documents file, in a staging
-folder. The text is measured, never held. Every later pass over a pool (counts, top-S cuts) is a polars scan of
-that index; only the documents a build may use are then materialised (`RunScan.materialise`), as a
-`CurationRun` sorted by id.
+`scan_run` checks the run; `RunScan.write_index` makes one pass over it, a documents file at a time, and writes
+its index: per kept document a small row (id, source, domain, category, UTF-8 bytes of its text, file number,
+every attribute column of the run's scorers, and any hash keys the build asks for) into one Parquet file per
+documents file, in a staging folder. The text is measured, never held. Every later pass over a pool (counts,
+top-S cuts) is a polars scan of that index; only the documents a build may use are then materialised
+(`RunScan.materialise`), as a `CurationRun` sorted by id.
 
 Attributes: the score stage's task r scored documents files r, r+W, ... in order (W = its file count:
 curation/attributes.py), so each documents file's rows are a slice of one attribute file, read by row groups and
@@ -292,8 +292,7 @@ class _ScorerFiles:
         return part.join(self.joined, on="id", how="left", maintain_order="left")
 
     def _slice(self, i: int, n: int) -> pl.DataFrame:
-        if not n:
-            return pl.DataFrame({"id": pl.Series([], dtype=pl.String)})
+        """Rows offsets[i] .. offsets[i] + n of the attribute file that scored documents file i (n > 0)."""
         file = self.files[i % len(self.files)]
         start, stop = self.offsets[i], self.offsets[i] + n
         bounds = np.concatenate([[0], np.cumsum(self.groups[i % len(self.files)])])
